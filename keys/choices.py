@@ -1,0 +1,80 @@
+from django.db import models
+
+
+class ContractStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ENDING = "ending", "Ending"
+    ENDED = "ended", "Ended"
+
+
+class Environment(models.TextChoices):
+    PRODUCTION = "production", "Production"
+    STAGING = "staging", "Staging"
+    DEVELOPMENT = "development", "Development"
+
+
+class WorkflowStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DECOMMISSIONED = "decommissioned", "Decommissioned"
+
+
+class IssuingSystemKind(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook (signed HTTP call)"
+    MANUAL = "manual", "Manual (admin confirms)"
+
+
+class RiskTier(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class KeyStatus(models.TextChoices):
+    PENDING = "pending", "Pending approval"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+FINAL_KEY_STATUSES = frozenset({KeyStatus.REVOKED, KeyStatus.EXPIRED})
+LIVE_KEY_STATUSES = frozenset({KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED})
+
+
+class RevocationReason(models.TextChoices):
+    RELEASED = "released", "Released by owner"
+    CONTRACT_ENDED = "contract_ended", "Customer contract ended"
+    WORKFLOW_DECOMMISSIONED = "workflow_decommissioned", "Workflow decommissioned"
+    OWNER_DEPARTED = "owner_departed", "Owner departed"
+    EXPOSED = "exposed", "Secret exposed"
+    NO_RESPONSE = "no_response", "No response in campaign"
+    MANUAL = "manual", "Manual"
+
+
+class LifecycleAction(models.TextChoices):
+    REGISTER = "register", "Registered"
+    APPROVE = "approve", "Approved"
+    ROTATE = "rotate", "Rotated"
+    SUSPEND = "suspend", "Suspended"
+    REINSTATE = "reinstate", "Reinstated"
+    REVOKE = "revoke", "Revoked"
+    EXPIRE = "expire", "Expired"
+    CHANGE_OWNER = "change_owner", "Owner changed"
+    IMPORT = "import", "Imported"
+
+
+# The key state machine: action -> (statuses it may start from, status it leads to).
+# ``None`` as the target keeps the current status (rotation, ownership change).
+KEY_TRANSITIONS: dict[str, tuple[frozenset, str | None]] = {
+    LifecycleAction.APPROVE: (frozenset({KeyStatus.PENDING}), KeyStatus.ACTIVE),
+    LifecycleAction.ROTATE: (frozenset({KeyStatus.ACTIVE, KeyStatus.SUSPENDED}), None),
+    LifecycleAction.SUSPEND: (frozenset({KeyStatus.ACTIVE}), KeyStatus.SUSPENDED),
+    LifecycleAction.REINSTATE: (frozenset({KeyStatus.SUSPENDED}), KeyStatus.ACTIVE),
+    LifecycleAction.REVOKE: (
+        frozenset({KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED}),
+        KeyStatus.REVOKED,
+    ),
+    LifecycleAction.EXPIRE: (frozenset({KeyStatus.ACTIVE, KeyStatus.SUSPENDED}), KeyStatus.EXPIRED),
+    LifecycleAction.CHANGE_OWNER: (frozenset(LIVE_KEY_STATUSES), None),
+}

@@ -1,0 +1,200 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
+
+from portal import roles
+
+from .choices import (
+    ContractStatus,
+    Environment,
+    IssuingSystemKind,
+    KeyStatus,
+    LifecycleAction,
+    RevocationReason,
+    RiskTier,
+    WorkflowStatus,
+)
+
+USER = settings.AUTH_USER_MODEL
+
+
+class Customer(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    external_id = models.CharField(max_length=100, unique=True, help_text="The customer's id in the CRM.")
+    contract_status = models.CharField(
+        max_length=20, choices=ContractStatus.choices, default=ContractStatus.ACTIVE, db_index=True
+    )
+    contract_end = models.DateField(null=True, blank=True)
+    account_manager = models.ForeignKey(
+        USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="managed_customers"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Workflow(models.Model):
+    """One integration of a customer: the reason a key exists."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="workflows")
+    name = models.CharField(max_length=200)
+    purpose = models.TextField()
+    data_scope = models.CharField(max_length=300, help_text="What data the integration may reach.")
+    environment = models.CharField(max_length=20, choices=Environment.choices, db_index=True)
+    business_owner = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="owned_workflows")
+    technical_steward = models.ForeignKey(
+        USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="stewarded_workflows"
+    )
+    status = models.CharField(
+        max_length=20, choices=WorkflowStatus.choices, default=WorkflowStatus.ACTIVE, db_index=True
+    )
+    decommissioned_on = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["customer__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["customer", "name"], name="workflow_unique_per_customer")]
+
+    def __str__(self):
+        return f"{self.customer} / {self.name}"
+
+
+class IssuingSystem(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=IssuingSystemKind.choices, default=IssuingSystemKind.MANUAL)
+    revoke_url = models.URLField(blank=True, help_text="Webhook systems: where signed revocation calls go.")
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class OwnerProfile(models.Model):
+    user = models.OneToOneField(USER, on_delete=models.CASCADE, related_name="owner_profile")
+    manager = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="reports")
+    department = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True, help_text="Cleared when the person leaves.")
+    departed_on = models.DateField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["user__username"]
+
+    def __str__(self):
+        return f"{self.user.get_username()} ({self.department or 'no department'})"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The one definition of who sees which key.
+
+        Admins and compliance see every key; anyone else sees the keys they own or steward and
+        those granted to them explicitly (delegates) through object permissions.
+        """
+        if not user.is_authenticated:
+            return self.none()
+        if roles.sees_everything(user):
+            return self
+        granted = ApiKeyUserObjectPermission.objects.filter(
+            user=user, permission__codename="view_apikey"
+        ).values("content_object_id")
+        return self.filter(Q(owner=user) | Q(steward=user) | Q(pk__in=granted))
+
+    def live(self):
+        return self.filter(status__in=[KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED])
+
+
+class ApiKey(models.Model):
+    """A customer-owned API key, known by its prefix and fingerprint. The secret is never stored."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="keys")
+    issuing_system = models.ForeignKey(IssuingSystem, on_delete=models.PROTECT, related_name="keys")
+    label = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=32, db_index=True, help_text="The visible start of the key, e.g. sk_live_4f2a.")
+    fingerprint = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the secret under the pepper.")
+    pepper_version = models.PositiveSmallIntegerField(default=1)
+    scopes = models.JSONField(default=list, blank=True)
+    owner = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="owned_keys")
+    steward = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="stewarded_keys")
+    approved_by = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="approved_keys")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approval_reference = models.CharField(max_length=200, blank=True)
+    issued_on = models.DateField(default=timezone.localdate)
+    expires_on = models.DateField(null=True, blank=True, db_index=True)
+    next_review_on = models.DateField(null=True, blank=True, db_index=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_rotated_at = models.DateTimeField(null=True, blank=True)
+    last_attested_at = models.DateTimeField(null=True, blank=True)
+    risk_tier = models.CharField(max_length=20, choices=RiskTier.choices, default=RiskTier.MEDIUM, db_index=True)
+    status = models.CharField(max_length=20, choices=KeyStatus.choices, default=KeyStatus.PENDING, db_index=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    revocation_reason = models.CharField(max_length=40, choices=RevocationReason.choices, blank=True)
+    rotation_required = models.BooleanField(default=False, help_text="Set when ownership changed since the last rotation.")
+    orphaned = models.BooleanField(default=False, help_text="The owner has left; the key awaits reassignment.")
+    stale = models.BooleanField(default=False, help_text="Unused for longer than the configured number of days.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["workflow__customer__name", "label"]
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["owner", "status"])]
+
+    def __str__(self):
+        return f"{self.label} ({self.prefix}…)"
+
+    def get_absolute_url(self):
+        return reverse("keys:detail", args=[self.pk])
+
+    @property
+    def customer(self):
+        return self.workflow.customer
+
+    @property
+    def is_final(self):
+        return self.status in {KeyStatus.REVOKED, KeyStatus.EXPIRED}
+
+
+class ApiKeyUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
+
+
+class ApiKeyGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
+
+
+class LifecycleEvent(models.Model):
+    """One step of a key's life, with who did it and why. Append-only."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=20, choices=LifecycleAction.choices)
+    from_status = models.CharField(max_length=20, choices=KeyStatus.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=KeyStatus.choices, blank=True)
+    actor = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self):
+        return f"{self.get_action_display()} {self.key_id} by {self.actor_id}"

@@ -1,0 +1,51 @@
+"""The portal's roles, as Django groups, and the single answer to "what may this user do"."""
+
+from django.contrib.auth.models import Group, Permission
+
+OWNER = "owner"
+COMPLIANCE = "compliance"
+ADMIN = "admin"
+ROLES = (OWNER, COMPLIANCE, ADMIN)
+
+GOVERNED_APPS = ("keys", "attestations")
+
+
+def _group_names(user) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    cached = getattr(user, "_role_names", None)
+    if cached is None:
+        cached = set(user.groups.values_list("name", flat=True))
+        user._role_names = cached
+    return cached
+
+
+def is_admin(user) -> bool:
+    return user.is_authenticated and (user.is_superuser or ADMIN in _group_names(user))
+
+
+def is_compliance(user) -> bool:
+    return user.is_authenticated and COMPLIANCE in _group_names(user)
+
+
+def sees_everything(user) -> bool:
+    """Compliance reads everything; admins manage everything."""
+    return is_admin(user) or is_compliance(user)
+
+
+def sync_role_permissions(apps=None) -> None:
+    """Create the role groups and give them their model permissions.
+
+    Compliance may view every governed model; admin may do everything on them; owner has no model
+    permission at all: owners see keys through ownership and object permissions only.
+    """
+    group_model = apps.get_model("auth", "Group") if apps else Group
+    permission_model = apps.get_model("auth", "Permission") if apps else Permission
+    groups = {name: group_model.objects.get_or_create(name=name)[0] for name in ROLES}
+    governed = permission_model.objects.filter(content_type__app_label__in=GOVERNED_APPS)
+    groups[ADMIN].permissions.add(*governed)
+    groups[COMPLIANCE].permissions.add(*governed.filter(codename__startswith="view_"))
+
+
+def sync_role_permissions_after_migrate(**kwargs) -> None:
+    sync_role_permissions()

@@ -1,0 +1,37 @@
+import os
+
+import pytest
+
+from . import factories
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def owner(db):
+    return factories.OwnerFactory(username="alice")
+
+
+@pytest.fixture
+def other_owner(db):
+    return factories.OwnerFactory(username="bob")
+
+
+@pytest.fixture
+def compliance_user(db):
+    return factories.ComplianceFactory(username="carol")
+
+
+@pytest.fixture
+def admin_user(db):
+    return factories.AdminFactory(username="dave")
+
+
+@pytest.fixture
+def key(db, owner):
+    return factories.ApiKeyFactory(owner=owner)
+
+
+@pytest.fixture
+def other_key(db, other_owner):
+    return factories.ApiKeyFactory(owner=other_owner)

@@ -1,0 +1,113 @@
+import datetime
+import itertools
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from keys.choices import Environment, IssuingSystemKind, KeyStatus, RiskTier
+from keys.fingerprints import fingerprint_secret
+from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
+from portal import roles
+
+_secret_counter = itertools.count(1)
+
+
+def make_secret(prefix: str = "sk_test_") -> str:
+    """A fresh fake secret for tests; never a real credential."""
+    return f"{prefix}{next(_secret_counter):06d}fakeSecretValue0000"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
+    password = factory.PostGenerationMethodCall("set_password", "demo")
+
+    role = factory.PostGeneration(lambda user, create, extracted, **kw: _join(user, create, extracted))
+
+
+def _join(user, create, role_name, default=None):
+    role_name = role_name or default
+    if create and role_name:
+        user.groups.add(Group.objects.get(name=role_name))
+        if role_name == roles.ADMIN:
+            user.is_staff = True
+    if create:
+        user.save()
+
+
+class OwnerFactory(UserFactory):
+    role = factory.PostGeneration(lambda user, create, extracted, **kw: _join(user, create, extracted, roles.OWNER))
+
+
+class ComplianceFactory(UserFactory):
+    role = factory.PostGeneration(
+        lambda user, create, extracted, **kw: _join(user, create, extracted, roles.COMPLIANCE)
+    )
+
+
+class AdminFactory(UserFactory):
+    role = factory.PostGeneration(lambda user, create, extracted, **kw: _join(user, create, extracted, roles.ADMIN))
+
+
+class OwnerProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OwnerProfile
+
+    user = factory.SubFactory(OwnerFactory)
+    department = "Integrations"
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    name = factory.Sequence(lambda n: f"Customer {n}")
+    external_id = factory.Sequence(lambda n: f"CUST-{n:04d}")
+
+
+class WorkflowFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workflow
+
+    customer = factory.SubFactory(CustomerFactory)
+    name = factory.Sequence(lambda n: f"Workflow {n}")
+    purpose = "Nightly sanctions screening export"
+    data_scope = "screening results"
+    environment = Environment.PRODUCTION
+    business_owner = factory.SubFactory(OwnerFactory)
+
+
+class IssuingSystemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = IssuingSystem
+        django_get_or_create = ("name",)
+
+    name = "Gateway"
+    kind = IssuingSystemKind.MANUAL
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """A key written directly (status as given); use keys.lifecycle to test the lifecycle itself."""
+
+    class Meta:
+        model = ApiKey
+
+    workflow = factory.SubFactory(WorkflowFactory)
+    issuing_system = factory.SubFactory(IssuingSystemFactory)
+    label = factory.Sequence(lambda n: f"Key {n}")
+    prefix = factory.Sequence(lambda n: f"sk_test_{n:04d}")
+    fingerprint = factory.LazyFunction(lambda: fingerprint_secret(make_secret()))
+    scopes = factory.LazyFunction(lambda: ["read:cases"])
+    owner = factory.SubFactory(OwnerFactory)
+    risk_tier = RiskTier.MEDIUM
+    status = KeyStatus.ACTIVE
+    issued_on = factory.LazyFunction(lambda: timezone.localdate() - datetime.timedelta(days=100))
+    expires_on = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=265))
+    next_review_on = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=30))
