@@ -62,6 +62,8 @@ class LifecycleAction(models.TextChoices):
     EXPIRE = "expire", "Expired"
     CHANGE_OWNER = "change_owner", "Owner changed"
     IMPORT = "import", "Imported"
+    ATTEST = "attest", "Attested"
+    FLAG = "flag", "Flagged as unattested"
 
 
 # The key state machine: action -> (statuses it may start from, status it leads to).

@@ -14,6 +14,8 @@ from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.utils import timezone
 
+from portal.errors import ServiceError
+
 from .choices import KEY_TRANSITIONS, KeyStatus, LifecycleAction, RevocationReason, RiskTier, WorkflowStatus
 from .fingerprints import (
     MAX_PREFIX_LENGTH,
@@ -28,15 +30,8 @@ from .models import ApiKey, ApiKeyUserObjectPermission, IssuingSystem, Lifecycle
 OWNER_PERMISSIONS = ("view_apikey", "change_apikey")
 
 
-class LifecycleError(Exception):
+class LifecycleError(ServiceError):
     """A refused lifecycle step. ``errors`` maps a field name (or ``__all__``) to messages."""
-
-    def __init__(self, message: str | dict[str, list[str] | str], field: str = "__all__"):
-        if isinstance(message, dict):
-            self.errors = {k: v if isinstance(v, list) else [v] for k, v in message.items()}
-        else:
-            self.errors = {field: [message]}
-        super().__init__("; ".join(m for messages in self.errors.values() for m in messages))
 
 
 def resolve_identity(
@@ -305,4 +300,28 @@ def change_owner(key: ApiKey, *, actor, new_owner, reason: str) -> ApiKey:
     _grant_owner(key, new_owner)
     _record(key, LifecycleAction.CHANGE_OWNER, actor, reason, key.status,
             {"from": old_owner.get_username(), "to": new_owner.get_username()})
+    return key
+
+
+@transaction.atomic
+def record_attestation(key: ApiKey, *, actor, reason: str, next_review_on: datetime.date) -> ApiKey:
+    """Record that the owner vouched for the key: the next review moves forward."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_final:
+        raise LifecycleError(f"A {key.get_status_display().lower()} key cannot be attested.")
+    key.last_attested_at = timezone.now()
+    key.next_review_on = next_review_on
+    key.unattested = False
+    _record(key, LifecycleAction.ATTEST, actor, reason, key.status, {"next_review_on": next_review_on.isoformat()})
+    return key
+
+
+@transaction.atomic
+def flag_unattested(key: ApiKey, *, actor, reason: str) -> ApiKey:
+    """Keep the key but mark that nobody vouched for it."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_final or key.unattested:
+        return key
+    key.unattested = True
+    _record(key, LifecycleAction.FLAG, actor, reason, key.status)
     return key

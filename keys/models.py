@@ -147,6 +147,7 @@ class ApiKey(models.Model):
     rotation_required = models.BooleanField(default=False, help_text="Set when ownership changed since the last rotation.")
     orphaned = models.BooleanField(default=False, help_text="The owner has left; the key awaits reassignment.")
     stale = models.BooleanField(default=False, help_text="Unused for longer than the configured number of days.")
+    unattested = models.BooleanField(default=False, help_text="Nobody vouched for the key in its last campaign.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords(excluded_fields=["updated_at"])

@@ -1,0 +1,502 @@
+"""Attestation campaigns: the only place campaigns and items change state.
+
+Rules enforced here: a campaign launches once and snapshots its scope; only the assigned reviewer
+or their delegate decides an item, once; closing applies the default action to every item still
+undecided, and a decision racing a close is either applied or refused, never lost or doubled.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import transaction
+from django.db.models import Case, CharField, Count, Q, Value, When
+from django.utils import timezone
+from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+
+from keys import lifecycle
+from keys.choices import ContractStatus, KeyStatus, RevocationReason, WorkflowStatus
+from keys.models import ApiKey
+from portal.errors import ServiceError
+
+from .choices import (
+    CAMPAIGN_TRANSITIONS,
+    CampaignStatus,
+    Decision,
+    DefaultAction,
+    ItemStatus,
+    Recommendation,
+    TransferStatus,
+)
+from .models import (
+    AttestationItem,
+    AttestationItemUserObjectPermission,
+    Campaign,
+    CampaignSchedule,
+    Notification,
+    OwnershipTransfer,
+)
+
+User = get_user_model()
+DECIDE = "decide_attestationitem"
+UNUSED_DAYS = 90
+LAUNCH_BATCH = 5000
+
+
+class CampaignError(ServiceError):
+    """A refused campaign or decision step."""
+
+
+def _decide_permission() -> Permission:
+    return Permission.objects.get(content_type__app_label="attestations", codename=DECIDE)
+
+
+def _check_transition(campaign: Campaign, action: str) -> None:
+    allowed_from, _ = CAMPAIGN_TRANSITIONS[action]
+    if campaign.status not in allowed_from:
+        done = {"launch": "launched", "close": "closed", "cancel": "cancelled"}[action]
+        raise CampaignError(f"A {campaign.get_status_display().lower()} campaign cannot be {done}.")
+
+
+def scope_queryset(scope):
+    """The live keys a campaign or schedule covers (pending keys are not yet anyone's to attest)."""
+    keys = ApiKey.objects.filter(status__in=[KeyStatus.ACTIVE, KeyStatus.SUSPENDED])
+    if scope.pk:
+        customer_ids = list(scope.customers.values_list("pk", flat=True))
+        workflow_ids = list(scope.workflows.values_list("pk", flat=True))
+        if customer_ids:
+            keys = keys.filter(workflow__customer_id__in=customer_ids)
+        if workflow_ids:
+            keys = keys.filter(workflow_id__in=workflow_ids)
+    if scope.environments:
+        keys = keys.filter(workflow__environment__in=scope.environments)
+    if scope.risk_tiers:
+        keys = keys.filter(risk_tier__in=scope.risk_tiers)
+    if scope.due_for_review_only:
+        keys = keys.filter(Q(next_review_on__isnull=True) | Q(next_review_on__lte=timezone.localdate()))
+    return keys
+
+
+def with_recommendation(keys, today: datetime.date):
+    """Annotate each key with what the data suggests, computed by the database in one pass."""
+    unused_since = timezone.now() - datetime.timedelta(days=UNUSED_DAYS)
+    old_issue = today - datetime.timedelta(days=UNUSED_DAYS)
+    return keys.annotate(
+        suggested=Case(
+            When(workflow__customer__contract_status=ContractStatus.ENDED, then=Value(Recommendation.RELEASE_CONTRACT)),
+            When(workflow__status=WorkflowStatus.DECOMMISSIONED, then=Value(Recommendation.RELEASE_DECOMMISSIONED)),
+            When(last_used_at__lt=unused_since, then=Value(Recommendation.RELEASE_UNUSED)),
+            When(last_used_at__isnull=True, issued_on__lt=old_issue, then=Value(Recommendation.RELEASE_NEVER_USED)),
+            When(rotation_required=True, then=Value(Recommendation.ROTATE)),
+            default=Value(""),
+            output_field=CharField(),
+        )
+    )
+
+
+@transaction.atomic
+def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = None, customers=(), workflows=(),
+                    **fields) -> Campaign:
+    """A draft campaign, from a schedule's scope and rules or from the given ones."""
+    name = (name or "").strip()
+    if not name:
+        raise CampaignError("A campaign needs a name.", field="name")
+    if schedule is not None:
+        for attr in ("environments", "risk_tiers", "due_for_review_only", "duration_days", "reminder_days",
+                     "escalation_days", "default_action", "require_justification", "review_cadence_days"):
+            fields.setdefault(attr, getattr(schedule, attr))
+        customers = customers or list(schedule.customers.all())
+        workflows = workflows or list(schedule.workflows.all())
+    campaign = Campaign(name=name, schedule=schedule, created_by=actor, **fields)
+    campaign._history_user = actor
+    campaign._change_reason = "created"
+    campaign.save()
+    campaign.customers.set(customers)
+    campaign.workflows.set(workflows)
+    return campaign
+
+
+def launch_campaign(campaign: Campaign, *, actor) -> int:
+    """Snapshot the scope into one item per key, assigned to its owner, in one transaction.
+
+    Launching an already launched campaign changes nothing and returns 0. Keys with an undecided
+    item in another active campaign are left to that campaign.
+    """
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status == CampaignStatus.ACTIVE:
+            return 0
+        _check_transition(campaign, "launch")
+        today = timezone.localdate()
+        reason = f"launched in campaign {campaign.name}"[:100]
+        busy = AttestationItem.objects.filter(status=ItemStatus.PENDING, campaign__status=CampaignStatus.ACTIVE)
+        keys = with_recommendation(scope_queryset(campaign).exclude(pk__in=busy.values("key_id")), today)
+        rows = keys.order_by("pk").values_list("pk", "owner_id", "suggested")
+        permission = _decide_permission()
+        created = 0
+        batch: list[AttestationItem] = []
+        for key_id, owner_id, suggested in rows.iterator(chunk_size=LAUNCH_BATCH):
+            batch.append(AttestationItem(campaign=campaign, key_id=key_id, reviewer_id=owner_id, recommendation=suggested))
+            if len(batch) == LAUNCH_BATCH:
+                created += _insert_items(batch, actor, reason, permission)
+                batch = []
+        if batch:
+            created += _insert_items(batch, actor, reason, permission)
+        if created == 0:
+            raise CampaignError("No key is in this campaign's scope: nothing to attest.")
+        campaign.status = CampaignStatus.ACTIVE
+        campaign.launched_at = timezone.now()
+        campaign.launched_by = actor
+        campaign.due_on = today + datetime.timedelta(days=campaign.duration_days)
+        campaign._history_user = actor
+        campaign._change_reason = f"launched with {created} items"
+        campaign.save()
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.notify_campaign_launched.delay(campaign.pk))
+    return created
+
+
+def _insert_items(batch, actor, reason, permission) -> int:
+    items = bulk_create_with_history(batch, AttestationItem, batch_size=len(batch), default_user=actor,
+                                     default_change_reason=reason)
+    AttestationItemUserObjectPermission.objects.bulk_create(
+        [AttestationItemUserObjectPermission(content_object_id=i.pk, user_id=i.reviewer_id, permission=permission)
+         for i in items],
+        batch_size=len(items),
+    )
+    return len(items)
+
+
+def can_decide(user, item: AttestationItem) -> bool:
+    """The assigned reviewer and their delegate hold the decide permission on the item."""
+    if not user.is_authenticated:
+        return False
+    return AttestationItemUserObjectPermission.objects.filter(
+        content_object_id=item.pk, user=user, permission__codename=DECIDE
+    ).exists()
+
+
+def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
+                    to=None) -> AttestationItem:
+    """Apply one reviewer decision, once.
+
+    The item row is locked first, so of concurrent submissions exactly one finds it pending; the
+    campaign's status is read after the lock, so a decision racing a close is applied before the
+    close reaches the item or refused after it.
+    """
+    justification = (justification or "").strip()
+    if decision not in Decision.values:
+        raise CampaignError("Choose confirm, release, reassign or delegate.", field="decision")
+    with transaction.atomic():
+        item = AttestationItem.objects.select_for_update(of=("self",)).select_related("campaign", "key").get(pk=item.pk)
+        if not can_decide(actor, item):
+            raise CampaignError("Only the assigned reviewer or their delegate can decide this item.")
+        if item.status != ItemStatus.PENDING:
+            raise CampaignError(f"This item was already decided ({item.get_status_display().lower()}).")
+        campaign = Campaign.objects.get(pk=item.campaign_id)
+        if campaign.status != CampaignStatus.ACTIVE:
+            raise CampaignError(f"The campaign is {campaign.get_status_display().lower()}: decisions are closed.")
+        handler = {
+            Decision.CONFIRM: _confirm,
+            Decision.RELEASE: _release,
+            Decision.REASSIGN: _reassign,
+            Decision.DELEGATE: _delegate,
+        }[decision]
+        handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to)
+    return item
+
+
+def _finish(item: AttestationItem, status: str, actor, justification: str, reason: str) -> None:
+    item.status = status
+    item.decided_by = actor
+    item.decided_at = timezone.now()
+    item.justification = justification
+    item._history_user = actor
+    item._change_reason = reason[:100]
+    item.save()
+
+
+def _confirm(item, campaign, *, actor, justification, affirm, to):
+    errors = {}
+    if not affirm:
+        errors["affirm"] = ["Affirm that the key's purpose, scope and ownership are still right."]
+    if campaign.require_justification and not justification:
+        errors["justification"] = ["This campaign asks for a justification."]
+    if errors:
+        raise CampaignError(errors)
+    item.affirmed = True
+    reason = f"confirmed in campaign {campaign.name}"
+    next_review = timezone.localdate() + datetime.timedelta(days=campaign.review_cadence_days)
+    lifecycle.record_attestation(item.key, actor=actor, reason=reason, next_review_on=next_review)
+    _finish(item, ItemStatus.CONFIRMED, actor, justification, reason)
+
+
+def _release(item, campaign, *, actor, justification, affirm, to):
+    if not justification:
+        raise CampaignError("Say why the key is no longer needed.", field="justification")
+    reason = f"released in campaign {campaign.name}: {justification}"
+    if not item.key.is_final:
+        lifecycle.revoke_key(item.key, actor=actor, reason_code=RevocationReason.RELEASED, reason=reason)
+    _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name}")
+
+
+def _named_user(to, field_name="to"):
+    if to is None or to == "":
+        raise CampaignError("Name the person.", field=field_name)
+    if isinstance(to, str):
+        user = User.objects.filter(username=to).first()
+        if user is None:
+            raise CampaignError(f"No user named {to!r}.", field=field_name)
+        to = user
+    if not to.is_active:
+        raise CampaignError("That account is inactive.", field=field_name)
+    return to
+
+
+def _reassign(item, campaign, *, actor, justification, affirm, to):
+    to = _named_user(to)
+    if to.pk == item.key.owner_id:
+        raise CampaignError("This person already owns the key.", field="to")
+    if not justification:
+        raise CampaignError("Say why the key belongs to someone else.", field="justification")
+    if OwnershipTransfer.objects.filter(key=item.key, status=TransferStatus.PENDING).exists():
+        raise CampaignError("A transfer of this key is already waiting for acceptance.", field="to")
+    item.reassigned_to = to
+    transfer = OwnershipTransfer(key=item.key, item=item, from_user_id=item.key.owner_id, to_user=to,
+                                 requested_by=actor, reason=justification)
+    transfer._history_user = actor
+    transfer._change_reason = f"reassigned in campaign {campaign.name}"
+    transfer.save()
+    _finish(item, ItemStatus.REASSIGNED, actor, justification, f"reassigned to {to.get_username()}")
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.notify_transfer_requested.delay(transfer.pk))
+
+
+def _delegate(item, campaign, *, actor, justification, affirm, to):
+    to = _named_user(to)
+    if actor.pk != item.reviewer_id:
+        raise CampaignError("Only the assigned reviewer can delegate the decision.")
+    if to.pk == actor.pk:
+        raise CampaignError("You cannot delegate to yourself.", field="to")
+    AttestationItemUserObjectPermission.objects.filter(content_object_id=item.pk, user_id=item.delegate_id).exclude(
+        user_id=item.reviewer_id
+    ).delete()
+    AttestationItemUserObjectPermission.objects.get_or_create(
+        content_object_id=item.pk, user=to, permission=_decide_permission()
+    )
+    item.delegate = to
+    item._history_user = actor
+    item._change_reason = f"decision delegated to {to.get_username()}"[:100]
+    item.save()
+
+
+def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[list[int], dict[int, list[str]]]:
+    """Confirm several items under one justification; each applies or is refused on its own."""
+    done, refused = [], {}
+    for item in AttestationItem.objects.filter(pk__in=list(item_ids)).order_by("pk"):
+        try:
+            record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm)
+            done.append(item.pk)
+        except CampaignError as exc:
+            refused[item.pk] = exc.messages
+    return done, refused
+
+
+@transaction.atomic
+def answer_transfer(transfer: OwnershipTransfer, *, actor, accept: bool) -> OwnershipTransfer:
+    """The named new owner accepts (ownership moves, rotation required) or declines."""
+    transfer = OwnershipTransfer.objects.select_for_update().get(pk=transfer.pk)
+    if transfer.to_user_id != actor.pk:
+        raise CampaignError("Only the person named can answer this transfer.")
+    if transfer.status != TransferStatus.PENDING:
+        raise CampaignError(f"This transfer is already {transfer.get_status_display().lower()}.")
+    transfer.status = TransferStatus.ACCEPTED if accept else TransferStatus.DECLINED
+    transfer.answered_at = timezone.now()
+    transfer._history_user = actor
+    transfer._change_reason = "accepted" if accept else "declined"
+    transfer.save()
+    if accept:
+        lifecycle.change_owner(transfer.key, actor=actor, new_owner=actor,
+                               reason=f"accepted ownership from {transfer.from_user.get_username()}: {transfer.reason}")
+    return transfer
+
+
+def close_campaign(campaign: Campaign, *, actor) -> dict[str, int]:
+    """Close an active campaign and apply its default action to every undecided item.
+
+    Closing a closed campaign changes nothing (safe to retry).
+    """
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status == CampaignStatus.CLOSED:
+            return {}
+        _check_transition(campaign, "close")
+        campaign.status = CampaignStatus.CLOSED
+        campaign.closed_at = timezone.now()
+        campaign.closed_by = actor
+        campaign._history_user = actor
+        campaign._change_reason = "closed"
+        campaign.save()
+        applied = {DefaultAction.SUSPEND: 0, DefaultAction.REVOKE: 0, DefaultAction.KEEP_AND_FLAG: 0}
+        pending = (
+            AttestationItem.objects.select_for_update(of=("self",))
+            .filter(campaign=campaign, status=ItemStatus.PENDING)
+            .select_related("key")
+            .order_by("pk")
+        )
+        action = campaign.default_action
+        reason = f"no response in campaign {campaign.name}"
+        expired = []
+        for item in pending:
+            _apply_default_action(item.key, action, actor=actor, reason=reason)
+            item.status = ItemStatus.EXPIRED
+            item.default_action_applied = action
+            expired.append(item)
+            applied[action] += 1
+        if expired:
+            bulk_update_with_history(expired, AttestationItem, ["status", "default_action_applied"],
+                                     default_user=actor, default_change_reason=reason[:100])
+    return {str(k): v for k, v in applied.items()}
+
+
+def _apply_default_action(key: ApiKey, action: str, *, actor, reason: str) -> None:
+    if key.is_final:
+        return
+    if action == DefaultAction.SUSPEND:
+        if key.status == KeyStatus.ACTIVE:
+            lifecycle.suspend_key(key, actor=actor, reason=reason)
+        lifecycle.flag_unattested(key, actor=actor, reason=reason)
+    elif action == DefaultAction.REVOKE:
+        lifecycle.revoke_key(key, actor=actor, reason_code=RevocationReason.NO_RESPONSE, reason=reason)
+    else:
+        lifecycle.flag_unattested(key, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def cancel_campaign(campaign: Campaign, *, actor, reason: str) -> Campaign:
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    _check_transition(campaign, "cancel")
+    if not (reason or "").strip():
+        raise CampaignError("Say why the campaign is cancelled.", field="reason")
+    campaign.status = CampaignStatus.CANCELLED
+    campaign.closed_at = timezone.now()
+    campaign.closed_by = actor
+    campaign._history_user = actor
+    campaign._change_reason = f"cancelled: {reason.strip()}"[:100]
+    campaign.save()
+    return campaign
+
+
+def campaign_progress(campaign: Campaign) -> dict:
+    """Decided / pending / overdue totals, and the same per customer and per reviewer."""
+    items = campaign.items.all()
+    overdue = campaign.status == CampaignStatus.ACTIVE and campaign.due_on and campaign.due_on < timezone.localdate()
+    decided = ~Q(status=ItemStatus.PENDING)
+    totals = items.aggregate(total=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING)),
+                             decided=Count("pk", filter=decided),
+                             escalated=Count("pk", filter=Q(escalated_at__isnull=False)))
+    by_status = dict(items.values_list("status").annotate(n=Count("pk")).order_by())
+    per_customer = list(
+        items.values("key__workflow__customer__name")
+        .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING)))
+        .order_by("key__workflow__customer__name")
+    )
+    per_reviewer = list(
+        items.values("reviewer__username")
+        .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING)))
+        .order_by("reviewer__username")
+    )
+    totals["overdue"] = totals["pending"] if overdue else 0
+    totals["percent"] = round(100 * totals["decided"] / totals["total"]) if totals["total"] else 0
+    return {"totals": totals, "by_status": by_status, "per_customer": per_customer, "per_reviewer": per_reviewer}
+
+
+def due_reminder_day(campaign: Campaign, today: datetime.date) -> int | None:
+    """The latest reminder day that has come; a missed day is not sent twice later."""
+    if campaign.status != CampaignStatus.ACTIVE or not campaign.launched_at:
+        return None
+    elapsed = (today - timezone.localdate(campaign.launched_at)).days
+    days = [d for d in campaign.reminder_days or [] if isinstance(d, int) and 0 < d <= elapsed]
+    return max(days) if days else None
+
+
+def reviewers_with_pending(campaign: Campaign) -> dict[int, int]:
+    """Who has undecided items (reviewer, or delegate where one was named), with counts."""
+    pending = campaign.items.filter(status=ItemStatus.PENDING)
+    counts: dict[int, int] = {}
+    for reviewer_id, delegate_id in pending.values_list("reviewer_id", "delegate_id"):
+        who = delegate_id or reviewer_id
+        counts[who] = counts.get(who, 0) + 1
+    return counts
+
+
+def record_notification(campaign: Campaign, kind: str, recipient_id: int, sequence: int, item_count: int) -> bool:
+    """Record a notification once; False if it was already sent (so a retried task sends nothing)."""
+    _, created = Notification.objects.get_or_create(
+        campaign=campaign, kind=kind, recipient_id=recipient_id, sequence=sequence,
+        defaults={"item_count": item_count},
+    )
+    return created
+
+
+def escalation_targets(campaign: Campaign, today: datetime.date, *, actor) -> dict[int, list[AttestationItem]]:
+    """Mark pending items past the escalation day as escalated; return them by the person escalated to.
+
+    The owner's manager gets them, or compliance when the owner has none.
+    """
+    from portal import roles
+
+    if campaign.status != CampaignStatus.ACTIVE or campaign.escalation_days is None or not campaign.launched_at:
+        return {}
+    if (today - timezone.localdate(campaign.launched_at)).days < campaign.escalation_days:
+        return {}
+    compliance = list(User.objects.filter(groups__name=roles.COMPLIANCE, is_active=True).order_by("pk"))
+    targets: dict[int, list[AttestationItem]] = {}
+    with transaction.atomic():
+        items = list(
+            campaign.items.select_for_update(of=("self",))
+            .filter(status=ItemStatus.PENDING, escalated_at__isnull=True)
+            .select_related("reviewer__owner_profile", "key")
+        )
+        now = timezone.now()
+        for item in items:
+            profile = getattr(item.reviewer, "owner_profile", None)
+            manager = profile.manager if profile and profile.manager_id and profile.manager.is_active else None
+            recipients = [manager] if manager else compliance
+            if not recipients:
+                continue
+            item.escalated_at = now
+            item.escalated_to = recipients[0]
+            for person in recipients:
+                targets.setdefault(person.pk, []).append(item)
+        escalated = [i for i in items if i.escalated_at]
+        if escalated:
+            bulk_update_with_history(escalated, AttestationItem, ["escalated_at", "escalated_to"], default_user=actor,
+                                     default_change_reason=f"escalated in campaign {campaign.name}"[:100])
+    return targets
+
+
+@transaction.atomic
+def launch_due_schedule(schedule: CampaignSchedule, *, actor, today: datetime.date | None = None) -> Campaign | None:
+    """Launch the schedule's next campaign if its day has come; the next launch moves by the cadence.
+
+    A schedule whose scope is empty launches nothing but still moves on.
+    """
+    today = today or timezone.localdate()
+    schedule = CampaignSchedule.objects.select_for_update().get(pk=schedule.pk)
+    if not schedule.is_active or schedule.next_launch_on > today:
+        return None
+    schedule.next_launch_on = today + datetime.timedelta(days=schedule.cadence_days)
+    schedule._history_user = actor
+    schedule._change_reason = "launched its campaign"
+    schedule.save()
+    campaign = create_campaign(actor=actor, name=f"{schedule.name} {today.isoformat()}", schedule=schedule)
+    if not scope_queryset(campaign).exists():
+        cancel_campaign(campaign, actor=actor, reason="no key in scope")
+        return None
+    launch_campaign(campaign, actor=actor)
+    return campaign

@@ -1,0 +1,61 @@
+from django.db import models
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    CLOSED = "closed", "Closed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+CAMPAIGN_TRANSITIONS: dict[str, tuple[frozenset, str]] = {
+    "launch": (frozenset({CampaignStatus.DRAFT}), CampaignStatus.ACTIVE),
+    "close": (frozenset({CampaignStatus.ACTIVE}), CampaignStatus.CLOSED),
+    "cancel": (frozenset({CampaignStatus.DRAFT, CampaignStatus.ACTIVE}), CampaignStatus.CANCELLED),
+}
+
+
+class ItemStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CONFIRMED = "confirmed", "Confirmed"
+    RELEASED = "released", "Released"
+    REASSIGNED = "reassigned", "Reassigned"
+    EXPIRED = "expired", "Expired (no response)"
+
+
+class Decision(models.TextChoices):
+    CONFIRM = "confirm", "Confirm"
+    RELEASE = "release", "Release"
+    REASSIGN = "reassign", "Reassign"
+    DELEGATE = "delegate", "Delegate"
+
+
+# What each decision does to a pending item; delegation leaves it pending with a delegate.
+DECISION_OUTCOMES = {
+    Decision.CONFIRM: ItemStatus.CONFIRMED,
+    Decision.RELEASE: ItemStatus.RELEASED,
+    Decision.REASSIGN: ItemStatus.REASSIGNED,
+    Decision.DELEGATE: ItemStatus.PENDING,
+}
+
+
+class DefaultAction(models.TextChoices):
+    SUSPEND = "suspend", "Suspend the key"
+    REVOKE = "revoke", "Revoke the key"
+    KEEP_AND_FLAG = "keep_and_flag", "Keep the key and flag it"
+
+
+class TransferStatus(models.TextChoices):
+    PENDING = "pending", "Awaiting acceptance"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    LAPSED = "lapsed", "Lapsed"
+
+
+class Recommendation(models.TextChoices):
+    NONE = "", "No recommendation"
+    RELEASE_UNUSED = "release_unused", "Unused for 90 days or more: consider releasing it"
+    RELEASE_NEVER_USED = "release_never_used", "Never used since it was issued: consider releasing it"
+    ROTATE = "rotate", "Ownership changed without rotation: confirm and rotate it"
+    RELEASE_CONTRACT = "release_contract", "The customer's contract has ended: release it"
+    RELEASE_DECOMMISSIONED = "release_decommissioned", "The workflow is decommissioned: release it"

@@ -1,0 +1,191 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
+
+from keys.choices import Environment, RiskTier
+from keys.models import ApiKey, Customer, Workflow
+
+from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferStatus
+
+USER = settings.AUTH_USER_MODEL
+
+
+class Scope(models.Model):
+    """Which keys a campaign covers. Empty lists mean "all"."""
+
+    customers = models.ManyToManyField(Customer, blank=True, related_name="+")
+    workflows = models.ManyToManyField(Workflow, blank=True, related_name="+")
+    environments = models.JSONField(default=list, blank=True, help_text=f"Any of: {', '.join(Environment.values)}")
+    risk_tiers = models.JSONField(default=list, blank=True, help_text=f"Any of: {', '.join(RiskTier.values)}")
+    due_for_review_only = models.BooleanField(
+        default=False, help_text="Only keys whose next review date has come (or that were never reviewed)."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Rules(models.Model):
+    duration_days = models.PositiveSmallIntegerField(default=14, help_text="Days owners have to decide.")
+    reminder_days = models.JSONField(
+        default=list, blank=True, help_text="Days after launch on which owners with pending items are reminded, e.g. [3, 7, 12]."
+    )
+    escalation_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Days after launch when pending items go to the owner's manager."
+    )
+    default_action = models.CharField(max_length=20, choices=DefaultAction.choices, default=DefaultAction.SUSPEND)
+    require_justification = models.BooleanField(default=True)
+    review_cadence_days = models.PositiveSmallIntegerField(
+        default=90, help_text="A confirmed key is next reviewed this many days later."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class CampaignSchedule(Scope, Rules):
+    name = models.CharField(max_length=200, unique=True)
+    cadence_days = models.PositiveSmallIntegerField(default=90, help_text="Days between launches.")
+    is_active = models.BooleanField(default=True)
+    next_launch_on = models.DateField(default=timezone.localdate)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Campaign(Scope, Rules):
+    name = models.CharField(max_length=200)
+    schedule = models.ForeignKey(CampaignSchedule, on_delete=models.SET_NULL, null=True, blank=True, related_name="campaigns")
+    status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
+    created_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    launched_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    due_on = models.DateField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("attestations:campaign", args=[self.pk])
+
+
+class AttestationItemQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Compliance and admins see every item; anyone else sees items they review or were delegated."""
+        from portal import roles
+
+        if not user.is_authenticated:
+            return self.none()
+        if roles.sees_everything(user):
+            return self
+        return self.filter(models.Q(reviewer=user) | models.Q(delegate=user))
+
+    def decidable_by(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(models.Q(reviewer=user) | models.Q(delegate=user))
+
+
+class AttestationItem(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="attestation_items")
+    reviewer = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="review_items")
+    delegate = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="delegated_items")
+    status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.PENDING)
+    recommendation = models.CharField(max_length=40, choices=Recommendation.choices, blank=True)
+    decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    affirmed = models.BooleanField(default=False)
+    justification = models.TextField(blank=True)
+    reassigned_to = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalated_to = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    default_action_applied = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True)
+    history = HistoricalRecords()
+
+    objects = AttestationItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["campaign", "pk"]
+        permissions = [("decide_attestationitem", "Can decide an attestation item")]
+        constraints = [models.UniqueConstraint(fields=["campaign", "key"], name="one_item_per_key_per_campaign")]
+        indexes = [
+            models.Index(fields=["reviewer", "status"]),
+            models.Index(fields=["delegate", "status"]),
+            models.Index(fields=["campaign", "status"]),
+        ]
+
+    def __str__(self):
+        return f"{self.campaign} / {self.key.label}"
+
+    def get_absolute_url(self):
+        return reverse("attestations:item", args=[self.pk])
+
+
+class AttestationItemUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(AttestationItem, on_delete=models.CASCADE)
+
+
+class AttestationItemGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(AttestationItem, on_delete=models.CASCADE)
+
+
+class OwnershipTransfer(models.Model):
+    """A reassignment waiting for the named new owner to accept it."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="transfers")
+    item = models.ForeignKey(AttestationItem, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
+    from_user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    to_user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="incoming_transfers")
+    requested_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    status = models.CharField(max_length=20, choices=TransferStatus.choices, default=TransferStatus.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(status="pending"), name="one_pending_transfer_per_key"
+            )
+        ]
+
+
+class Notification(models.Model):
+    """Every reminder and escalation sent, so a retried task never sends the same one twice."""
+
+    class Kind(models.TextChoices):
+        LAUNCHED = "launched", "Campaign launched"
+        REMINDER = "reminder", "Reminder"
+        ESCALATION = "escalation", "Escalation"
+        TRANSFER = "transfer", "Ownership transfer requested"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    recipient = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    sequence = models.PositiveSmallIntegerField(default=0, help_text="Which reminder (by day) this is.")
+    item_count = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "kind", "recipient", "sequence"], name="notification_sent_once")
+        ]

@@ -1,0 +1,13 @@
+class ServiceError(Exception):
+    """A refused business operation. ``errors`` maps a field name (or ``__all__``) to messages."""
+
+    def __init__(self, message: str | dict[str, list[str] | str], field: str = "__all__"):
+        if isinstance(message, dict):
+            self.errors = {k: v if isinstance(v, list) else [v] for k, v in message.items()}
+        else:
+            self.errors = {field: [message]}
+        super().__init__("; ".join(m for messages in self.errors.values() for m in messages))
+
+    @property
+    def messages(self) -> list[str]:
+        return [m for messages in self.errors.values() for m in messages]
