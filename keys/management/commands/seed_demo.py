@@ -1,0 +1,377 @@
+"""Demo data: users, customers, workflows, issuing systems and ~40 keys in realistic states.
+
+Keys are registered and moved through ``keys.lifecycle`` so their history and events look like the
+real thing. The fake secrets are random, fingerprinted and dropped; they are never printed.
+"""
+
+import datetime
+import random
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.db.models import Count, ProtectedError
+from django.utils import timezone
+
+from keys import lifecycle
+from keys.choices import (
+    ContractStatus,
+    Environment,
+    IssuingSystemKind,
+    KeyStatus,
+    RevocationReason,
+    RiskTier,
+    WorkflowStatus,
+)
+from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
+from portal import roles
+from portal.actors import system_user
+
+DEMO_PASSWORD = "demo"
+DEMO_ID_PREFIX = "DEMO-"
+SEED = 20261111
+
+# username: (first name, last name, role, is superuser, demo password)
+USERS = {
+    "admin": ("Ada", "Admin", roles.ADMIN, True, True),
+    "compliance": ("Carla", "Compliance", roles.COMPLIANCE, False, True),
+    "owner1": ("Alice", "Morgan", roles.OWNER, False, True),
+    "owner2": ("Ben", "Okafor", roles.OWNER, False, True),
+    "owner3": ("Chloe", "Dupont", roles.OWNER, False, False),
+    "owner4": ("Dev", "Patel", roles.OWNER, False, False),
+    "manager1": ("Maria", "Lopez", roles.OWNER, False, False),
+    "manager2": ("Tom", "Becker", roles.OWNER, False, False),
+}
+
+# username: (manager, department)
+PROFILES = {
+    "owner1": ("manager1", "Integrations"),
+    "owner2": ("manager1", "Integrations"),
+    "owner3": ("manager2", "Data Platform"),
+    "owner4": ("manager2", "Data Platform"),
+    "manager1": (None, "Integrations"),
+    "manager2": (None, "Data Platform"),
+}
+DEPARTED = "owner3"
+
+# external id suffix: (name, contract status, days from today to contract end, account manager)
+CUSTOMERS = {
+    "NWL": ("Northwind Logistics", ContractStatus.ACTIVE, 540, "manager1"),
+    "ACP": ("Acme Payments", ContractStatus.ACTIVE, 300, "manager1"),
+    "GLX": ("Globex Insurance", ContractStatus.ENDING, 45, "manager2"),
+    "INI": ("Initech Retail", ContractStatus.ENDED, -60, "manager2"),
+    "UMB": ("Umbrella Health", ContractStatus.ACTIVE, None, "manager1"),
+}
+
+# slug: (customer, name, environment, purpose, data scope, business owner, technical steward)
+WORKFLOWS = {
+    "nwl-tracking": ("NWL", "Shipment tracking feed", Environment.PRODUCTION,
+                     "Pushes shipment status events to the customer's tracking portal.", "shipment events", "owner1", "owner4"),
+    "nwl-customs": ("NWL", "Customs declarations", Environment.PRODUCTION,
+                    "Submits customs declarations on the customer's behalf.", "declarations, consignee addresses",
+                    "owner2", "owner4"),
+    "nwl-sandbox": ("NWL", "Tracking sandbox", Environment.STAGING,
+                    "Contract tests against the customer's staging tracking API.", "synthetic shipments", "owner1", None),
+    "acp-payouts": ("ACP", "Payout reconciliation", Environment.PRODUCTION,
+                    "Nightly reconciliation of merchant payouts.", "payout ledger, IBANs", "owner1", "manager1"),
+    "acp-chargebacks": ("ACP", "Chargeback alerts", Environment.PRODUCTION,
+                        "Receives chargeback notifications and uploads evidence.", "disputes, order data", "owner4", None),
+    "acp-fraud": ("ACP", "Fraud model training", Environment.DEVELOPMENT,
+                  "Pulls labelled transactions for model training.", "pseudonymised transactions", "owner2", "manager2"),
+    "glx-claims": ("GLX", "Claims intake", Environment.PRODUCTION,
+                   "Accepts first notice of loss and claim documents.", "claims, policyholder contact data",
+                   "owner2", "owner4"),
+    "glx-policy": ("GLX", "Policy sync", Environment.STAGING,
+                   "Synchronises policy records for integration testing.", "test policies", "owner3", None),
+    "ini-pos": ("INI", "POS analytics export", Environment.PRODUCTION,
+                "Exports point-of-sale aggregates to the customer's BI platform.", "store sales aggregates",
+                "owner1", "manager2"),
+    "ini-loyalty": ("INI", "Loyalty legacy sync", Environment.PRODUCTION,
+                    "Legacy loyalty points synchronisation, replaced in the spring.", "loyalty members, points",
+                    "owner3", None),
+    "umb-reminders": ("UMB", "Patient appointment reminders", Environment.PRODUCTION,
+                      "Sends appointment reminders by SMS and e-mail.", "appointments, phone numbers", "owner4", "manager1"),
+    "umb-labs": ("UMB", "Lab results push", Environment.STAGING,
+                 "Pushes lab result notifications to the staging patient app.", "synthetic lab results", "owner1", None),
+}
+DECOMMISSIONED_WORKFLOW = "ini-loyalty"
+
+WEBHOOK, MANUAL = "API Gateway", "Legacy partner portal"
+ISSUING_SYSTEMS = {
+    WEBHOOK: (IssuingSystemKind.WEBHOOK, "http://127.0.0.1:9/revoke",
+              "Demo gateway: revocation calls go to a closed loopback port, so they fail and are retried."),
+    MANUAL: (IssuingSystemKind.MANUAL, "", "Keys are revoked by hand in the partner portal; an admin confirms."),
+}
+
+# label: (workflow, owner, risk tier, issuing system)
+KEYS = {
+    "tracking-ingest": ("nwl-tracking", "owner1", RiskTier.HIGH, WEBHOOK),
+    "tracking-webhook": ("nwl-tracking", "owner1", RiskTier.MEDIUM, WEBHOOK),
+    "tracking-reporting": ("nwl-tracking", "owner2", RiskTier.LOW, WEBHOOK),
+    "tracking-eta-model": ("nwl-tracking", "manager2", RiskTier.MEDIUM, WEBHOOK),
+    "tracking-partner-portal": ("nwl-tracking", "owner2", RiskTier.MEDIUM, MANUAL),
+    "customs-submit": ("nwl-customs", "owner2", RiskTier.CRITICAL, WEBHOOK),
+    "customs-status-poll": ("nwl-customs", "owner4", RiskTier.MEDIUM, WEBHOOK),
+    "customs-archive-export": ("nwl-customs", "owner3", RiskTier.HIGH, MANUAL),
+    "customs-tariff-lookup": ("nwl-customs", "owner1", RiskTier.LOW, WEBHOOK),
+    "sandbox-ci": ("nwl-sandbox", "owner1", RiskTier.LOW, WEBHOOK),
+    "sandbox-load-test": ("nwl-sandbox", "owner4", RiskTier.LOW, WEBHOOK),
+    "sandbox-contract-tests": ("nwl-sandbox", "owner2", RiskTier.LOW, WEBHOOK),
+    "payouts-reconcile": ("acp-payouts", "owner1", RiskTier.CRITICAL, WEBHOOK),
+    "payouts-ledger-export": ("acp-payouts", "owner2", RiskTier.HIGH, WEBHOOK),
+    "payouts-backfill": ("acp-payouts", "owner1", RiskTier.HIGH, MANUAL),
+    "payouts-webhook-verify": ("acp-payouts", "owner4", RiskTier.HIGH, WEBHOOK),
+    "chargebacks-alerts": ("acp-chargebacks", "owner4", RiskTier.HIGH, WEBHOOK),
+    "chargebacks-disputes": ("acp-chargebacks", "owner2", RiskTier.MEDIUM, WEBHOOK),
+    "chargebacks-evidence-upload": ("acp-chargebacks", "owner1", RiskTier.MEDIUM, WEBHOOK),
+    "fraud-feature-pull": ("acp-fraud", "owner2", RiskTier.MEDIUM, WEBHOOK),
+    "fraud-notebook": ("acp-fraud", "owner3", RiskTier.LOW, WEBHOOK),
+    "fraud-label-sync": ("acp-fraud", "owner4", RiskTier.LOW, WEBHOOK),
+    "claims-intake-api": ("glx-claims", "owner2", RiskTier.HIGH, WEBHOOK),
+    "claims-documents": ("glx-claims", "owner1", RiskTier.HIGH, MANUAL),
+    "claims-batch-export": ("glx-claims", "manager1", RiskTier.MEDIUM, MANUAL),
+    "claims-fraud-score": ("glx-claims", "owner4", RiskTier.CRITICAL, WEBHOOK),
+    "policy-sync": ("glx-policy", "owner3", RiskTier.MEDIUM, WEBHOOK),
+    "policy-sync-replay": ("glx-policy", "owner4", RiskTier.LOW, WEBHOOK),
+    "pos-analytics-export": ("ini-pos", "owner1", RiskTier.HIGH, MANUAL),
+    "pos-analytics-dashboard": ("ini-pos", "owner2", RiskTier.MEDIUM, MANUAL),
+    "pos-price-feed": ("ini-pos", "owner4", RiskTier.MEDIUM, WEBHOOK),
+    "loyalty-legacy-sync": ("ini-loyalty", "owner3", RiskTier.HIGH, MANUAL),
+    "loyalty-points-import": ("ini-loyalty", "owner2", RiskTier.MEDIUM, MANUAL),
+    "reminders-sms": ("umb-reminders", "owner4", RiskTier.CRITICAL, WEBHOOK),
+    "reminders-email": ("umb-reminders", "owner1", RiskTier.HIGH, WEBHOOK),
+    "reminders-calendar": ("umb-reminders", "owner2", RiskTier.MEDIUM, WEBHOOK),
+    "reminders-no-show-report": ("umb-reminders", "owner2", RiskTier.LOW, WEBHOOK),
+    "labs-results-push": ("umb-labs", "owner1", RiskTier.HIGH, WEBHOOK),
+    "labs-results-staging-ci": ("umb-labs", "owner4", RiskTier.LOW, WEBHOOK),
+    "labs-qc-export": ("umb-labs", "owner2", RiskTier.MEDIUM, WEBHOOK),
+}
+
+PENDING = "chargebacks-evidence-upload"
+SUSPENDED = "chargebacks-disputes"
+REVOKED = "pos-analytics-dashboard"
+EXPIRED = "labs-results-staging-ci"
+REASSIGNED = ("customs-archive-export", "owner4")
+NEAR_EXPIRY = {"tracking-webhook": 5, "payouts-ledger-export": 9, "reminders-sms": 12, "claims-intake-api": 3}
+UNUSED_DAYS = {"payouts-backfill": 200, "fraud-feature-pull": 150, "pos-analytics-export": 130,
+               "loyalty-points-import": 300, "policy-sync": 180}
+NEVER_USED = {"customs-tariff-lookup", "sandbox-contract-tests", "fraud-label-sync", PENDING}
+REVIEW_DUE = {"tracking-ingest", "customs-submit", "payouts-reconcile", "chargebacks-alerts", "claims-documents",
+              "reminders-calendar"}
+SCOPES = {
+    "tracking": ["read:shipments", "write:events"], "customs": ["write:declarations", "read:status"],
+    "sandbox": ["read:shipments"], "payouts": ["read:ledger", "read:payouts"], "chargebacks": ["read:disputes",
+    "write:evidence"], "fraud": ["read:transactions"], "claims": ["write:claims", "read:documents"],
+    "policy": ["read:policies"], "pos": ["read:sales"], "loyalty": ["read:members", "write:points"],
+    "reminders": ["write:messages", "read:appointments"], "labs": ["write:notifications"],
+}
+
+
+class Command(BaseCommand):
+    help = "Create demo users (password 'demo'), customers, workflows and keys. Refused unless DEBUG is on."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--allow-production", action="store_true",
+                            help="Seed even though DEBUG is off (creates users with a known password).")
+        parser.add_argument("--reset", action="store_true",
+                            help="Delete the demo customers, workflows and keys first and create them again.")
+
+    def handle(self, *args, allow_production=False, reset=False, **options):
+        if not settings.DEBUG and not allow_production:
+            raise CommandError(
+                "seed_demo creates users with the password 'demo' and is refused when DEBUG is off. "
+                "Pass --allow-production if you really want demo data in this database."
+            )
+        self.rng = random.Random(SEED)
+        self.today = timezone.localdate()
+        self.now = timezone.now()
+        with transaction.atomic():
+            users = self.ensure_users()
+            if reset:
+                self.delete_demo_data()
+            if Customer.objects.filter(external_id__startswith=DEMO_ID_PREFIX).exists():
+                self.stdout.write("Demo data already present; nothing to add (use --reset to recreate it).")
+            else:
+                self.create_demo_data(users)
+        self.print_summary()
+
+    def ensure_users(self) -> dict:
+        User = get_user_model()
+        users = {}
+        for username, (first, last, role, superuser, demo_password) in USERS.items():
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={"first_name": first, "last_name": last, "email": f"{username}@example.test"},
+            )
+            changed = created
+            if superuser and not (user.is_superuser and user.is_staff):
+                user.is_superuser = user.is_staff = True
+                changed = True
+            if demo_password and not user.check_password(DEMO_PASSWORD):
+                user.set_password(DEMO_PASSWORD)
+                changed = True
+            elif created and not demo_password:
+                user.set_unusable_password()
+            if changed:
+                user.save()
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
+            users[username] = user
+        for username, (manager, department) in PROFILES.items():
+            OwnerProfile.objects.get_or_create(
+                user=users[username], defaults={"manager": users.get(manager), "department": department}
+            )
+        return users
+
+    def delete_demo_data(self):
+        demo_keys = ApiKey.objects.filter(workflow__customer__external_id__startswith=DEMO_ID_PREFIX)
+        try:
+            demo_keys.delete()
+            Workflow.objects.filter(customer__external_id__startswith=DEMO_ID_PREFIX).delete()
+            Customer.objects.filter(external_id__startswith=DEMO_ID_PREFIX).delete()
+            IssuingSystem.objects.filter(name__in=ISSUING_SYSTEMS).annotate(n=Count("keys")).filter(n=0).delete()
+        except ProtectedError as exc:
+            kinds = sorted({obj._meta.verbose_name_plural for obj in exc.protected_objects})
+            raise CommandError(
+                f"Cannot reset: the demo data is still referenced by {', '.join(kinds)}; delete those first."
+            )
+        self.stdout.write("Deleted the demo customers, workflows and keys.")
+
+    def create_demo_data(self, users):
+        admin = users["admin"]
+        customers = {}
+        for code, (name, status, end_in_days, manager) in CUSTOMERS.items():
+            customers[code] = Customer.objects.create(
+                name=name,
+                external_id=f"{DEMO_ID_PREFIX}{code}",
+                contract_status=status,
+                contract_end=None if end_in_days is None else self.today + datetime.timedelta(days=end_in_days),
+                account_manager=users[manager],
+            )
+        workflows = {}
+        for slug, (code, name, environment, purpose, scope, business, steward) in WORKFLOWS.items():
+            workflows[slug] = Workflow.objects.create(
+                customer=customers[code], name=name, environment=environment, purpose=purpose, data_scope=scope,
+                business_owner=users[business], technical_steward=users.get(steward),
+            )
+        systems = {
+            name: IssuingSystem.objects.get_or_create(name=name, defaults={"kind": kind, "revoke_url": url, "notes": notes})[0]
+            for name, (kind, url, notes) in ISSUING_SYSTEMS.items()
+        }
+        departed = users[DEPARTED]
+        if not departed.is_active:
+            # After --reset: the departed owner still has to own keys registered before they left.
+            departed.is_active = True
+            departed.save(update_fields=["is_active"])
+        keys = {label: self.register(label, spec, users, workflows, systems) for label, spec in KEYS.items()}
+        for label, key in keys.items():
+            if label != PENDING:
+                keys[label] = lifecycle.approve_key(
+                    key, actor=admin, reference=f"CHG-{self.rng.randint(10000, 99999)}", reason="Approved at onboarding"
+                )
+        self.record_usage(keys)
+        lifecycle.suspend_key(keys[SUSPENDED], actor=admin,
+                              reason="Calls from an unknown IP range; suspended while the customer investigates.")
+        lifecycle.revoke_key(keys[REVOKED], actor=admin, reason_code=RevocationReason.CONTRACT_ENDED,
+                             reason="Initech Retail's contract ended.")
+        lifecycle.expire_key(keys[EXPIRED], actor=system_user())
+        label, new_owner = REASSIGNED
+        lifecycle.change_owner(keys[label], actor=admin, new_owner=users[new_owner],
+                               reason="Chloe Dupont is leaving Data Platform; Dev Patel takes the export over.")
+        self.decommission(workflows[DECOMMISSIONED_WORKFLOW], admin)
+        self.depart(users[DEPARTED], admin)
+
+    def register(self, label, spec, users, workflows, systems) -> ApiKey:
+        slug, owner, risk_tier, system = spec
+        workflow = workflows[slug]
+        kind = "live" if workflow.environment == Environment.PRODUCTION else "test"
+        prefix = f"sk_{kind}_{self.rng.getrandbits(24):06x}"
+        issued_on = self.today - datetime.timedelta(days=self.rng.randint(90, 600))
+        expires_on = issued_on + datetime.timedelta(days=730)
+        next_review_on = self.today + datetime.timedelta(days=self.rng.randint(15, 150))
+        if label in NEAR_EXPIRY:
+            expires_on = self.today + datetime.timedelta(days=NEAR_EXPIRY[label])
+        if label == EXPIRED:
+            issued_on = self.today - datetime.timedelta(days=400)
+            expires_on = self.today - datetime.timedelta(days=20)
+            next_review_on = None
+        if label in REVIEW_DUE:
+            next_review_on = self.today - datetime.timedelta(days=self.rng.randint(1, 60))
+        technical_steward = WORKFLOWS[slug][6]
+        return lifecycle.register_key(
+            actor=users["admin"],
+            workflow=workflow,
+            issuing_system=systems[system],
+            label=label,
+            owner=users[owner],
+            steward=users[technical_steward] if technical_steward and technical_steward != owner else None,
+            # A random fake secret, fingerprinted inside register_key and then dropped.
+            secret=prefix + secrets.token_urlsafe(32),
+            prefix=prefix,
+            scopes=SCOPES[label.split("-")[0]],
+            risk_tier=risk_tier,
+            issued_on=issued_on,
+            expires_on=expires_on,
+            next_review_on=next_review_on,
+            reason=f"Onboarding of {workflow}",
+        )
+
+    def record_usage(self, keys):
+        """Usage normally arrives from the gateways; the demo writes plausible last-used times."""
+        stale_after = settings.KEY_STALE_AFTER_DAYS
+        actor = system_user()
+        for label, key in keys.items():
+            if label in NEVER_USED:
+                continue
+            days = UNUSED_DAYS.get(label)
+            hours_ago = days * 24 if days else self.rng.randint(1, 24 * 10)
+            key.last_used_at = self.now - datetime.timedelta(hours=hours_ago)
+            key.stale = days is not None and days > stale_after
+            key._history_user = actor
+            key._change_reason = "Demo usage data"
+            key.save(update_fields=["last_used_at", "stale", "updated_at"])
+
+    def decommission(self, workflow, actor):
+        workflow.status = WorkflowStatus.DECOMMISSIONED
+        workflow.decommissioned_on = self.today - datetime.timedelta(days=30)
+        workflow._history_user = actor
+        workflow._change_reason = "Replaced by the customer's new loyalty platform"
+        workflow.save()
+
+    def depart(self, user, actor):
+        """The owner left: the profile is closed and the keys they still own are orphaned."""
+        profile = user.owner_profile
+        profile.is_active = False
+        profile.departed_on = self.today - datetime.timedelta(days=10)
+        profile._history_user = actor
+        profile._change_reason = "Left the company"
+        profile.save()
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        for key in ApiKey.objects.live().filter(owner=user):
+            key.orphaned = True
+            key._history_user = actor
+            key._change_reason = "Owner departed"
+            key.save(update_fields=["orphaned", "updated_at"])
+
+    def print_summary(self):
+        demo = ApiKey.objects.filter(workflow__customer__external_id__startswith=DEMO_ID_PREFIX)
+        by_status = dict(demo.order_by().values_list("status").annotate(n=Count("pk")))
+        statuses = ", ".join(f"{by_status.get(s, 0)} {s}" for s in KeyStatus.values)
+        today = self.today
+        soon = today + datetime.timedelta(days=14)
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo data: {Customer.objects.filter(external_id__startswith=DEMO_ID_PREFIX).count()} customers, "
+            f"{Workflow.objects.filter(customer__external_id__startswith=DEMO_ID_PREFIX).count()} workflows, "
+            f"{demo.count()} keys ({statuses})."
+        ))
+        self.stdout.write(
+            f"Due for review: {demo.live().filter(next_review_on__lte=today).count()}; "
+            f"expiring within 14 days: {demo.live().filter(expires_on__range=(today, soon)).count()}; "
+            f"stale: {demo.filter(stale=True).count()}; orphaned: {demo.filter(orphaned=True).count()}; "
+            f"rotation required: {demo.filter(rotation_required=True).count()}."
+        )
+        logins = ", ".join(name for name, spec in USERS.items() if spec[4])
+        self.stdout.write(f"Log in as {logins} with the password '{DEMO_PASSWORD}'.")
