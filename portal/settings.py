@@ -208,7 +208,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5.html"
+DJANGO_TABLES2_TEMPLATE = "portal/table.html"
 
 # Never show a submitted secret on an error page, whatever the view forgot to mark.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.security.SecretSafeExceptionReporterFilter"

@@ -1,0 +1,345 @@
+"""The key pages of the portal. Every state change goes through keys.lifecycle."""
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import formats, timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+from django_filters.views import FilterView
+from django_tables2 import SingleTableMixin
+
+from portal import roles
+
+from . import lifecycle
+from .choices import KEY_TRANSITIONS, LifecycleAction
+from .filters import ApiKeyFilterSet
+from .forms import (
+    ApproveForm,
+    ChangeOwnerForm,
+    LifecycleForm,
+    OptionalReasonForm,
+    ReasonForm,
+    RegisterKeyForm,
+    RevokeForm,
+    RotateForm,
+)
+from .lifecycle import LifecycleError
+from .models import ApiKey, LifecycleEvent
+from .tables import ApiKeyTable
+
+# A history record and the lifecycle event written with it share actor and reason, seconds apart.
+EVENT_MATCH_WINDOW = datetime.timedelta(seconds=5)
+# Shown by the timeline entry itself; repeating them as changed fields is noise.
+TIMELINE_SILENT_FIELDS = ["status_changed_at"]
+
+
+def visible_keys(user):
+    return ApiKey.objects.visible_to(user).select_related(
+        "workflow__customer", "issuing_system", "owner", "steward", "approved_by"
+    )
+
+
+class KeyListView(LoginRequiredMixin, SingleTableMixin, FilterView):
+    table_class = ApiKeyTable
+    filterset_class = ApiKeyFilterSet
+    template_name = "keys/key_list.html"
+    table_pagination = {"per_page": 25}
+
+    def get_queryset(self):
+        return ApiKey.objects.visible_to(self.request.user).select_related("workflow__customer", "owner")
+
+    def get_template_names(self):
+        if self.request.htmx:
+            return ["keys/_key_table.html"]
+        return [self.template_name]
+
+    def render_to_response(self, context, **response_kwargs):
+        response = super().render_to_response(context, **response_kwargs)
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    """One lifecycle step offered on the detail page: its form and the service call it makes."""
+
+    slug: str
+    lifecycle_action: str
+    form_class: type[LifecycleForm]
+    perform: Callable[..., ApiKey]
+    button_class: str = "button"
+    applies: Callable[[ApiKey], bool] = field(default=lambda key: True)
+
+    @property
+    def label(self) -> str:
+        return {
+            LifecycleAction.APPROVE: "Approve",
+            LifecycleAction.ROTATE: "Record rotation",
+            LifecycleAction.SUSPEND: "Suspend",
+            LifecycleAction.REINSTATE: "Reinstate",
+            LifecycleAction.REVOKE: "Revoke",
+            LifecycleAction.EXPIRE: "Expire",
+            LifecycleAction.CHANGE_OWNER: "Change owner",
+        }[self.lifecycle_action]
+
+    def is_available(self, key: ApiKey) -> bool:
+        allowed_from, _ = KEY_TRANSITIONS[self.lifecycle_action]
+        return key.status in allowed_from and self.applies(key)
+
+    def form(self, data=None) -> LifecycleForm:
+        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
+
+
+def _is_past_expiry(key: ApiKey) -> bool:
+    return key.expires_on is not None and key.expires_on <= timezone.localdate()
+
+
+KEY_ACTIONS: dict[str, KeyAction] = {
+    action.slug: action
+    for action in (
+        KeyAction(
+            "approve", LifecycleAction.APPROVE, ApproveForm, button_class="button button-primary",
+            perform=lambda key, actor, data: lifecycle.approve_key(
+                key, actor=actor, reference=data["reference"], reason=data["reason"]
+            ),
+        ),
+        KeyAction(
+            "rotate", LifecycleAction.ROTATE, RotateForm,
+            perform=lambda key, actor, data: lifecycle.rotate_key(
+                key, actor=actor, secret=data["secret"] or None, fingerprint=data["fingerprint"] or None,
+                prefix=data["prefix"] or None, reason=data["reason"],
+            ),
+        ),
+        KeyAction(
+            "suspend", LifecycleAction.SUSPEND, ReasonForm, button_class="button button-warning",
+            perform=lambda key, actor, data: lifecycle.suspend_key(key, actor=actor, reason=data["reason"]),
+        ),
+        KeyAction(
+            "reinstate", LifecycleAction.REINSTATE, ReasonForm, button_class="button button-primary",
+            perform=lambda key, actor, data: lifecycle.reinstate_key(key, actor=actor, reason=data["reason"]),
+        ),
+        KeyAction(
+            "change-owner", LifecycleAction.CHANGE_OWNER, ChangeOwnerForm,
+            perform=lambda key, actor, data: lifecycle.change_owner(
+                key, actor=actor, new_owner=data["new_owner"], reason=data["reason"]
+            ),
+        ),
+        KeyAction(
+            "expire", LifecycleAction.EXPIRE, OptionalReasonForm, button_class="button button-danger",
+            perform=lambda key, actor, data: lifecycle.expire_key(key, actor=actor, reason=data["reason"]),
+            applies=_is_past_expiry,
+        ),
+        KeyAction(
+            "revoke", LifecycleAction.REVOKE, RevokeForm, button_class="button button-danger",
+            perform=lambda key, actor, data: lifecycle.revoke_key(
+                key, actor=actor, reason_code=data["reason_code"], reason=data["reason"]
+            ),
+        ),
+    )
+}
+
+
+def available_actions(key: ApiKey, user) -> list[KeyAction]:
+    if not roles.is_admin(user):
+        return []
+    return [action for action in KEY_ACTIONS.values() if action.is_available(key)]
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime.datetime
+    title: str
+    actor: object = None
+    reason: str = ""
+    transition: tuple[str, str] | None = None
+    status: str = ""
+    details: list[tuple[str, str]] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)
+    source: str = ""
+
+
+def _display_value(model_field, value, related: dict) -> str:
+    if value is None or value == "":
+        return "—"
+    if model_field is None:
+        return str(value)
+    if model_field.is_relation:
+        obj = related.get((model_field.related_model, value))
+        return str(obj) if obj is not None else f"#{value}"
+    if model_field.choices:
+        return str(dict(model_field.flatchoices).get(value, value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime.datetime):
+        return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    if isinstance(value, datetime.date):
+        return formats.date_format(value, "DATE_FORMAT")
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "—"
+    return str(value)
+
+
+def _history_changes(records) -> dict[int, list]:
+    """Each history record's changed fields against the record before it, with readable values."""
+    deltas = {}
+    for older, newer in zip(records, records[1:], strict=False):
+        delta = newer.diff_against(older, excluded_fields=TIMELINE_SILENT_FIELDS, foreign_keys_are_objs=False)
+        deltas[newer.history_id] = delta.changes
+    wanted: dict[type, set] = {}
+    for changes in deltas.values():
+        for change in changes:
+            model_field = ApiKey._meta.get_field(change.field)
+            if model_field.is_relation:
+                wanted.setdefault(model_field.related_model, set()).update(
+                    v for v in (change.old, change.new) if v is not None
+                )
+    related = {
+        (model, pk): obj for model, pks in wanted.items() for pk, obj in model._default_manager.in_bulk(pks).items()
+    }
+    readable = {}
+    for history_id, changes in deltas.items():
+        rows = []
+        for change in changes:
+            model_field = ApiKey._meta.get_field(change.field)
+            rows.append({
+                "field": model_field.verbose_name,
+                "old": _display_value(model_field, change.old, related),
+                "new": _display_value(model_field, change.new, related),
+            })
+        readable[history_id] = rows
+    return readable
+
+
+def _event_entry(event: LifecycleEvent) -> TimelineEntry:
+    transition = None
+    if event.from_status and event.to_status and event.from_status != event.to_status:
+        transition = (event.get_from_status_display(), event.get_to_status_display())
+    return TimelineEntry(
+        at=event.at,
+        title=event.get_action_display(),
+        actor=event.actor,
+        reason=event.reason,
+        transition=transition,
+        status="" if transition else event.get_to_status_display(),
+        details=[(name.replace("_", " "), str(value)) for name, value in sorted(event.details.items())],
+        source="Lifecycle event",
+    )
+
+
+def key_timeline(key: ApiKey) -> list[TimelineEntry]:
+    """Lifecycle events and history records of the key, newest first.
+
+    Every lifecycle step writes both; a record and its event are shown as one entry carrying the
+    event's action and the record's changed fields. Records without an event (admin edits) stand alone.
+    """
+    events = list(key.events.select_related("actor").order_by("at", "pk"))
+    records = list(key.history.select_related("history_user").order_by("history_date", "history_id"))
+    changes = _history_changes(records)
+    entries = []
+    unmatched = list(events)
+    for record in records:
+        reason = record.history_change_reason or ""
+        event = next(
+            (
+                e for e in unmatched
+                if e.actor_id == record.history_user_id
+                and e.reason[:100] == reason
+                and abs(e.at - record.history_date) <= EVENT_MATCH_WINDOW
+            ),
+            None,
+        )
+        if event is not None:
+            unmatched.remove(event)
+            entry = _event_entry(event)
+            entry.source = "Lifecycle event and history record"
+        else:
+            entry = TimelineEntry(
+                at=record.history_date,
+                title={"+": "Created", "-": "Deleted"}.get(record.history_type, "Changed"),
+                actor=record.history_user,
+                reason=reason,
+                source="History record",
+            )
+        entry.changes = changes.get(record.history_id, [])
+        entries.append(entry)
+    entries.extend(_event_entry(event) for event in unmatched)
+    entries.sort(key=lambda entry: entry.at, reverse=True)
+    return entries
+
+
+def _render_detail(request, key: ApiKey, failed: tuple[str, LifecycleForm] | None = None, status: int = 200):
+    panels = []
+    for action in available_actions(key, request.user):
+        if failed and failed[0] == action.slug:
+            panels.append({"action": action, "form": failed[1], "open": True})
+        else:
+            panels.append({"action": action, "form": action.form(), "open": False})
+    # Said at the top of the page: the form may be far below, or not offered any more.
+    refused = [message for messages in failed[1].errors.values() for message in messages] if failed else []
+    context = {
+        "key": key,
+        "action_panels": panels,
+        "refused_action": KEY_ACTIONS[failed[0]] if failed else None,
+        "refused_form_shown": any(panel["open"] for panel in panels),
+        "refused_messages": refused,
+        "timeline": key_timeline(key),
+        "user_can_act": roles.is_admin(request.user),
+    }
+    return render(request, "keys/key_detail.html", context, status=status)
+
+
+@login_required
+def key_detail(request, pk):
+    key = get_object_or_404(visible_keys(request.user), pk=pk)
+    return _render_detail(request, key)
+
+
+@sensitive_post_parameters("secret")
+@login_required
+@require_POST
+def key_action(request, pk, action):
+    key_action_spec = KEY_ACTIONS.get(action)
+    if key_action_spec is None:
+        raise Http404("No such action.")
+    key = get_object_or_404(visible_keys(request.user), pk=pk)
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins change a key's lifecycle.")
+    form = key_action_spec.form(request.POST)
+    if form.is_valid():
+        try:
+            key_action_spec.perform(key, request.user, form.cleaned_data)
+        except LifecycleError as error:
+            form.add_lifecycle_errors(error)
+        else:
+            messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
+            return redirect(key)
+    return _render_detail(request, key, failed=(key_action_spec.slug, form), status=400)
+
+
+@sensitive_post_parameters("secret")
+@login_required
+def register_key_view(request):
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Only admins register keys.")
+    form = RegisterKeyForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                key = lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs())
+            except LifecycleError as error:
+                form.add_lifecycle_errors(error)
+            else:
+                messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
+                return redirect(key)
+        return render(request, "keys/register.html", {"form": form}, status=400)
+    return render(request, "keys/register.html", {"form": form})
+
