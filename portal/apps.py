@@ -9,4 +9,4 @@ class PortalConfig(AppConfig):
     def ready(self):
         from . import roles
 
-        post_migrate.connect(roles.sync_role_permissions_after_migrate, sender=self)
+        post_migrate.connect(roles.sync_role_permissions_after_migrate)

@@ -44,8 +44,12 @@ def sync_role_permissions(apps=None) -> None:
     groups = {name: group_model.objects.get_or_create(name=name)[0] for name in ROLES}
     governed = permission_model.objects.filter(content_type__app_label__in=GOVERNED_APPS)
     groups[ADMIN].permissions.add(*governed)
+    # Admins pick users (owners, stewards) in the Django admin's autocomplete fields.
+    groups[ADMIN].permissions.add(*permission_model.objects.filter(content_type__app_label="auth", codename="view_user"))
     groups[COMPLIANCE].permissions.add(*governed.filter(codename__startswith="view_"))
 
 
-def sync_role_permissions_after_migrate(**kwargs) -> None:
-    sync_role_permissions()
+def sync_role_permissions_after_migrate(app_config=None, using="default", **kwargs) -> None:
+    # Sent once per app with models (also after a test flush): resync when a governed app is done.
+    if app_config is not None and app_config.label in GOVERNED_APPS:
+        sync_role_permissions()

@@ -173,7 +173,7 @@ KEY_STALE_AFTER_DAYS = env_int("KEY_STALE_AFTER_DAYS", 90)
 SYSTEM_USERNAME = env("SYSTEM_USERNAME", "system")
 
 # Celery: in-process locally; a real broker (Redis) in production.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", "memory://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "memory://localhost/")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", "")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not env("CELERY_BROKER_URL"))
 CELERY_TASK_EAGER_PROPAGATES = True

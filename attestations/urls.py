@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import views
+
+app_name = "attestations"
+
+urlpatterns = [
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/bulk-confirm/", views.bulk_confirm, name="bulk-confirm"),
+    path("items/<int:pk>/", views.item_detail, name="item"),
+    path("items/<int:pk>/decide/", views.decide, name="decide"),
+    path("transfers/<int:pk>/<slug:answer>/", views.answer_transfer, name="transfer"),
+    path("campaigns/", views.CampaignListView.as_view(), name="campaigns"),
+    path("campaigns/new/", views.campaign_create, name="campaign-create"),
+    path("campaigns/<int:pk>/", views.campaign_detail, name="campaign"),
+    path("campaigns/<int:pk>/<slug:action>/", views.campaign_action, name="campaign-action"),
+]
