@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import campaign_views, views
 
 app_name = "attestations"
 
@@ -10,8 +10,8 @@ urlpatterns = [
     path("items/<int:pk>/", views.item_detail, name="item"),
     path("items/<int:pk>/decide/", views.decide, name="decide"),
     path("transfers/<int:pk>/<slug:answer>/", views.answer_transfer, name="transfer"),
-    path("campaigns/", views.CampaignListView.as_view(), name="campaigns"),
-    path("campaigns/new/", views.campaign_create, name="campaign-create"),
-    path("campaigns/<int:pk>/", views.campaign_detail, name="campaign"),
-    path("campaigns/<int:pk>/<slug:action>/", views.campaign_action, name="campaign-action"),
+    path("campaigns/", campaign_views.CampaignListView.as_view(), name="campaigns"),
+    path("campaigns/new/", campaign_views.campaign_create, name="campaign-create"),
+    path("campaigns/<int:pk>/", campaign_views.campaign_detail, name="campaign"),
+    path("campaigns/<int:pk>/<slug:action>/", campaign_views.campaign_action, name="campaign-action"),
 ]

@@ -1,5 +1,4 @@
 from django.http import HttpResponse
-from django.views import View
 
 
 def _todo(request, *args, **kwargs):
@@ -7,8 +6,3 @@ def _todo(request, *args, **kwargs):
 
 
 inbox = bulk_confirm = item_detail = decide = answer_transfer = _todo
-campaign_create = campaign_detail = campaign_action = _todo
-
-
-class CampaignListView(View):
-    get = _todo
