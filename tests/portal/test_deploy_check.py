@@ -1,0 +1,72 @@
+"""Production mode: `manage.py check --deploy` is clean, and missing secrets stop the start-up.
+
+Each check runs ``manage.py`` in a subprocess because the settings module reads the environment
+once, at import.
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_env(tmp_path, **overrides) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "SECURE_", "CELERY_", "EMAIL_")) and key not in {"DEBUG", "ALLOWED_HOSTS"}
+    }
+    env.update(
+        DJANGO_ENV="production",
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        SECRET_KEY=secrets.token_urlsafe(64),
+        KEY_FINGERPRINT_PEPPER=secrets.token_urlsafe(32),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'deploy-check.sqlite3'}",
+        ALLOWED_HOSTS="portal.example.test",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+    )
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_check_deploy_is_clean_in_production_mode(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING" not in output and "ERROR" not in output, output
+    assert "System check identified no issues" in output, output
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "KEY_FINGERPRINT_PEPPER", "DATABASE_URL"])
+def test_production_mode_refuses_to_start_without_a_required_setting(tmp_path, missing):
+    result = manage(production_env(tmp_path, **{missing: None}), "check")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{missing} must be set in production mode." in result.stderr
+
+
+def test_local_mode_needs_no_configuration(tmp_path):
+    env = production_env(tmp_path, DJANGO_ENV=None, SECRET_KEY=None, KEY_FINGERPRINT_PEPPER=None, ALLOWED_HOSTS=None)
+    result = manage(env, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
