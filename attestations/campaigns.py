@@ -11,10 +11,10 @@ import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, Q, Value, When
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+from simple_history.utils import bulk_update_with_history
 
 from keys import lifecycle
 from keys.choices import ContractStatus, KeyStatus, RevocationReason, WorkflowStatus
@@ -42,7 +42,6 @@ from .models import (
 User = get_user_model()
 DECIDE = "decide_attestationitem"
 UNUSED_DAYS = 90
-LAUNCH_BATCH = 5000
 
 
 class CampaignError(ServiceError):
@@ -133,17 +132,7 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
         reason = f"launched in campaign {campaign.name}"[:100]
         busy = AttestationItem.objects.filter(status=ItemStatus.PENDING, campaign__status=CampaignStatus.ACTIVE)
         keys = with_recommendation(scope_queryset(campaign).exclude(pk__in=busy.values("key_id")), today)
-        rows = keys.order_by("pk").values_list("pk", "owner_id", "suggested")
-        permission = _decide_permission()
-        created = 0
-        batch: list[AttestationItem] = []
-        for key_id, owner_id, suggested in rows.iterator(chunk_size=LAUNCH_BATCH):
-            batch.append(AttestationItem(campaign=campaign, key_id=key_id, reviewer_id=owner_id, recommendation=suggested))
-            if len(batch) == LAUNCH_BATCH:
-                created += _insert_items(batch, actor, reason, permission)
-                batch = []
-        if batch:
-            created += _insert_items(batch, actor, reason, permission)
+        created = _insert_items(campaign, keys, actor=actor, reason=reason)
         if created == 0:
             raise CampaignError("No key is in this campaign's scope: nothing to attest.")
         campaign.status = CampaignStatus.ACTIVE
@@ -159,15 +148,38 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
     return created
 
 
-def _insert_items(batch, actor, reason, permission) -> int:
-    items = bulk_create_with_history(batch, AttestationItem, batch_size=len(batch), default_user=actor,
-                                     default_change_reason=reason)
-    AttestationItemUserObjectPermission.objects.bulk_create(
-        [AttestationItemUserObjectPermission(content_object_id=i.pk, user_id=i.reviewer_id, permission=permission)
-         for i in items],
-        batch_size=len(items),
-    )
-    return len(items)
+def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
+    """Write the items, their history records and the reviewers' decide permissions set-based.
+
+    Three INSERT ... SELECT statements, so launching scales with the database rather than with
+    Python objects; the history rows carry the actor and reason like any other history record.
+    """
+    quote = connection.ops.quote_name
+    item_table = quote(AttestationItem._meta.db_table)
+    history_model = AttestationItem.history.model
+    select_sql, select_params = keys.order_by("pk").values("pk", "owner_id", "suggested").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {item_table} (campaign_id, key_id, reviewer_id, recommendation, status, affirmed, "
+            f"justification, default_action_applied) "
+            f"SELECT %s, scope.pk, scope.owner_id, scope.suggested, %s, %s, %s, %s FROM ({select_sql}) scope",
+            [campaign.pk, ItemStatus.PENDING, False, "", "", *select_params],
+        )
+        created = cursor.rowcount
+        tracked = [f.column for f in history_model._meta.concrete_fields if not f.name.startswith("history_")]
+        columns = ", ".join(quote(c) for c in tracked)
+        cursor.execute(
+            f"INSERT INTO {quote(history_model._meta.db_table)} ({columns}, history_date, history_change_reason, "
+            f"history_type, history_user_id) SELECT {columns}, %s, %s, %s, %s FROM {item_table} WHERE campaign_id = %s",
+            [timezone.now(), reason, "+", actor.pk, campaign.pk],
+        )
+        cursor.execute(
+            f"INSERT INTO {quote(AttestationItemUserObjectPermission._meta.db_table)} "
+            f"(permission_id, user_id, content_object_id) "
+            f"SELECT %s, reviewer_id, id FROM {item_table} WHERE campaign_id = %s",
+            [_decide_permission().pk, campaign.pk],
+        )
+    return created
 
 
 def can_decide(user, item: AttestationItem) -> bool:

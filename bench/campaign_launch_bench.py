@@ -13,6 +13,7 @@ from _setup import setup_django
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 setup_django("keys_portal_bench_campaign")
 
+from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -22,14 +23,16 @@ from keys.choices import KeyStatus  # noqa: E402
 from keys.fingerprints import fingerprint_secret  # noqa: E402
 from keys.models import ApiKey, Customer, IssuingSystem, Workflow  # noqa: E402
 from portal.celery import app  # noqa: E402
-from tests.factories import ComplianceFactory, OwnerFactory  # noqa: E402
+from tests.factories import ComplianceFactory  # noqa: E402
 
 # Notifications are published to an in-memory broker, as they would go to Redis in production.
 app.conf.task_always_eager = False
 
 
 def make_keys(n: int) -> None:
-    owners = [OwnerFactory(username=f"bench-owner-{i}") for i in range(500)]
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"bench-owner-{i}", password="!") for i in range(500)])
+    owners = list(User.objects.filter(username__startswith="bench-owner-").order_by("pk"))
     system = IssuingSystem.objects.create(name="Bench gateway")
     customers = [Customer.objects.create(name=f"Bench customer {i}", external_id=f"B{i}") for i in range(50)]
     workflows = [
