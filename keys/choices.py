@@ -80,3 +80,29 @@ KEY_TRANSITIONS: dict[str, tuple[frozenset, str | None]] = {
     LifecycleAction.EXPIRE: (frozenset({KeyStatus.ACTIVE, KeyStatus.SUSPENDED}), KeyStatus.EXPIRED),
     LifecycleAction.CHANGE_OWNER: (frozenset(LIVE_KEY_STATUSES), None),
 }
+
+
+class RevocationState(models.TextChoices):
+    NONE = "", "Not revoked"
+    PENDING = "pending", "Awaiting the issuer"
+    CONFIRMED = "confirmed", "Confirmed at the issuer"
+
+
+class RevocationRequestStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    RETRYING = "retrying", "Failed, will retry"
+    AWAITING_CONFIRMATION = "awaiting_confirmation", "Awaiting an admin's confirmation"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged by the issuer"
+    CONFIRMED = "confirmed", "Confirmed by an admin"
+    GAVE_UP = "gave_up", "Retries exhausted: needs an admin"
+
+
+OPEN_REVOCATION_STATUSES = frozenset(
+    {RevocationRequestStatus.PENDING, RevocationRequestStatus.RETRYING,
+     RevocationRequestStatus.AWAITING_CONFIRMATION, RevocationRequestStatus.GAVE_UP}
+)
+
+
+class ExposureSource(models.TextChoices):
+    PORTAL = "portal", "Reported in the portal"
+    API = "api", "Reported through the API"

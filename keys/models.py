@@ -9,12 +9,16 @@ from simple_history.models import HistoricalRecords
 from portal import roles
 
 from .choices import (
+    OPEN_REVOCATION_STATUSES,
     ContractStatus,
     Environment,
+    ExposureSource,
     IssuingSystemKind,
     KeyStatus,
     LifecycleAction,
     RevocationReason,
+    RevocationRequestStatus,
+    RevocationState,
     RiskTier,
     WorkflowStatus,
 )
@@ -148,6 +152,10 @@ class ApiKey(models.Model):
     orphaned = models.BooleanField(default=False, help_text="The owner has left; the key awaits reassignment.")
     stale = models.BooleanField(default=False, help_text="Unused for longer than the configured number of days.")
     unattested = models.BooleanField(default=False, help_text="Nobody vouched for the key in its last campaign.")
+    revocation_state = models.CharField(
+        max_length=20, choices=RevocationState.choices, blank=True, default=RevocationState.NONE,
+        help_text="Whether the issuer has confirmed the revocation.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords(excluded_fields=["updated_at"])
@@ -199,3 +207,132 @@ class LifecycleEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()} {self.key_id} by {self.actor_id}"
+
+
+class RevocationRequest(models.Model):
+    """One per revocation: carried to the issuing system until it is acknowledged or confirmed."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="revocation_requests")
+    issuing_system = models.ForeignKey(IssuingSystem, on_delete=models.PROTECT, related_name="revocation_requests")
+    reason_code = models.CharField(max_length=40, choices=RevocationReason.choices)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    emergency = models.BooleanField(default=False)
+    status = models.CharField(max_length=30, choices=RevocationRequestStatus.choices,
+                              default=RevocationRequestStatus.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    issuer_reference = models.CharField(max_length=200, blank=True)
+    confirmed_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [models.UniqueConstraint(fields=["key"], name="one_revocation_request_per_key")]
+
+    def __str__(self):
+        return f"Revocation of {self.key} ({self.get_status_display()})"
+
+    @property
+    def is_open(self):
+        return self.status in OPEN_REVOCATION_STATUSES
+
+
+class RevocationAttempt(models.Model):
+    """Every call made to an issuer for a revocation, successful or not."""
+
+    request = models.ForeignKey(RevocationRequest, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+    url = models.URLField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    succeeded = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["request", "number"]
+
+
+class UsageDaily(models.Model):
+    """Calls made with a key, aggregated per day."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    sources = models.JSONField(default=list, blank=True, help_text="Distinct calling sources (first 50).")
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [models.UniqueConstraint(fields=["key", "day"], name="usage_one_row_per_key_per_day")]
+
+
+class UsageEventReceipt(models.Model):
+    """The ids of usage events already counted, so a re-sent batch counts nothing twice."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField(default=timezone.now)
+
+
+class Exposure(models.Model):
+    """A reported leak of a secret, matched by fingerprint. The secret itself is never kept."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="exposures")
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    location = models.CharField(max_length=500, help_text="Where the secret was found.")
+    notes = models.TextField(blank=True)
+    source = models.CharField(max_length=20, choices=ExposureSource.choices)
+    reported_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    reported_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-reported_at"]
+
+    @property
+    def matched(self):
+        return self.key_id is not None
+
+
+class IntegrationToken(models.Model):
+    """An API token for a machine integration, scoped to an issuing system or a customer.
+
+    Only a SHA-256 of the token is stored; the token is shown once, when it is created.
+    """
+
+    name = models.CharField(max_length=200)
+    token_prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    issuing_system = models.ForeignKey(IssuingSystem, on_delete=models.CASCADE, null=True, blank=True,
+                                       related_name="tokens")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="tokens")
+    acts_as = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="integration_tokens",
+                                help_text="The service account the integration's changes are recorded under.")
+    created_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
+    history = HistoricalRecords(excluded_fields=["last_used_at", "last_used_from"])
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(issuing_system__isnull=False) | Q(customer__isnull=False), name="token_is_scoped"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.token_prefix}…)"
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None
