@@ -313,7 +313,7 @@ def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[
         try:
             record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm)
             done.append(item.pk)
-        except CampaignError as exc:
+        except ServiceError as exc:
             refused[item.pk] = exc.messages
     return done, refused
 
