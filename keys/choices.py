@@ -106,3 +106,51 @@ OPEN_REVOCATION_STATUSES = frozenset(
 class ExposureSource(models.TextChoices):
     PORTAL = "portal", "Reported in the portal"
     API = "api", "Reported through the API"
+
+
+class ExceptionKind(models.TextChoices):
+    TRANSITIONAL = "transitional", "Transitional (migrating away)"
+    PERMANENT = "permanent", "Permanent (risk accepted)"
+
+
+class ExceptionStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+EXCEPTION_TRANSITIONS: dict[str, tuple[frozenset, str]] = {
+    "approve": (frozenset({ExceptionStatus.REQUESTED}), ExceptionStatus.APPROVED),
+    "reject": (frozenset({ExceptionStatus.REQUESTED}), ExceptionStatus.REJECTED),
+    "expire": (frozenset({ExceptionStatus.APPROVED}), ExceptionStatus.EXPIRED),
+    "withdraw": (frozenset({ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED}), ExceptionStatus.WITHDRAWN),
+}
+
+
+class BlastRadius(models.TextChoices):
+    LOW = "low", "Low: one system, no sensitive data"
+    MEDIUM = "medium", "Medium: several systems or some sensitive data"
+    HIGH = "high", "High: regulated data or broad write access"
+
+
+class Replaceability(models.TextChoices):
+    REPLACEABLE = "replaceable", "Replaceable now"
+    WITH_EFFORT = "with_effort", "Replaceable with engineering effort"
+    NOT_REPLACEABLE = "not_replaceable", "Not replaceable (the platform only supports API keys)"
+
+
+class MigrationTarget(models.TextChoices):
+    OAUTH = "oauth", "OAuth client credentials"
+    WORKLOAD_IDENTITY = "workload_identity", "Workload identity"
+    TOKEN_BROKER = "token_broker", "Short-lived token broker"
+    OTHER = "other", "Other"
+
+
+class CompensatingControl(models.TextChoices):
+    SECRET_MANAGER = "secret_manager", "Stored in a secret manager"
+    NETWORK_RESTRICTION = "network_restriction", "Network restriction (IP allow-list)"
+    SHORTER_ROTATION = "shorter_rotation", "Shorter rotation period"
+    EXTRA_LOGGING = "extra_logging", "Extra logging and alerting"
+    REDUCED_SCOPE = "reduced_scope", "Scope reduced to the minimum"

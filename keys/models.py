@@ -10,12 +10,17 @@ from portal import roles
 
 from .choices import (
     OPEN_REVOCATION_STATUSES,
+    BlastRadius,
     ContractStatus,
     Environment,
+    ExceptionKind,
+    ExceptionStatus,
     ExposureSource,
     IssuingSystemKind,
     KeyStatus,
     LifecycleAction,
+    MigrationTarget,
+    Replaceability,
     RevocationReason,
     RevocationRequestStatus,
     RevocationState,
@@ -336,3 +341,43 @@ class IntegrationToken(models.Model):
     @property
     def is_active(self):
         return self.revoked_at is None
+
+
+class KeyException(models.Model):
+    """A key allowed to deviate from the rules: transitional (migrating away) or permanent (risk accepted).
+
+    Approved by compliance only, never by the key's owner or the requester.
+    """
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="exceptions")
+    kind = models.CharField(max_length=20, choices=ExceptionKind.choices)
+    status = models.CharField(max_length=20, choices=ExceptionStatus.choices, default=ExceptionStatus.REQUESTED,
+                              db_index=True)
+    business_justification = models.TextField()
+    blast_radius = models.CharField(max_length=20, choices=BlastRadius.choices)
+    replaceability = models.CharField(max_length=20, choices=Replaceability.choices)
+    compensating_controls = models.JSONField(default=list, blank=True)
+    other_controls = models.TextField(blank=True)
+    migration_target = models.CharField(max_length=30, choices=MigrationTarget.choices, blank=True)
+    migration_plan = models.TextField(blank=True)
+    end_date = models.DateField(null=True, blank=True, help_text="Transitional: when the migration must be done.")
+    risk_acceptance = models.TextField(blank=True, help_text="Permanent: the formal acceptance of the residual risk.")
+    review_date = models.DateField(null=True, blank=True, help_text="Permanent: when the acceptance is reviewed.")
+    requested_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    lapsed_on = models.DateField(null=True, blank=True, help_text="When the end or review date passed unresolved.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        verbose_name = "key exception"
+
+    def __str__(self):
+        return f"{self.get_kind_display()} exception for {self.key}"
+
+    @property
+    def due_on(self):
+        return self.end_date if self.kind == ExceptionKind.TRANSITIONAL else self.review_date
