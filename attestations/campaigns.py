@@ -161,9 +161,9 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {item_table} (campaign_id, key_id, reviewer_id, recommendation, status, affirmed, "
-            f"justification, default_action_applied) "
-            f"SELECT %s, scope.pk, scope.owner_id, scope.suggested, %s, %s, %s, %s FROM ({select_sql}) scope",
-            [campaign.pk, ItemStatus.PENDING, False, "", "", *select_params],
+            f"justification, default_action_applied, exception_lapsed, exception_reaffirmed) "
+            f"SELECT %s, scope.pk, scope.owner_id, scope.suggested, %s, %s, %s, %s, %s, %s FROM ({select_sql}) scope",
+            [campaign.pk, ItemStatus.PENDING, False, "", "", False, False, *select_params],
         )
         created = cursor.rowcount
         tracked = [f.column for f in history_model._meta.concrete_fields if not f.name.startswith("history_")]

@@ -6,7 +6,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from keys.choices import Environment, RiskTier
-from keys.models import ApiKey, Customer, Workflow
+from keys.models import ApiKey, Customer, KeyException, Workflow
 
 from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferStatus
 
@@ -40,6 +40,9 @@ class Rules(models.Model):
     require_justification = models.BooleanField(default=True)
     review_cadence_days = models.PositiveSmallIntegerField(
         default=90, help_text="A confirmed key is next reviewed this many days later."
+    )
+    exception_review_cadence_days = models.PositiveSmallIntegerField(
+        default=30, help_text="A confirmed key under an approved exception is next reviewed this many days later."
     )
 
     class Meta:
@@ -116,6 +119,12 @@ class AttestationItem(models.Model):
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalated_to = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     default_action_applied = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True)
+    exception = models.ForeignKey(
+        KeyException, on_delete=models.SET_NULL, null=True, blank=True, related_name="attestation_items",
+        help_text="The exception the key was under at launch; the reviewer re-affirms its justification.",
+    )
+    exception_lapsed = models.BooleanField(default=False, help_text="The exception's end or review date has passed.")
+    exception_reaffirmed = models.BooleanField(default=False)
     history = HistoricalRecords()
 
     objects = AttestationItemQuerySet.as_manager()
