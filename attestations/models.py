@@ -198,3 +198,48 @@ class Notification(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "kind", "recipient", "sequence"], name="notification_sent_once")
         ]
+
+
+class EvidenceExport(models.Model):
+    """A rendered PDF of audit evidence, stored with its digest and who asked for it."""
+
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign report"
+        KEY = "key", "Key dossier"
+        CUSTOMER = "customer", "Customer report"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RENDERING = "rendering", "Rendering"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, null=True, blank=True, related_name="exports")
+    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="exports")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="exports")
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
+    progress_note = models.CharField(max_length=200, blank=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    page_count = models.PositiveIntegerField(default=0)
+    signed = models.BooleanField(default=False)
+    chain_ok = models.BooleanField(null=True)
+    chain_head = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}"
