@@ -1,5 +1,10 @@
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
-router = DefaultRouter()
+from . import views
+
+router = SimpleRouter()
+router.register("customers", views.CustomerViewSet, basename="customer")
+router.register("workflows", views.WorkflowViewSet, basename="workflow")
+router.register("keys", views.ApiKeyViewSet, basename="apikey")
 
 urlpatterns = router.urls

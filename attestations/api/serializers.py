@@ -1,0 +1,186 @@
+"""Campaigns and attestation items over REST. Users appear by username."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from keys.choices import Environment, KeyStatus, RiskTier
+from keys.models import ApiKey, Customer, Workflow
+
+from ..campaigns import campaign_progress
+from ..choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
+from ..models import AttestationItem, Campaign
+
+MAX_CAMPAIGN_DAYS = 365
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=CampaignStatus.choices, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    launched_by = serializers.CharField(source="launched_by.username", read_only=True, allow_null=True)
+    closed_by = serializers.CharField(source="closed_by.username", read_only=True, allow_null=True)
+    item_count = serializers.IntegerField(read_only=True, help_text="Items in the campaign.")
+    pending_count = serializers.IntegerField(read_only=True, help_text="Items still undecided.")
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "status", "schedule", "customers", "workflows", "environments", "risk_tiers",
+            "due_for_review_only", "duration_days", "reminder_days", "escalation_days", "default_action",
+            "require_justification", "review_cadence_days", "created_by", "created_at", "launched_at", "launched_by",
+            "due_on", "closed_at", "closed_by", "item_count", "pending_count",
+        ]
+        read_only_fields = fields
+
+
+class CountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    pending = serializers.IntegerField()
+
+
+class CustomerProgressSerializer(CountsSerializer):
+    customer = serializers.CharField(source="key__workflow__customer__name")
+
+
+class ReviewerProgressSerializer(CountsSerializer):
+    reviewer = serializers.CharField(source="reviewer__username")
+
+
+class ProgressTotalsSerializer(CountsSerializer):
+    decided = serializers.IntegerField()
+    escalated = serializers.IntegerField()
+    overdue = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text="Share of items decided, 0-100.")
+
+
+class ProgressSerializer(serializers.Serializer):
+    """campaign_progress(): decided / pending / overdue totals, by item status, per customer and per reviewer."""
+
+    totals = ProgressTotalsSerializer()
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Item status -> count.")
+    per_customer = CustomerProgressSerializer(many=True)
+    per_reviewer = ReviewerProgressSerializer(many=True)
+
+
+class CampaignDetailSerializer(CampaignSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta(CampaignSerializer.Meta):
+        fields = [*CampaignSerializer.Meta.fields, "progress"]
+        read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, campaign):
+        return ProgressSerializer(campaign_progress(campaign)).data
+
+
+class CampaignLaunchSerializer(CampaignDetailSerializer):
+    items_created = serializers.IntegerField(read_only=True, help_text="Items this launch created (0 if already launched).")
+
+    class Meta(CampaignDetailSerializer.Meta):
+        fields = [*CampaignDetailSerializer.Meta.fields, "items_created"]
+        read_only_fields = fields
+
+
+class DefaultActionCountsSerializer(serializers.Serializer):
+    suspend = serializers.IntegerField(default=0)
+    revoke = serializers.IntegerField(default=0)
+    keep_and_flag = serializers.IntegerField(default=0)
+
+
+class CampaignCloseSerializer(CampaignDetailSerializer):
+    default_action_applied = DefaultActionCountsSerializer(
+        read_only=True, help_text="Undecided items per default action applied by this close (all 0 if already closed)."
+    )
+
+    class Meta(CampaignDetailSerializer.Meta):
+        fields = [*CampaignDetailSerializer.Meta.fields, "default_action_applied"]
+        read_only_fields = fields
+
+
+class CampaignCreateSerializer(serializers.Serializer):
+    """A draft campaign's name, scope (empty lists mean "all") and rules, for create_campaign."""
+
+    name = serializers.CharField(max_length=200)
+    customers = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all(), many=True, required=False)
+    workflows = serializers.PrimaryKeyRelatedField(queryset=Workflow.objects.all(), many=True, required=False)
+    environments = serializers.ListField(child=serializers.ChoiceField(choices=Environment.choices), required=False)
+    risk_tiers = serializers.ListField(child=serializers.ChoiceField(choices=RiskTier.choices), required=False)
+    due_for_review_only = serializers.BooleanField(required=False)
+    duration_days = serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS, required=False)
+    reminder_days = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS), required=False, max_length=20,
+        help_text="Days after launch on which owners with pending items are reminded.",
+    )
+    escalation_days = serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS, required=False, allow_null=True)
+    default_action = serializers.ChoiceField(choices=DefaultAction.choices, required=False)
+    require_justification = serializers.BooleanField(required=False)
+    review_cadence_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+
+    def validate(self, attrs):
+        duration = attrs.get("duration_days", Campaign._meta.get_field("duration_days").default)
+        errors = {}
+        late = [day for day in attrs.get("reminder_days", []) if day > duration]
+        if late:
+            errors["reminder_days"] = [f"Reminders must fall within the campaign's {duration} days."]
+        if (attrs.get("escalation_days") or 0) > duration:
+            errors["escalation_days"] = [f"Escalation must fall within the campaign's {duration} days."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        if "reminder_days" in attrs:
+            attrs["reminder_days"] = sorted(set(attrs["reminder_days"]))
+        return attrs
+
+
+class ItemKeySerializer(serializers.ModelSerializer):
+    """What a reviewer needs to know about the key to decide."""
+
+    status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
+    customer = serializers.CharField(source="workflow.customer.name", read_only=True)
+    workflow = serializers.CharField(source="workflow.name", read_only=True)
+    purpose = serializers.CharField(source="workflow.purpose", read_only=True)
+    data_scope = serializers.CharField(source="workflow.data_scope", read_only=True)
+    environment = serializers.CharField(source="workflow.environment", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id", "label", "prefix", "status", "customer", "workflow", "purpose", "data_scope", "environment",
+            "scopes", "owner", "risk_tier", "issued_on", "expires_on", "last_used_at",
+        ]
+        read_only_fields = fields
+
+
+class AttestationItemSerializer(serializers.ModelSerializer):
+    key = ItemKeySerializer(read_only=True)
+    campaign_name = serializers.CharField(source="campaign.name", read_only=True)
+    due_on = serializers.DateField(source="campaign.due_on", read_only=True, allow_null=True)
+    status = serializers.ChoiceField(choices=ItemStatus.choices, read_only=True)
+    recommendation = serializers.ChoiceField(choices=Recommendation.choices, read_only=True)
+    recommendation_text = serializers.CharField(source="get_recommendation_display", read_only=True)
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+    delegate = serializers.CharField(source="delegate.username", read_only=True, allow_null=True)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, allow_null=True)
+    reassigned_to = serializers.CharField(source="reassigned_to.username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = AttestationItem
+        fields = [
+            "id", "campaign", "campaign_name", "due_on", "key", "status", "recommendation", "recommendation_text",
+            "reviewer", "delegate", "decided_by", "decided_at", "affirmed", "justification", "reassigned_to",
+            "escalated_at", "default_action_applied",
+        ]
+        read_only_fields = fields
+
+
+class DecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    justification = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    affirm = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Confirm only: the key's purpose, scope and ownership are still right.",
+    )
+    to = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=150,
+        help_text="Reassign and delegate: the username of the new owner or of the delegate.",
+    )

@@ -1,0 +1,146 @@
+"""Campaigns (compliance and admins) and attestation items (their reviewers) over REST; every change via campaigns.py."""
+
+from django.db.models import Count, Q
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from portal import roles
+from portal.api import Conflict, DetailSerializer, SeesEverything
+
+from ..campaigns import CampaignError, can_decide, close_campaign, create_campaign, launch_campaign, record_decision
+from ..choices import CampaignStatus, DefaultAction, ItemStatus
+from ..models import AttestationItem, Campaign
+from .serializers import (
+    AttestationItemSerializer,
+    CampaignCloseSerializer,
+    CampaignCreateSerializer,
+    CampaignDetailSerializer,
+    CampaignLaunchSerializer,
+    CampaignSerializer,
+    DecisionSerializer,
+)
+
+REFUSED = {
+    400: OpenApiResponse(description="Refused: a message per field, others under `non_field_errors`."),
+    403: OpenApiResponse(DetailSerializer, description="Not signed in, or the role does not allow it."),
+    404: OpenApiResponse(DetailSerializer, description="No such object among those the caller may see."),
+}
+
+
+class CampaignFilterSet(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=CampaignStatus.choices)
+
+    class Meta:
+        model = Campaign
+        fields = ["status"]
+
+
+@extend_schema_view(
+    create=extend_schema(request=CampaignCreateSerializer, responses={201: CampaignDetailSerializer, **REFUSED}),
+)
+class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Attestation campaigns, for compliance and admins only."""
+
+    permission_classes = [SeesEverything]
+    filterset_class = CampaignFilterSet
+
+    def get_queryset(self):
+        return (
+            Campaign.objects.select_related("created_by", "launched_by", "closed_by")
+            .prefetch_related("customers", "workflows")
+            .annotate(
+                item_count=Count("items"),
+                pending_count=Count("items", filter=Q(items__status=ItemStatus.PENDING)),
+            )
+            .order_by("-created_at", "-pk")
+        )
+
+    def get_serializer_class(self):
+        return CampaignSerializer if self.action == "list" else CampaignDetailSerializer
+
+    def _reloaded(self, campaign: Campaign) -> Campaign:
+        return self.get_queryset().get(pk=campaign.pk)
+
+    def create(self, request, *args, **kwargs):
+        serializer = CampaignCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        campaign = create_campaign(actor=request.user, **serializer.validated_data)
+        data = CampaignDetailSerializer(self._reloaded(campaign), context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: CampaignLaunchSerializer, **REFUSED})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def launch(self, request, pk=None):
+        """Launch a draft campaign: one item per key in scope, assigned to its owner. Launching again creates nothing."""
+        created = launch_campaign(self.get_object(), actor=request.user)
+        campaign = self._reloaded(self.get_object())
+        campaign.items_created = created
+        return Response(CampaignLaunchSerializer(campaign, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses={200: CampaignCloseSerializer, **REFUSED})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def close(self, request, pk=None):
+        """Close an active campaign, applying its default action to every undecided item. Closing again changes nothing."""
+        applied = close_campaign(self.get_object(), actor=request.user)
+        campaign = self._reloaded(self.get_object())
+        campaign.default_action_applied = {action: applied.get(action, 0) for action in DefaultAction.values}
+        return Response(CampaignCloseSerializer(campaign, context=self.get_serializer_context()).data)
+
+
+class AttestationItemFilterSet(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=ItemStatus.choices)
+    campaign = filters.NumberFilter(field_name="campaign_id")
+    reviewer = filters.CharFilter(field_name="reviewer__username", help_text="Username of the assigned reviewer.")
+
+    class Meta:
+        model = AttestationItem
+        fields = ["status", "campaign", "reviewer"]
+
+
+class AttestationItemViewSet(viewsets.ReadOnlyModelViewSet):
+    """The caller's attestation items (as reviewer or delegate); compliance and admins see every item.
+
+    An item the caller may not see is a 404; one they see but may not decide is a 403 on `decide`.
+    """
+
+    serializer_class = AttestationItemSerializer
+    filterset_class = AttestationItemFilterSet
+
+    def get_queryset(self):
+        user = self.request.user
+        items = AttestationItem.objects.visible_to(user) if roles.sees_everything(user) else \
+            AttestationItem.objects.decidable_by(user)
+        return items.select_related(
+            "campaign", "key__workflow__customer", "key__owner", "reviewer", "delegate", "decided_by", "reassigned_to"
+        ).order_by("campaign_id", "pk")
+
+    @extend_schema(
+        request=DecisionSerializer,
+        responses={
+            200: AttestationItemSerializer,
+            **REFUSED,
+            409: OpenApiResponse(DetailSerializer, description="The item was already decided (or expired at close)."),
+        },
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def decide(self, request, pk=None):
+        """Confirm, release, reassign or delegate the item, once. A decided item is a 409 Conflict."""
+        item = self.get_object()
+        if not can_decide(request.user, item):
+            raise PermissionDenied("Only the assigned reviewer or their delegate can decide this item.")
+        if item.status != ItemStatus.PENDING:
+            raise Conflict(f"This item was already decided ({item.get_status_display().lower()}).")
+        serializer = DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            record_decision(item, actor=request.user, **serializer.validated_data)
+        except CampaignError:
+            item.refresh_from_db(fields=["status"])
+            if item.status != ItemStatus.PENDING:
+                raise Conflict(f"This item was already decided ({item.get_status_display().lower()}).")
+            raise
+        return Response(self.get_serializer(self.get_queryset().get(pk=item.pk)).data)

@@ -1,0 +1,39 @@
+import pytest
+import yaml
+from django.core.management import call_command
+from django.urls import reverse
+
+from . import client_for
+
+pytestmark = pytest.mark.django_db
+
+CONTRACT_PATHS = [
+    "/api/v1/customers/", "/api/v1/workflows/", "/api/v1/keys/", "/api/v1/keys/{id}/history/",
+    "/api/v1/keys/{id}/revoke/", "/api/v1/campaigns/", "/api/v1/campaigns/{id}/launch/",
+    "/api/v1/campaigns/{id}/close/", "/api/v1/attestations/", "/api/v1/attestations/{id}/decide/",
+]
+
+
+def test_schema_validates_without_warnings(tmp_path):
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    schema = yaml.safe_load(target.read_text())
+    for path in CONTRACT_PATHS:
+        assert path in schema["paths"], path
+    components = schema["components"]["schemas"]
+    assert "secret" not in components["ApiKey"]["properties"]
+    assert components["RegisterKey"]["properties"]["secret"]["writeOnly"] is True
+    assert set(components["KeyStatusEnum"]["enum"]) == {"pending", "active", "suspended", "revoked", "expired"}
+    assert set(components["ItemStatusEnum"]["enum"]) == {"pending", "confirmed", "released", "reassigned", "expired"}
+    assert set(components["CampaignStatusEnum"]["enum"]) == {"draft", "active", "closed", "cancelled"}
+    assert "409" in schema["paths"]["/api/v1/attestations/{id}/decide/"]["post"]["responses"]
+
+
+def test_schema_and_docs_are_served(owner):
+    assert client_for().get(reverse("api-schema")).status_code == 200
+    assert client_for(owner).get(reverse("api-docs")).status_code == 200
+
+
+def test_api_root_lists_every_endpoint(owner):
+    body = client_for(owner).get(reverse("api-root"), HTTP_ACCEPT="application/json").json()
+    assert set(body) == {"customers", "workflows", "keys", "campaigns", "attestations"}
