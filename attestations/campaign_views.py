@@ -1,13 +1,275 @@
-from django.http import HttpResponse
-from django.views import View
+"""Compliance pages for campaigns: list, create, detail with progress, and launch/close/cancel.
+
+Every state change goes through attestations.campaigns; these views only translate its refusals.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Sum
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_POST
+from django_filters.views import FilterView
+from django_tables2 import RequestConfig, SingleTableMixin
+
+from keys.choices import Environment, RiskTier
+from keys.models import Customer, Workflow
+from portal import roles
+from portal.errors import ServiceError
+
+from . import campaigns
+from .campaign_forms import CampaignForm, CancelCampaignForm, NoInputForm
+from .choices import CAMPAIGN_TRANSITIONS, DefaultAction
+from .filters import AttestationItemFilterSet, CampaignFilterSet
+from .models import AttestationItem, Campaign, Notification
+from .tables import AttestationItemTable, CampaignTable, with_progress
+
+ITEMS_PER_PAGE = 50
+NOTIFICATIONS_SHOWN = 50
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse(status=501)
+def compliance_required(view):
+    """Campaign pages are for compliance and admins; anyone else logged in gets 403."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not roles.sees_everything(request.user):
+            raise PermissionDenied("Only compliance and admins manage campaigns.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
 
 
-campaign_create = campaign_detail = campaign_action = _todo
+class CampaignListView(LoginRequiredMixin, SingleTableMixin, FilterView):
+    table_class = CampaignTable
+    filterset_class = CampaignFilterSet
+    template_name = "attestations/campaign_list.html"
+    table_pagination = {"per_page": 25}
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated and not roles.sees_everything(request.user):
+            raise PermissionDenied("Only compliance and admins manage campaigns.")
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return with_progress(Campaign.objects.select_related("schedule")).order_by("-created_at", "-pk")
+
+    def get_template_names(self):
+        if self.request.htmx:
+            return ["attestations/campaign_table.html"]
+        return [self.template_name]
+
+    def render_to_response(self, context, **response_kwargs):
+        response = super().render_to_response(context, **response_kwargs)
+        patch_vary_headers(response, ["HX-Request"])
+        return response
 
 
-class CampaignListView(View):
-    get = _todo
+class UnsavedScope:
+    """A form's scope in the shape campaigns.scope_queryset reads, so the preview counts by the service's rule."""
+
+    pk = "unsaved"
+
+    def __init__(self, data: dict):
+        self.customers = Customer.objects.filter(pk__in=[c.pk for c in data.get("customers") or ()])
+        self.workflows = Workflow.objects.filter(pk__in=[w.pk for w in data.get("workflows") or ()])
+        self.environments = list(data.get("environments") or [])
+        self.risk_tiers = list(data.get("risk_tiers") or [])
+        self.due_for_review_only = bool(data.get("due_for_review_only"))
+
+
+def _scope_preview(request):
+    form = CampaignForm(request.GET)
+    form.is_valid()  # the scope fields clean on their own; a missing name does not matter here
+    count = campaigns.scope_queryset(UnsavedScope(form.cleaned_data)).count()
+    return render(request, "attestations/campaign_scope_preview.html", {"scope_count": count})
+
+
+@compliance_required
+def campaign_create(request):
+    if request.method == "GET" and request.htmx and "preview" in request.GET:
+        return _scope_preview(request)
+    form = CampaignForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                campaign = campaigns.create_campaign(actor=request.user, **form.service_kwargs())
+            except campaigns.CampaignError as error:
+                form.add_service_errors(error)
+            else:
+                messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
+                return redirect(campaign)
+        return render(request, "attestations/campaign_form.html", {"form": form}, status=400)
+    return render(request, "attestations/campaign_form.html", {"form": form})
+
+
+@dataclass(frozen=True)
+class CampaignAction:
+    """One campaign step offered on the detail page: its form and the service call it makes."""
+
+    slug: str
+    label: str
+    form_class: type
+    perform: Callable[[Campaign, object, dict], str]
+    button_class: str = "button"
+    explanation: str = ""
+
+    def is_available(self, campaign: Campaign) -> bool:
+        allowed_from, _ = CAMPAIGN_TRANSITIONS[self.slug]
+        return campaign.status in allowed_from
+
+    def form(self, data=None):
+        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
+
+
+def _launch(campaign, actor, data) -> str:
+    count = campaigns.launch_campaign(campaign, actor=actor)
+    return f"Launched {campaign.name}: {count} item{'s' if count != 1 else ''} sent to their owners."
+
+
+def _close(campaign, actor, data) -> str:
+    applied = campaigns.close_campaign(campaign, actor=actor)
+    count = sum(applied.values())
+    action = DefaultAction(campaign.default_action).label.lower()
+    return f"Closed {campaign.name}: {count} undecided item{'s' if count != 1 else ''} ({action})."
+
+
+def _cancel(campaign, actor, data) -> str:
+    campaigns.cancel_campaign(campaign, actor=actor, reason=data["reason"])
+    return f"Cancelled {campaign.name}."
+
+
+CAMPAIGN_ACTIONS: dict[str, CampaignAction] = {
+    action.slug: action
+    for action in (
+        CampaignAction(
+            "launch", "Launch", NoInputForm, _launch, button_class="button button-primary",
+            explanation="Creates one item per key in scope, assigned to its owner, and notifies the owners.",
+        ),
+        CampaignAction(
+            "close", "Close", NoInputForm, _close, button_class="button button-warning",
+            explanation="Every undecided item gets the default action now.",
+        ),
+        CampaignAction(
+            "cancel", "Cancel campaign", CancelCampaignForm, _cancel, button_class="button button-danger",
+            explanation="Stops the campaign without applying any default action.",
+        ),
+    )
+}
+
+
+def _scope_summary(campaign: Campaign) -> dict:
+    environments, tiers = dict(Environment.choices), dict(RiskTier.choices)
+    return {
+        "customers": [c.name for c in campaign.customers.order_by("name")],
+        "workflows": [f"{w.customer.name} · {w.name}" for w in
+                      campaign.workflows.select_related("customer").order_by("customer__name", "name")],
+        "environments": [environments.get(e, e) for e in campaign.environments],
+        "risk_tiers": [tiers.get(t, t) for t in campaign.risk_tiers],
+    }
+
+
+def _breakdown(rows, name_key: str, overdue: bool) -> list[dict]:
+    return [
+        {
+            "name": row[name_key] or "—",
+            "total": row["total"],
+            "pending": row["pending"],
+            "decided": row["total"] - row["pending"],
+            "overdue": row["pending"] if overdue else 0,
+            "percent": round(100 * (row["total"] - row["pending"]) / row["total"]) if row["total"] else 0,
+        }
+        for row in rows
+    ]
+
+
+def _notifications(campaign: Campaign) -> dict:
+    kinds = dict(Notification.Kind.choices)
+    totals = [
+        {"kind": kinds.get(row["kind"], row["kind"]), "messages": row["messages"], "items": row["items"] or 0}
+        for row in campaign.notifications.values("kind").annotate(messages=Count("pk"), items=Sum("item_count"))
+        .order_by("kind")
+    ]
+    recent = list(campaign.notifications.select_related("recipient").order_by("-sent_at", "-pk")[:NOTIFICATIONS_SHOWN])
+    return {"totals": totals, "recent": recent, "more": sum(t["messages"] for t in totals) > len(recent)}
+
+
+def _items_table(request, campaign: Campaign):
+    items = AttestationItem.objects.filter(campaign=campaign).select_related(
+        "key__workflow__customer", "reviewer", "delegate", "decided_by"
+    )
+    filterset = AttestationItemFilterSet(request.GET, queryset=items, campaign=campaign, request=request)
+    table = AttestationItemTable(filterset.qs if filterset.is_valid() else items.none())
+    RequestConfig(request, paginate={"per_page": ITEMS_PER_PAGE}).configure(table)
+    return filterset, table
+
+
+def _render_detail(request, campaign: Campaign, failed: tuple[CampaignAction, object] | None = None, status=200):
+    filterset, table = _items_table(request, campaign)
+    if request.htmx and request.htmx.target == "campaign-items":
+        response = render(request, "attestations/campaign_items.html", {"table": table})
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+    progress = campaigns.campaign_progress(campaign)
+    overdue = progress["totals"]["overdue"] > 0
+    panels = []
+    for action in CAMPAIGN_ACTIONS.values():
+        if not action.is_available(campaign):
+            continue
+        if failed and failed[0].slug == action.slug:
+            panels.append({"action": action, "form": failed[1], "open": True})
+        else:
+            panels.append({"action": action, "form": action.form(), "open": False})
+    context = {
+        "campaign": campaign,
+        "scope": _scope_summary(campaign),
+        "progress": progress,
+        "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
+        "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),
+        "notifications": _notifications(campaign),
+        "filter": filterset,
+        "table": table,
+        "action_panels": panels,
+        "refused_action": failed[0] if failed else None,
+        "refused_messages": [m for errors in failed[1].errors.values() for m in errors] if failed else [],
+    }
+    response = render(request, "attestations/campaign_detail.html", context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _campaigns():
+    return Campaign.objects.select_related("schedule", "created_by", "launched_by", "closed_by")
+
+
+@compliance_required
+def campaign_detail(request, pk):
+    campaign = get_object_or_404(_campaigns(), pk=pk)
+    return _render_detail(request, campaign)
+
+
+@compliance_required
+@require_POST
+def campaign_action(request, pk, action):
+    spec = CAMPAIGN_ACTIONS.get(action)
+    if spec is None:
+        raise Http404("No such campaign action.")
+    campaign = get_object_or_404(_campaigns(), pk=pk)
+    form = spec.form(request.POST)
+    if form.is_valid():
+        try:
+            message = spec.perform(campaign, request.user, form.cleaned_data)
+        except ServiceError as error:
+            form.add_service_errors(error)
+        else:
+            messages.success(request, message)
+            return redirect(campaign)
+    campaign.refresh_from_db()
+    return _render_detail(request, campaign, failed=(spec, form), status=400)

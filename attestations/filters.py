@@ -1,0 +1,57 @@
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+
+from keys.models import Customer
+
+from .choices import CampaignStatus, ItemStatus, Recommendation
+from .models import AttestationItem, Campaign, CampaignSchedule
+
+
+class CampaignFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        field_name="name", lookup_expr="icontains", label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "Campaign name", "type": "search"}),
+    )
+    status = django_filters.ChoiceFilter(choices=CampaignStatus.choices, empty_label="Any status")
+    schedule = django_filters.ModelChoiceFilter(
+        queryset=CampaignSchedule.objects.all(), empty_label="Any schedule", label="Schedule"
+    )
+
+    class Meta:
+        model = Campaign
+        fields = ["q", "status", "schedule"]
+
+
+class AttestationItemFilterSet(django_filters.FilterSet):
+    """The items of one campaign; customer and reviewer choices come from that campaign only."""
+
+    status = django_filters.ChoiceFilter(choices=ItemStatus.choices, empty_label="Any status")
+    customer = django_filters.ModelChoiceFilter(
+        field_name="key__workflow__customer", label="Customer", queryset=Customer.objects.none(),
+        empty_label="Any customer",
+    )
+    reviewer = django_filters.ModelChoiceFilter(
+        label="Reviewer", queryset=get_user_model().objects.none(), empty_label="Any reviewer"
+    )
+    recommendation = django_filters.ChoiceFilter(
+        choices=[(value, label) for value, label in Recommendation.choices if value],
+        empty_label="Any recommendation",
+    )
+    q = django_filters.CharFilter(
+        field_name="key__label", lookup_expr="icontains", label="Key",
+        widget=forms.TextInput(attrs={"placeholder": "Key label", "type": "search"}),
+    )
+
+    class Meta:
+        model = AttestationItem
+        fields = ["q", "status", "customer", "reviewer", "recommendation"]
+
+    def __init__(self, *args, campaign: Campaign, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filters["customer"].queryset = (
+            Customer.objects.filter(workflows__keys__attestation_items__campaign=campaign).distinct().order_by("name")
+        )
+        self.filters["reviewer"].queryset = (
+            get_user_model().objects.filter(review_items__campaign=campaign).distinct().order_by("username")
+        )

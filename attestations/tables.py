@@ -1,0 +1,106 @@
+import django_tables2 as tables
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.urls import reverse
+from django.utils.html import format_html
+
+from keys.tables import badge
+
+from .choices import ItemStatus
+from .models import AttestationItem, Campaign
+
+
+def with_progress(campaigns):
+    """Item totals and the percent decided, counted by the database for every campaign at once."""
+    decided = Count("items", filter=~Q(items__status=ItemStatus.PENDING))
+    return campaigns.annotate(
+        item_total=Count("items"),
+        item_decided=decided,
+        item_pending=Count("items", filter=Q(items__status=ItemStatus.PENDING)),
+    ).annotate(
+        progress=Case(
+            When(item_total=0, then=Value(0)),
+            default=100 * F("item_decided") / F("item_total"),
+            output_field=IntegerField(),
+        )
+    )
+
+
+class CampaignTable(tables.Table):
+    name = tables.Column(linkify=True)
+    status = tables.Column()
+    schedule = tables.Column(accessor="schedule__name", verbose_name="Schedule", default="one-off")
+    launched_at = tables.DateColumn(verbose_name="Launched", short=True, default="not launched")
+    due_on = tables.DateColumn(verbose_name="Due", short=True, default="—")
+    item_total = tables.Column(verbose_name="Items", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
+    item_pending = tables.Column(verbose_name="Pending", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
+    progress = tables.Column(verbose_name="Progress")
+    default_action = tables.Column(verbose_name="On no response")
+
+    class Meta:
+        model = Campaign
+        fields = (
+            "name", "status", "schedule", "launched_at", "due_on", "item_total", "item_pending", "progress",
+            "default_action",
+        )
+        attrs = {"class": "data-table"}
+        empty_text = "No campaigns match these filters."
+
+    def render_status(self, record):
+        return badge("campaign", record.status, record.get_status_display())
+
+    def render_progress(self, record):
+        return progress_bar(record.progress, f"{record.item_decided} of {record.item_total} decided")
+
+
+def progress_bar(percent: int, title: str) -> str:
+    return format_html(
+        '<progress class="progress" max="100" value="{}" title="{}">{}%</progress> <span class="progress-value">{}%</span>',
+        percent, title, percent, percent,
+    )
+
+
+class AttestationItemTable(tables.Table):
+    key = tables.Column(accessor="key__label", verbose_name="Key", order_by="key__label")
+    customer = tables.Column(accessor="key__workflow__customer__name", verbose_name="Customer")
+    workflow = tables.Column(accessor="key__workflow__name", verbose_name="Workflow")
+    reviewer = tables.Column(accessor="reviewer__username", verbose_name="Reviewer")
+    status = tables.Column()
+    recommendation = tables.Column(default="—")
+    decided_by = tables.Column(accessor="decided_by__username", verbose_name="Decided by", default="—")
+    decided_at = tables.DateTimeColumn(verbose_name="Decided", short=True, default="—")
+    escalated_at = tables.DateColumn(verbose_name="Escalated", short=True, default="—")
+    item = tables.Column(accessor="pk", verbose_name="Item", orderable=False)
+
+    class Meta:
+        model = AttestationItem
+        fields = (
+            "key", "customer", "workflow", "reviewer", "status", "recommendation", "decided_by", "decided_at",
+            "escalated_at", "item",
+        )
+        attrs = {"class": "data-table"}
+        empty_text = "No items match these filters."
+
+    def render_key(self, record):
+        return format_html(
+            '<a href="{}">{}</a> <code class="prefix">{}…</code>',
+            reverse("keys:detail", args=[record.key_id]), record.key.label, record.key.prefix,
+        )
+
+    def render_reviewer(self, record):
+        if record.delegate_id:
+            return format_html('{} <span class="muted">→ {}</span>', record.reviewer.get_username(),
+                               record.delegate.get_username())
+        return record.reviewer.get_username()
+
+    def render_status(self, record):
+        status = badge("item", record.status, record.get_status_display())
+        if record.default_action_applied:
+            return format_html('{} <span class="muted">{}</span>', status,
+                               record.get_default_action_applied_display().lower())
+        return status
+
+    def render_recommendation(self, record):
+        return record.get_recommendation_display()
+
+    def render_item(self, record):
+        return format_html('<a href="{}">#{}</a>', record.get_absolute_url(), record.pk)
