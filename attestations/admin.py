@@ -1,0 +1,106 @@
+"""The Django admin for campaigns: schedules are edited here; campaigns and items change state only
+through attestations.campaigns (admin actions), never by a plain save."""
+
+from django.contrib import admin, messages
+from simple_history.admin import SimpleHistoryAdmin
+
+from portal.errors import ServiceError
+
+from . import campaigns
+from .choices import CampaignStatus
+from .models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
+
+
+@admin.register(CampaignSchedule)
+class CampaignScheduleAdmin(SimpleHistoryAdmin):
+    list_display = ("name", "is_active", "cadence_days", "next_launch_on", "duration_days", "default_action")
+    list_filter = ("is_active", "default_action")
+    search_fields = ("name",)
+    filter_horizontal = ("customers", "workflows")
+    fieldsets = (
+        (None, {"fields": ("name", "is_active", "cadence_days", "next_launch_on")}),
+        ("Scope", {"fields": ("customers", "workflows", "environments", "risk_tiers", "due_for_review_only")}),
+        ("Rules", {"fields": ("duration_days", "reminder_days", "escalation_days", "default_action",
+                              "require_justification", "review_cadence_days", "exception_review_cadence_days")}),
+    )
+
+
+class ReadOnlyAdmin(SimpleHistoryAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ReadOnlyAdmin):
+    list_display = ("name", "status", "schedule", "launched_at", "due_on", "closed_at", "default_action")
+    list_filter = ("status", "default_action", "schedule")
+    search_fields = ("name",)
+    list_select_related = ("schedule",)
+    actions = ["launch", "close"]
+
+    def _run(self, request, queryset, step, done_word):
+        done = 0
+        for campaign in queryset:
+            try:
+                step(campaign, actor=request.user)
+                done += 1
+            except ServiceError as exc:
+                self.message_user(request, f"{campaign}: {exc}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} campaign(s) {done_word}.", messages.SUCCESS)
+
+    @admin.action(description="Launch the selected draft campaigns")
+    def launch(self, request, queryset):
+        self._run(request, queryset.filter(status=CampaignStatus.DRAFT), campaigns.launch_campaign, "launched")
+
+    @admin.action(description="Close the selected active campaigns (applies the default action)")
+    def close(self, request, queryset):
+        self._run(request, queryset.filter(status=CampaignStatus.ACTIVE), campaigns.close_campaign, "closed")
+
+    def has_change_permission(self, request, obj=None):
+        # Actions need change permission; the form itself stays read-only through get_readonly_fields.
+        return request.user.has_perm("attestations.change_campaign")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Campaign._meta.fields] + ["customers", "workflows"]
+
+
+@admin.register(AttestationItem)
+class AttestationItemAdmin(ReadOnlyAdmin):
+    list_display = ("key", "campaign", "reviewer", "delegate", "status", "recommendation", "decided_at")
+    list_filter = ("status", "campaign", "recommendation", "exception_lapsed")
+    search_fields = ("key__label", "key__prefix", "reviewer__username")
+    list_select_related = ("key", "campaign", "reviewer", "delegate")
+    raw_id_fields = ("key", "reviewer", "delegate")
+
+
+@admin.register(OwnershipTransfer)
+class OwnershipTransferAdmin(ReadOnlyAdmin):
+    list_display = ("key", "from_user", "to_user", "status", "requested_at", "answered_at")
+    list_filter = ("status",)
+    list_select_related = ("key", "from_user", "to_user")
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ("campaign", "kind", "recipient", "sequence", "item_count", "sent_at")
+    list_filter = ("kind",)
+    list_select_related = ("campaign", "recipient")
+
+
+@admin.register(EvidenceExport)
+class EvidenceExportAdmin(admin.ModelAdmin):
+    list_display = ("pk", "kind", "status", "requested_by", "requested_at", "page_count", "sha256", "signed")
+    list_filter = ("kind", "status", "signed")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
