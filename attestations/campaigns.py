@@ -12,13 +12,13 @@ import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
-from django.db.models import Case, CharField, Count, Q, Value, When
+from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
 from keys import lifecycle
-from keys.choices import ContractStatus, KeyStatus, RevocationReason, WorkflowStatus
-from keys.models import ApiKey
+from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
+from keys.models import ApiKey, KeyException
 from portal.errors import ServiceError
 
 from .choices import (
@@ -74,8 +74,42 @@ def scope_queryset(scope):
     if scope.risk_tiers:
         keys = keys.filter(risk_tier__in=scope.risk_tiers)
     if scope.due_for_review_only:
-        keys = keys.filter(Q(next_review_on__isnull=True) | Q(next_review_on__lte=timezone.localdate()))
+        # A lapsed exception brings its key back before its owner whatever the review date.
+        keys = keys.filter(
+            Q(next_review_on__isnull=True) | Q(next_review_on__lte=timezone.localdate())
+            | Q(pk__in=lapsed_exceptions_to_review().values("key_id"))
+        )
     return keys
+
+
+def lapsed_exceptions_to_review():
+    """Lapsed exceptions (expired transitional, or permanent past review) no campaign has settled yet.
+
+    Settled means an item carrying the exception was decided or closed; until then the key goes
+    into every campaign whose scope reaches it, even one limited to keys due for review.
+    """
+    settled = AttestationItem.objects.filter(exception=OuterRef("pk")).exclude(status=ItemStatus.PENDING)
+    return KeyException.objects.filter(
+        lapsed_on__isnull=False, status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED]
+    ).filter(~Exists(settled))
+
+
+def with_exception(keys):
+    """Annotate each key with the exception its item carries, and whether that exception lapsed.
+
+    An approved exception comes first (lapsed or not); otherwise a lapsed one not yet settled.
+    """
+    candidates = (
+        KeyException.objects.filter(key=OuterRef("pk"))
+        .filter(Q(status=ExceptionStatus.APPROVED) | Q(pk__in=lapsed_exceptions_to_review().values("pk")))
+        .annotate(rank=Case(When(status=ExceptionStatus.APPROVED, then=Value(0)), default=Value(1),
+                            output_field=IntegerField()))
+        .order_by("rank", "-requested_at", "-pk")
+    )
+    return keys.annotate(
+        exception_pk=Subquery(candidates.values("pk")[:1]),
+        exception_lapsed_on=Subquery(candidates.values("lapsed_on")[:1]),
+    )
 
 
 def with_recommendation(keys, today: datetime.date):
@@ -104,7 +138,8 @@ def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = Non
         raise CampaignError("A campaign needs a name.", field="name")
     if schedule is not None:
         for attr in ("environments", "risk_tiers", "due_for_review_only", "duration_days", "reminder_days",
-                     "escalation_days", "default_action", "require_justification", "review_cadence_days"):
+                     "escalation_days", "default_action", "require_justification", "review_cadence_days",
+                     "exception_review_cadence_days"):
             fields.setdefault(attr, getattr(schedule, attr))
         customers = customers or list(schedule.customers.all())
         workflows = workflows or list(schedule.workflows.all())
@@ -131,7 +166,7 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
         today = timezone.localdate()
         reason = f"launched in campaign {campaign.name}"[:100]
         busy = AttestationItem.objects.filter(status=ItemStatus.PENDING, campaign__status=CampaignStatus.ACTIVE)
-        keys = with_recommendation(scope_queryset(campaign).exclude(pk__in=busy.values("key_id")), today)
+        keys = with_exception(with_recommendation(scope_queryset(campaign).exclude(pk__in=busy.values("key_id")), today))
         created = _insert_items(campaign, keys, actor=actor, reason=reason)
         if created == 0:
             raise CampaignError("No key is in this campaign's scope: nothing to attest.")
@@ -157,13 +192,17 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
     quote = connection.ops.quote_name
     item_table = quote(AttestationItem._meta.db_table)
     history_model = AttestationItem.history.model
-    select_sql, select_params = keys.order_by("pk").values("pk", "owner_id", "suggested").query.sql_with_params()
+    select_sql, select_params = (
+        keys.order_by("pk").values("pk", "owner_id", "suggested", "exception_pk", "exception_lapsed_on")
+        .query.sql_with_params()
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {item_table} (campaign_id, key_id, reviewer_id, recommendation, status, affirmed, "
-            f"justification, default_action_applied, exception_lapsed, exception_reaffirmed) "
-            f"SELECT %s, scope.pk, scope.owner_id, scope.suggested, %s, %s, %s, %s, %s, %s FROM ({select_sql}) scope",
-            [campaign.pk, ItemStatus.PENDING, False, "", "", False, False, *select_params],
+            f"justification, default_action_applied, exception_id, exception_lapsed, exception_reaffirmed) "
+            f"SELECT %s, scope.pk, scope.owner_id, scope.suggested, %s, %s, %s, %s, scope.exception_pk, "
+            f"CASE WHEN scope.exception_lapsed_on IS NULL THEN %s ELSE %s END, %s FROM ({select_sql}) scope",
+            [campaign.pk, ItemStatus.PENDING, False, "", "", False, True, False, *select_params],
         )
         created = cursor.rowcount
         tracked = [f.column for f in history_model._meta.concrete_fields if not f.name.startswith("history_")]
@@ -192,8 +231,11 @@ def can_decide(user, item: AttestationItem) -> bool:
 
 
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
-                    to=None) -> AttestationItem:
+                    to=None, reaffirm_exception: bool = False) -> AttestationItem:
     """Apply one reviewer decision, once.
+
+    Confirming a key that was under an exception at launch also re-affirms the exception's
+    justification (``reaffirm_exception``), and the key is next reviewed on the shorter cadence.
 
     The item row is locked first, so of concurrent submissions exactly one finds it pending; the
     campaign's status is read after the lock, so a decision racing a close is applied before the
@@ -217,7 +259,8 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
             Decision.REASSIGN: _reassign,
             Decision.DELEGATE: _delegate,
         }[decision]
-        handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to)
+        handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to,
+                reaffirm_exception=reaffirm_exception)
     return item
 
 
@@ -231,22 +274,29 @@ def _finish(item: AttestationItem, status: str, actor, justification: str, reaso
     item.save()
 
 
-def _confirm(item, campaign, *, actor, justification, affirm, to):
+def _confirm(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
     errors = {}
     if not affirm:
         errors["affirm"] = ["Affirm that the key's purpose, scope and ownership are still right."]
+    if item.exception_id and not reaffirm_exception:
+        errors["reaffirm_exception"] = ["The key is under an exception: re-affirm its justification to confirm it."]
     if campaign.require_justification and not justification:
         errors["justification"] = ["This campaign asks for a justification."]
     if errors:
         raise CampaignError(errors)
     item.affirmed = True
     reason = f"confirmed in campaign {campaign.name}"
-    next_review = timezone.localdate() + datetime.timedelta(days=campaign.review_cadence_days)
+    cadence = campaign.review_cadence_days
+    if item.exception_id:
+        item.exception_reaffirmed = True
+        reason += " (exception re-affirmed)"
+        cadence = campaign.exception_review_cadence_days
+    next_review = timezone.localdate() + datetime.timedelta(days=cadence)
     lifecycle.record_attestation(item.key, actor=actor, reason=reason, next_review_on=next_review)
     _finish(item, ItemStatus.CONFIRMED, actor, justification, reason)
 
 
-def _release(item, campaign, *, actor, justification, affirm, to):
+def _release(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
     if not justification:
         raise CampaignError("Say why the key is no longer needed.", field="justification")
     reason = f"released in campaign {campaign.name}: {justification}"
@@ -268,7 +318,7 @@ def _named_user(to, field_name="to"):
     return to
 
 
-def _reassign(item, campaign, *, actor, justification, affirm, to):
+def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
     to = _named_user(to)
     if to.pk == item.key.owner_id:
         raise CampaignError("This person already owns the key.", field="to")
@@ -288,7 +338,7 @@ def _reassign(item, campaign, *, actor, justification, affirm, to):
     transaction.on_commit(lambda: tasks.notify_transfer_requested.delay(transfer.pk))
 
 
-def _delegate(item, campaign, *, actor, justification, affirm, to):
+def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
     to = _named_user(to)
     if actor.pk != item.reviewer_id:
         raise CampaignError("Only the assigned reviewer can delegate the decision.")

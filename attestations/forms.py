@@ -28,9 +28,16 @@ class DecisionForm(forms.Form):
 class ConfirmForm(DecisionForm):
     decision = Decision.CONFIRM
     affirm = forms.BooleanField(required=False, label="I affirm the purpose, scope and ownership are still right")
+    reaffirm_exception = forms.BooleanField(
+        required=False, label="I re-affirm the justification of the exception and its compensating controls"
+    )
 
     def service_kwargs(self) -> dict:
-        return {**super().service_kwargs(), "affirm": self.cleaned_data.get("affirm", False)}
+        return {
+            **super().service_kwargs(),
+            "affirm": self.cleaned_data.get("affirm", False),
+            "reaffirm_exception": self.cleaned_data.get("reaffirm_exception", False),
+        }
 
 
 class ReleaseForm(DecisionForm):

@@ -32,7 +32,7 @@ User = get_user_model()
 PER_PAGE = 50
 RECENT_DAYS = 30
 # Joined into the page query so the query count does not grow with the rows; people come in one more.
-ROW_RELATED = ("campaign", "key__workflow__customer")
+ROW_RELATED = ("campaign", "key__workflow__customer", "exception")
 TRANSFER_ANSWERS = {"accept": True, "decline": False}
 
 
@@ -50,6 +50,7 @@ class PanelSpec:
 PANEL_SPECS = (
     PanelSpec(Decision.CONFIRM, "Confirm", "button-primary", (
         ("affirm", "checkbox", "I affirm the purpose, scope and ownership are still right"),
+        ("reaffirm_exception", "checkbox", "I re-affirm the justification of the exception and its compensating controls"),
         ("justification", "textarea", "Justification"),
     )),
     PanelSpec(Decision.RELEASE, "Release", "button-danger", (
@@ -63,6 +64,9 @@ PANEL_SPECS = (
         ("to", "text", "Delegate to (username)"),
     ), reviewer_only=True),
 )
+
+# Offered only on the items of keys that were under an exception at launch.
+EXCEPTION_INPUTS = frozenset({"reaffirm_exception"})
 
 DONE_MESSAGES = {
     Decision.CONFIRM: "Confirmed {label}.",
@@ -85,7 +89,7 @@ class PanelInput:
 class Panel:
     """One decision form of one row, flattened for the template: a page renders two hundred of them."""
 
-    def __init__(self, spec: PanelSpec, row_id: str, form: DecisionForm | None = None):
+    def __init__(self, spec: PanelSpec, row_id: str, form: DecisionForm | None = None, *, under_exception=False):
         self.decision = spec.decision
         self.label = spec.label
         self.button_class = spec.button_class
@@ -95,6 +99,7 @@ class Panel:
                        value=(form[name].value() or "") if form is not None else "",
                        errors=list(form.errors.get(name, [])) if form is not None else [])
             for name, kind, label in spec.inputs
+            if under_exception or name not in EXCEPTION_INPUTS
         ]
         self.open = any(i.errors for i in self.inputs)
 
@@ -127,7 +132,7 @@ def item_row(item: AttestationItem, user, *, decidable: bool, failed: DecisionFo
             if spec.reviewer_only and not row.can_delegate:
                 continue
             form = failed if failed is not None and failed.decision == spec.decision else None
-            row.panels.append(Panel(spec, row.dom_id, form))
+            row.panels.append(Panel(spec, row.dom_id, form, under_exception=item.exception_id is not None))
     return row
 
 

@@ -24,7 +24,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
-from . import lifecycle
+from . import exceptions, lifecycle
 from .choices import RevocationReason, RiskTier
 from .fingerprints import MAX_PREFIX_LENGTH
 from .models import (
@@ -33,6 +33,7 @@ from .models import (
     ApiKeyUserObjectPermission,
     Customer,
     IssuingSystem,
+    KeyException,
     LifecycleEvent,
     OwnerProfile,
     Workflow,
@@ -460,3 +461,102 @@ class ApiKeyGroupObjectPermissionAdmin(ObjectPermissionAdmin):
     list_display = ("content_object", "group", "permission")
     list_select_related = ("content_object", "permission", "group")
     search_fields = ("group__name", "content_object__label", "content_object__prefix")
+
+
+class LapsedFilter(admin.SimpleListFilter):
+    title = "lapsed"
+    parameter_name = "lapsed"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Lapsed"), ("no", "Not lapsed"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(lapsed_on__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(lapsed_on__isnull=True)
+        return queryset
+
+
+class ExceptionActionForm(helpers.ActionForm):
+    reason = forms.CharField(required=False, max_length=2000,
+                             help_text="Recorded with the decision; needed to reject or withdraw.")
+
+
+@admin.register(KeyException)
+class KeyExceptionAdmin(SimpleHistoryAdmin):
+    """Read-only records: requests come from the portal, and every decision is an action through
+    keys.exceptions, which enforces that only compliance decides and never on their own keys or requests."""
+
+    action_form = ExceptionActionForm
+    list_display = ("__str__", "customer", "kind", "status", "due_on", "lapsed_on", "requested_by", "decided_by")
+    list_filter = ("status", "kind", LapsedFilter, ("key__workflow__customer", admin.RelatedOnlyFieldListFilter),
+                   "blast_radius", "replaceability")
+    search_fields = ("key__label", "key__prefix", "business_justification", "requested_by__username")
+    list_select_related = ("key__workflow__customer", "requested_by", "decided_by")
+    date_hierarchy = "requested_at"
+    history_list_display = ("status", "lapsed_on", "decided_by")
+    actions = ("approve_selected", "reject_selected", "withdraw_selected")
+    fieldsets = (
+        ("Exception", {"fields": ("key", "kind", "status", "business_justification", "blast_radius", "replaceability")}),
+        ("Controls", {"fields": ("compensating_controls", "other_controls")}),
+        ("Transitional", {"fields": ("migration_target", "migration_plan", "end_date")}),
+        ("Permanent", {"fields": ("risk_acceptance", "review_date")}),
+        ("Decision", {"fields": ("requested_by", "requested_at", "decided_by", "decided_at", "decision_reason",
+                                 "lapsed_on")}),
+    )
+
+    @admin.display(description="Customer", ordering="key__workflow__customer__name")
+    def customer(self, obj):
+        return obj.key.workflow.customer
+
+    @admin.display(description="Due")
+    def due_on(self, obj):
+        return obj.due_on
+
+    def get_readonly_fields(self, request, obj=None):
+        return tuple(f for fieldset in self.fieldsets for f in fieldset[1]["fields"])
+
+    def has_add_permission(self, request):
+        # Requests go through keys.exceptions.request_exception: the portal's "Request exception".
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def revert_disabled(self, request, obj=None):
+        return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def _apply(self, request, queryset, verb, step):
+        reason = (request.POST.get("reason") or "").strip()
+        done = 0
+        for exception in queryset.select_related("key"):
+            try:
+                step(exception, request.user, reason)
+            except exceptions.KeyExceptionError as exc:
+                self.message_user(request, f"{exception}: {exc}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{verb.capitalize()}: {done} exception{'s' if done != 1 else ''}.",
+                              messages.SUCCESS)
+
+    @admin.action(description="Approve selected requested exceptions (compliance)", permissions=["view"])
+    def approve_selected(self, request, queryset):
+        self._apply(request, queryset, "approved", lambda exc, actor, reason: exceptions.approve_exception(
+            exc, actor=actor, reason=reason))
+
+    @admin.action(description="Reject selected requested exceptions (compliance)", permissions=["view"])
+    def reject_selected(self, request, queryset):
+        self._apply(request, queryset, "rejected", lambda exc, actor, reason: exceptions.reject_exception(
+            exc, actor=actor, reason=reason))
+
+    @admin.action(description="Withdraw selected open exceptions", permissions=["view"])
+    def withdraw_selected(self, request, queryset):
+        self._apply(request, queryset, "withdrawn", lambda exc, actor, reason: exceptions.withdraw_exception(
+            exc, actor=actor, reason=reason))

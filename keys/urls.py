@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import import_views, views
+from . import exception_views, import_views, views
 
 app_name = "keys"
 
@@ -10,4 +10,11 @@ urlpatterns = [
     path("import/", import_views.import_keys_view, name="import"),
     path("<int:pk>/", views.key_detail, name="detail"),
     path("<int:pk>/<slug:action>/", views.key_action, name="action"),
+]
+
+urlpatterns += [
+    path("exceptions/", exception_views.ExceptionListView.as_view(), name="exceptions"),
+    path("exceptions/new/<int:key_pk>/", exception_views.request_exception_view, name="exception-request"),
+    path("exceptions/<int:pk>/", exception_views.exception_detail, name="exception"),
+    path("exceptions/<int:pk>/<slug:action>/", exception_views.exception_action, name="exception-action"),
 ]

@@ -19,7 +19,7 @@ from django_tables2 import SingleTableMixin
 
 from portal import roles
 
-from . import lifecycle
+from . import exceptions, lifecycle
 from .choices import KEY_TRANSITIONS, LifecycleAction
 from .filters import ApiKeyFilterSet
 from .forms import (
@@ -33,7 +33,7 @@ from .forms import (
     RotateForm,
 )
 from .lifecycle import LifecycleError
-from .models import ApiKey, LifecycleEvent
+from .models import ApiKey, KeyException, LifecycleEvent
 from .tables import ApiKeyTable
 
 # A history record and the lifecycle event written with it share actor and reason, seconds apart.
@@ -272,8 +272,25 @@ def key_timeline(key: ApiKey) -> list[TimelineEntry]:
         entry.changes = changes.get(record.history_id, [])
         entries.append(entry)
     entries.extend(_event_entry(event) for event in unmatched)
+    entries.extend(_exception_entries(key))
     entries.sort(key=lambda entry: entry.at, reverse=True)
     return entries
+
+
+def _exception_entries(key: ApiKey) -> list[TimelineEntry]:
+    """Each step of the key's exceptions (request, decision, lapse...), from their history records."""
+    records = KeyException.history.model.objects.filter(key_id=key.pk).select_related("history_user")
+    return [
+        TimelineEntry(
+            at=record.history_date,
+            title=f"Exception #{record.id}: {record.get_kind_display().split(' (')[0].lower()}",
+            actor=record.history_user,
+            reason=record.history_change_reason or "",
+            status=record.get_status_display(),
+            source="Exception history record",
+        )
+        for record in records.order_by("history_date", "history_id")
+    ]
 
 
 def _render_detail(request, key: ApiKey, failed: tuple[str, LifecycleForm] | None = None, status: int = 200):
@@ -293,6 +310,8 @@ def _render_detail(request, key: ApiKey, failed: tuple[str, LifecycleForm] | Non
         "refused_messages": refused,
         "timeline": key_timeline(key),
         "user_can_act": roles.is_admin(request.user),
+        "key_exceptions": key.exceptions.select_related("requested_by", "decided_by").order_by("-requested_at"),
+        "can_request_exception": exceptions.may_request(request.user, key) and not key.is_final,
     }
     return render(request, "keys/key_detail.html", context, status=status)
 

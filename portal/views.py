@@ -6,8 +6,8 @@ from django.db.models import Count, Q
 from django.shortcuts import render
 from django.utils import timezone
 
-from keys.choices import LIVE_KEY_STATUSES, KeyStatus
-from keys.models import ApiKey
+from keys.choices import LIVE_KEY_STATUSES, ExceptionKind, ExceptionStatus, KeyStatus
+from keys.models import ApiKey, KeyException
 
 from . import roles
 
@@ -47,6 +47,54 @@ def _customer_rows(keys) -> list[dict]:
     )
 
 
+EXCEPTION_AGE_BUCKETS = ((30, "Under 30 days"), (90, "30 to 90 days"), (180, "90 to 180 days"),
+                         (365, "180 days to a year"), (None, "Over a year"))
+
+
+def exception_register(today: datetime.date) -> dict:
+    """Compliance's register of exceptions in force (requested or approved, lapsed ones included):
+    counts by kind, by customer and by age since the request, and the transitional exceptions past
+    their end date whose key is still live (overdue migrations). Three queries whatever the data."""
+    now, lower, ages = timezone.now(), 0, []
+    for upper, label in EXCEPTION_AGE_BUCKETS:
+        bucket = Q(requested_at__lte=now - datetime.timedelta(days=lower))
+        if upper is not None:
+            bucket &= Q(requested_at__gt=now - datetime.timedelta(days=upper))
+        ages.append((label, bucket))
+        lower = upper
+    in_force = Q(status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED])
+    overdue = Q(kind=ExceptionKind.TRANSITIONAL, end_date__lt=today, key__status__in=LIVE_KEY_STATUSES,
+                status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED])
+    counts = KeyException.objects.aggregate(
+        total=Count("pk", filter=in_force),
+        requested=Count("pk", filter=Q(status=ExceptionStatus.REQUESTED)),
+        lapsed=Count("pk", filter=in_force & Q(lapsed_on__isnull=False)),
+        overdue=Count("pk", filter=overdue),
+        **{f"kind_{kind.value}": Count("pk", filter=in_force & Q(kind=kind)) for kind in ExceptionKind},
+        **{f"age_{i}": Count("pk", filter=in_force & bucket) for i, (_, bucket) in enumerate(ages)},
+    )
+    by_customer = (
+        KeyException.objects.filter(in_force).order_by()
+        .values("key__workflow__customer__id", "key__workflow__customer__name")
+        .annotate(transitional=Count("pk", filter=Q(kind=ExceptionKind.TRANSITIONAL)),
+                  permanent=Count("pk", filter=Q(kind=ExceptionKind.PERMANENT)), total=Count("pk"))
+        .order_by("key__workflow__customer__name")
+    )
+    overdue_rows = (
+        KeyException.objects.filter(overdue).select_related("key__workflow__customer").order_by("end_date", "pk")
+    )
+    return {
+        "total": counts["total"],
+        "requested": counts["requested"],
+        "lapsed": counts["lapsed"],
+        "by_kind": [{"kind": k.value, "label": k.label, "count": counts[f"kind_{k.value}"]} for k in ExceptionKind],
+        "by_customer": list(by_customer),
+        "by_age": [{"label": label, "count": counts[f"age_{i}"]} for i, (label, _) in enumerate(ages)],
+        "overdue_count": counts["overdue"],
+        "overdue": list(overdue_rows[:ATTENTION_LIST_SIZE]),
+    }
+
+
 @login_required
 def dashboard(request):
     keys = ApiKey.objects.visible_to(request.user)
@@ -74,5 +122,6 @@ def dashboard(request):
             unused=Count("pk", filter=Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_cutoff)),
         ),
         "customer_rows": _customer_rows(keys) if roles.sees_everything(request.user) else [],
+        "exception_register": exception_register(today) if roles.sees_everything(request.user) else None,
     }
     return render(request, "portal/dashboard.html", context)

@@ -6,9 +6,20 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from keys.choices import Environment, IssuingSystemKind, KeyStatus, RiskTier
+from keys.choices import (
+    BlastRadius,
+    CompensatingControl,
+    Environment,
+    ExceptionKind,
+    ExceptionStatus,
+    IssuingSystemKind,
+    KeyStatus,
+    MigrationTarget,
+    Replaceability,
+    RiskTier,
+)
 from keys.fingerprints import fingerprint_secret
-from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
+from keys.models import ApiKey, Customer, IssuingSystem, KeyException, OwnerProfile, Workflow
 from portal import roles
 
 _secret_counter = itertools.count(1)
@@ -111,3 +122,21 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
     issued_on = factory.LazyFunction(lambda: timezone.localdate() - datetime.timedelta(days=100))
     expires_on = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=265))
     next_review_on = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=30))
+
+
+class KeyExceptionFactory(factory.django.DjangoModelFactory):
+    """A transitional exception written directly (status as given); use keys.exceptions to test the rules."""
+
+    class Meta:
+        model = KeyException
+
+    key = factory.SubFactory(ApiKeyFactory)
+    kind = ExceptionKind.TRANSITIONAL
+    status = ExceptionStatus.REQUESTED
+    business_justification = "The vendor's SDK only takes an API key until its next major release."
+    blast_radius = BlastRadius.MEDIUM
+    replaceability = Replaceability.WITH_EFFORT
+    compensating_controls = factory.LazyFunction(lambda: [CompensatingControl.SECRET_MANAGER])
+    migration_target = MigrationTarget.OAUTH
+    end_date = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=90))
+    requested_by = factory.LazyAttribute(lambda e: e.key.owner)

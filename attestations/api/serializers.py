@@ -168,7 +168,7 @@ class AttestationItemSerializer(serializers.ModelSerializer):
         fields = [
             "id", "campaign", "campaign_name", "due_on", "key", "status", "recommendation", "recommendation_text",
             "reviewer", "delegate", "decided_by", "decided_at", "affirmed", "justification", "reassigned_to",
-            "escalated_at", "default_action_applied",
+            "escalated_at", "default_action_applied", "exception", "exception_lapsed", "exception_reaffirmed",
         ]
         read_only_fields = fields
 
@@ -179,6 +179,10 @@ class DecisionSerializer(serializers.Serializer):
     affirm = serializers.BooleanField(
         required=False, default=False,
         help_text="Confirm only: the key's purpose, scope and ownership are still right.",
+    )
+    reaffirm_exception = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Confirm only, for an item whose key was under an exception at launch: its justification still holds.",
     )
     to = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=150,

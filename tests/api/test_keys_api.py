@@ -24,7 +24,7 @@ SECRET = "sk_live_4f2aQ9vXfakeSecretForTests000"
 def world(owner, other_owner, compliance_user, admin_user, key, other_key):
     return {
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
-        "key": key, "other_key": other_key,
+        "key": key, "other_key": other_key, "exception": factories.KeyExceptionFactory(key=key),
     }
 
 
@@ -77,12 +77,19 @@ MATRIX = {
     "apikey-revoke": {
         "post": {"anon": 403, "owner": 400, "other": 404, "compliance": 403, "admin": 400},
     },
+    "keyexception-list": {
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
+    },
+    "keyexception-detail": {
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
+    },
 }
 
 
 def matrix_url(name, world):
     key = world["key"]
-    obj = {"customer": key.workflow.customer, "workflow": key.workflow, "apikey": key}[name.split("-")[0]]
+    obj = {"customer": key.workflow.customer, "workflow": key.workflow, "apikey": key,
+           "keyexception": world.get("exception")}[name.split("-")[0]]
     return reverse(name) if name.endswith("-list") else reverse(name, args=[obj.pk])
 
 
