@@ -14,11 +14,11 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
-from simple_history.utils import bulk_update_with_history
 
 from keys import lifecycle
 from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
 from keys.models import ApiKey, KeyException
+from portal.chain import bulk_update_with_history, seal_ids
 from portal.errors import ServiceError
 
 from .choices import (
@@ -209,9 +209,11 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
         columns = ", ".join(quote(c) for c in tracked)
         cursor.execute(
             f"INSERT INTO {quote(history_model._meta.db_table)} ({columns}, history_date, history_change_reason, "
-            f"history_type, history_user_id) SELECT {columns}, %s, %s, %s, %s FROM {item_table} WHERE campaign_id = %s",
+            f"history_type, history_user_id) SELECT {columns}, %s, %s, %s, %s FROM {item_table} WHERE campaign_id = %s "
+            f"RETURNING history_id",
             [timezone.now(), reason, "+", actor.pk, campaign.pk],
         )
+        seal_ids(history_model, [row[0] for row in cursor.fetchall()])
         cursor.execute(
             f"INSERT INTO {quote(AttestationItemUserObjectPermission._meta.db_table)} "
             f"(permission_id, user_id, content_object_id) "

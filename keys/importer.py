@@ -24,8 +24,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from simple_history.utils import bulk_create_with_history
 
+from portal.chain import bulk_create_with_history
 from portal.errors import ServiceError
 
 from .choices import ContractStatus, KeyStatus, LifecycleAction, RiskTier, WorkflowStatus

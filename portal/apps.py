@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.db import connections
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -7,6 +9,10 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
-        from . import roles
+        from . import chain, roles
 
         post_migrate.connect(roles.sync_role_permissions_after_migrate)
+        chain.connect_signals()
+        connection_created.connect(chain.install_commit_hook, dispatch_uid="history-chain-commit-hook")
+        for connection in connections.all(initialized_only=True):
+            chain.install_commit_hook(sender=None, connection=connection)
