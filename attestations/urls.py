@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import campaign_views, views
+from . import campaign_views, evidence_views, views
 
 app_name = "attestations"
 
@@ -14,4 +14,9 @@ urlpatterns = [
     path("campaigns/new/", campaign_views.campaign_create, name="campaign-create"),
     path("campaigns/<int:pk>/", campaign_views.campaign_detail, name="campaign"),
     path("campaigns/<int:pk>/<slug:action>/", campaign_views.campaign_action, name="campaign-action"),
+    path("exports/", evidence_views.export_list, name="exports"),
+    path("exports/new/", evidence_views.export_create, name="export-create"),
+    path("exports/<int:pk>/", evidence_views.export_detail, name="export"),
+    path("exports/<int:pk>/download/", evidence_views.export_download, name="export-download"),
+    path("exports/<int:pk>/progress/", evidence_views.export_progress, name="export-progress"),
 ]

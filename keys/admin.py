@@ -32,6 +32,8 @@ from .models import (
     ApiKeyGroupObjectPermission,
     ApiKeyUserObjectPermission,
     Customer,
+    Exposure,
+    IntegrationToken,
     IssuingSystem,
     KeyException,
     LifecycleEvent,
@@ -560,3 +562,46 @@ class KeyExceptionAdmin(SimpleHistoryAdmin):
     def withdraw_selected(self, request, queryset):
         self._apply(request, queryset, "withdrawn", lambda exc, actor, reason: exceptions.withdraw_exception(
             exc, actor=actor, reason=reason))
+
+
+@admin.register(IntegrationToken)
+class IntegrationTokenAdmin(SimpleHistoryAdmin):
+    """Read-only: tokens are created (and shown once) and revoked on the portal's token page, through keys.tokens.
+    Only the token's SHA-256 is stored; its plaintext exists nowhere to show."""
+
+    list_display = ("name", "token_prefix", "issuing_system", "customer", "acts_as", "created_at", "last_used_at",
+                    "revoked_at")
+    list_filter = ("issuing_system", "customer")
+    search_fields = ("name", "token_prefix", "acts_as__username")
+    list_select_related = ("issuing_system", "customer", "acts_as")
+    readonly_fields = ("name", "token_prefix", "token_hash", "issuing_system", "customer", "acts_as", "created_by",
+                       "created_at", "revoked_at", "last_used_at", "last_used_from")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Exposure)
+class ExposureAdmin(SimpleHistoryAdmin):
+    """Read-only: exposures are reported in the portal or the API, through keys.exposures."""
+
+    list_display = ("pk", "reported_at", "key", "location", "source", "reported_by")
+    list_filter = ("source",)
+    search_fields = ("location", "key__label", "key__prefix")
+    list_select_related = ("key", "reported_by")
+    readonly_fields = ("key", "fingerprint", "location", "notes", "source", "reported_by", "reported_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -64,6 +64,11 @@ class LifecycleAction(models.TextChoices):
     IMPORT = "import", "Imported"
     ATTEST = "attest", "Attested"
     FLAG = "flag", "Flagged as unattested"
+    CONFIRM_REVOCATION = "confirm_revocation", "Revocation confirmed at the issuer"
+    FLAG_ORPHANED = "flag_orphaned", "Flagged as orphaned"
+    FLAG_STALE = "flag_stale", "Flagged as stale"
+    CLEAR_STALE = "clear_stale", "Used again: no longer stale"
+    FLAG_ROTATION = "flag_rotation", "Flagged for rotation"
 
 
 # The key state machine: action -> (statuses it may start from, status it leads to).
@@ -100,6 +105,12 @@ class RevocationRequestStatus(models.TextChoices):
 OPEN_REVOCATION_STATUSES = frozenset(
     {RevocationRequestStatus.PENDING, RevocationRequestStatus.RETRYING,
      RevocationRequestStatus.AWAITING_CONFIRMATION, RevocationRequestStatus.GAVE_UP}
+)
+# Webhook requests a delivery task may (still) send.
+SENDABLE_REVOCATION_STATUSES = frozenset({RevocationRequestStatus.PENDING, RevocationRequestStatus.RETRYING})
+# Requests an admin may confirm by hand: manual systems, and webhook deliveries that gave up.
+CONFIRMABLE_REVOCATION_STATUSES = frozenset(
+    {RevocationRequestStatus.AWAITING_CONFIRMATION, RevocationRequestStatus.GAVE_UP}
 )
 
 

@@ -9,6 +9,7 @@ from portal import roles
 
 from .choices import Environment, KeyStatus, RiskTier
 from .models import ApiKey, Customer, Workflow
+from .tokens import customer_scope_q, request_token, workflow_scope_q
 
 REVIEW_HORIZON_DAYS = 30
 
@@ -17,6 +18,9 @@ def visible_customers(request):
     """Offer only the customers whose keys the user may see, so the filter leaks no names."""
     if request is None:
         return Customer.objects.none()
+    token = request_token(request)
+    if token is not None:
+        return Customer.objects.filter(customer_scope_q(token))
     if roles.sees_everything(request.user):
         return Customer.objects.all()
     return Customer.objects.filter(workflows__keys__in=ApiKey.objects.visible_to(request.user)).distinct()
@@ -26,6 +30,9 @@ def visible_workflows(request):
     if request is None:
         return Workflow.objects.none()
     workflows = Workflow.objects.select_related("customer")
+    token = request_token(request)
+    if token is not None:
+        return workflows.filter(workflow_scope_q(token))
     if roles.sees_everything(request.user):
         return workflows
     return workflows.filter(keys__in=ApiKey.objects.visible_to(request.user)).distinct()

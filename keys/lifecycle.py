@@ -16,7 +16,16 @@ from django.utils import timezone
 
 from portal.errors import ServiceError
 
-from .choices import KEY_TRANSITIONS, KeyStatus, LifecycleAction, RevocationReason, RiskTier, WorkflowStatus
+from . import revocation
+from .choices import (
+    KEY_TRANSITIONS,
+    KeyStatus,
+    LifecycleAction,
+    RevocationReason,
+    RevocationState,
+    RiskTier,
+    WorkflowStatus,
+)
 from .fingerprints import (
     MAX_PREFIX_LENGTH,
     MIN_SECRET_LENGTH,
@@ -259,8 +268,12 @@ def reinstate_key(key: ApiKey, *, actor, reason: str) -> ApiKey:
 
 
 @transaction.atomic
-def revoke_key(key: ApiKey, *, actor, reason_code: str, reason: str = "") -> ApiKey:
-    """Revoke a key for one of the recorded reasons. Revocation is final."""
+def revoke_key(key: ApiKey, *, actor, reason_code: str, reason: str = "", emergency: bool = False) -> ApiKey:
+    """Revoke a key for one of the recorded reasons. Revocation is final.
+
+    The key stays "awaiting the issuer" until its issuing system acknowledges the revocation
+    request opened here (webhook) or an admin confirms it was done at the source (manual).
+    """
     if reason_code not in RevocationReason.values:
         raise LifecycleError("Unknown revocation reason.", field="reason_code")
     reason = reason.strip() or RevocationReason(reason_code).label
@@ -269,7 +282,22 @@ def revoke_key(key: ApiKey, *, actor, reason_code: str, reason: str = "") -> Api
     key.status = KeyStatus.REVOKED
     key.status_changed_at = timezone.now()
     key.revocation_reason = reason_code
+    key.revocation_state = RevocationState.PENDING
     _record(key, LifecycleAction.REVOKE, actor, reason, from_status, {"reason_code": reason_code})
+    revocation.open_revocation_request(key, actor=actor, reason_code=reason_code, reason=reason, emergency=emergency)
+    return key
+
+
+@transaction.atomic
+def confirm_revocation_at_issuer(key: ApiKey, *, actor, reason: str, details: dict | None = None) -> ApiKey:
+    """Record that the issuer no longer accepts the revoked key. Recorded once."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.status != KeyStatus.REVOKED:
+        raise LifecycleError("Only a revoked key's revocation can be confirmed.")
+    if key.revocation_state == RevocationState.CONFIRMED:
+        return key
+    key.revocation_state = RevocationState.CONFIRMED
+    _record(key, LifecycleAction.CONFIRM_REVOCATION, actor, _require_reason(reason), key.status, details)
     return key
 
 
@@ -325,3 +353,61 @@ def flag_unattested(key: ApiKey, *, actor, reason: str) -> ApiKey:
     key.unattested = True
     _record(key, LifecycleAction.FLAG, actor, reason, key.status)
     return key
+
+
+@transaction.atomic
+def flag_orphaned(key: ApiKey, *, actor, reason: str) -> bool:
+    """Mark a live key whose owner has left as orphaned, awaiting reassignment.
+
+    Returns whether the key was flagged now (False if it already was, or is revoked or expired).
+    Reassigning the key (``change_owner``) clears the flag.
+    """
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_final or key.orphaned:
+        return False
+    key.orphaned = True
+    _record(key, LifecycleAction.FLAG_ORPHANED, actor, _require_reason(reason), key.status,
+            {"owner": key.owner.get_username()})
+    return True
+
+
+@transaction.atomic
+def flag_stale(key: ApiKey, *, actor, reason: str) -> bool:
+    """Mark a live key unused for too long as stale. Returns whether it was flagged now."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_final or key.stale:
+        return False
+    key.stale = True
+    _record(key, LifecycleAction.FLAG_STALE, actor, _require_reason(reason), key.status,
+            {"last_used_at": key.last_used_at.isoformat() if key.last_used_at else "never"})
+    return True
+
+
+@transaction.atomic
+def clear_stale(key: ApiKey, *, actor, reason: str) -> bool:
+    """Lift the stale flag of a key that is in use again. Returns whether it was lifted now."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if not key.stale:
+        return False
+    key.stale = False
+    _record(key, LifecycleAction.CLEAR_STALE, actor, _require_reason(reason), key.status,
+            {"last_used_at": key.last_used_at.isoformat() if key.last_used_at else "never"})
+    return True
+
+
+@transaction.atomic
+def flag_rotation_due(key: ApiKey, *, actor, reason: str, owner_changed_at: datetime.datetime) -> bool:
+    """Record, once per ownership change, that the key has not been rotated since its owner changed.
+
+    Returns whether the flag was recorded now: not when the key was rotated after the change, is
+    revoked or expired, or was already flagged for this change.
+    """
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_final or (key.last_rotated_at and key.last_rotated_at >= owner_changed_at):
+        return False
+    if key.events.filter(action=LifecycleAction.FLAG_ROTATION, at__gte=owner_changed_at).exists():
+        return False
+    key.rotation_required = True
+    _record(key, LifecycleAction.FLAG_ROTATION, actor, _require_reason(reason), key.status,
+            {"owner_changed_at": owner_changed_at.isoformat()})
+    return True

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import exception_views, import_views, views
+from . import exception_views, exposure_views, import_views, revocation_views, token_views, views
 
 app_name = "keys"
 
@@ -17,4 +17,16 @@ urlpatterns += [
     path("exceptions/new/<int:key_pk>/", exception_views.request_exception_view, name="exception-request"),
     path("exceptions/<int:pk>/", exception_views.exception_detail, name="exception"),
     path("exceptions/<int:pk>/<slug:action>/", exception_views.exception_action, name="exception-action"),
+]
+
+urlpatterns += [
+    path("revocations/", revocation_views.RevocationListView.as_view(), name="revocations"),
+    path("revocations/<int:pk>/confirm/", revocation_views.confirm_revocation_view, name="revocation-confirm"),
+]
+
+urlpatterns += [
+    path("tokens/", token_views.tokens_view, name="tokens"),
+    path("tokens/<int:pk>/revoke/", token_views.revoke_token_view, name="token-revoke"),
+    path("exposures/", exposure_views.ExposureListView.as_view(), name="exposures"),
+    path("exposures/report/", exposure_views.report_exposure_view, name="exposure-report"),
 ]

@@ -12,7 +12,15 @@ class PortalConfig(AppConfig):
         from . import chain, roles
 
         post_migrate.connect(roles.sync_role_permissions_after_migrate)
+        self.connect_access_signals()
         chain.connect_signals()
         connection_created.connect(chain.install_commit_hook, dispatch_uid="history-chain-commit-hook")
         for connection in connections.all(initialized_only=True):
             chain.install_commit_hook(sender=None, connection=connection)
+
+    @staticmethod
+    def connect_access_signals():
+        # Importing connects the sign-in receivers of the access audit, idle timeout and second factor.
+        from . import audit, sessions, two_factor  # noqa: F401
+
+        audit.connect_axes_signals()

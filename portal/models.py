@@ -1,5 +1,6 @@
-"""The tamper-evident chain over every history record of the governed models."""
+"""The tamper-evident chain over every history record of the governed models, and the access audit."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -24,3 +25,38 @@ class ChainLink(models.Model):
     class Meta:
         ordering = ["seq"]
         constraints = [models.UniqueConstraint(fields=["model_label", "history_id"], name="one_link_per_history_record")]
+
+
+class AccessAction(models.TextChoices):
+    LOGIN = "login", "Signed in"
+    LOGIN_FAILED = "login_failed", "Failed sign-in"
+    LOCKED_OUT = "locked_out", "Locked out"
+    LOGOUT = "logout", "Signed out"
+    OTP_VERIFIED = "otp_verified", "Second factor verified"
+    OTP_FAILED = "otp_failed", "Second factor refused"
+    OTP_ENROLLED = "otp_enrolled", "Second factor enrolled"
+    EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
+    API_TOKEN_USED = "api_token_used", "API token used"
+
+
+class AccessRecord(models.Model):
+    """Who reached the portal, when, from where, and what they did: sign-ins (failed ones too), exports
+    downloaded and API token use. Written by ``portal.audit.record_access``; never edited."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_records"
+    )
+    # The name as typed or as it was, so the record outlives the account and names unknown users.
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, choices=AccessAction.choices, db_index=True)
+    target = models.CharField(max_length=255, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["user", "-at"], name="access_by_user_recent")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.get_action_display()} {self.target}".strip()

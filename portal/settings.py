@@ -5,6 +5,7 @@ run in-process. Set ``DJANGO_ENV=production`` (or ``DEBUG=false``) for the produ
 requires ``SECRET_KEY``, ``KEY_FINGERPRINT_PEPPER`` and ``DATABASE_URL``.
 """
 
+import datetime
 import os
 from pathlib import Path
 
@@ -69,6 +70,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "django_celery_beat",
     "portal",
     "keys",
@@ -82,10 +87,17 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.sessions.IdleTimeoutMiddleware",
+    "portal.two_factor.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "portal.audit.ApiTokenAuditMiddleware",
+    # Last, as django-axes asks: it turns a lock-out raised by authentication into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -122,6 +134,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -172,6 +185,20 @@ IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 KEY_STALE_AFTER_DAYS = env_int("KEY_STALE_AFTER_DAYS", 90)
 SYSTEM_USERNAME = env("SYSTEM_USERNAME", "system")
 
+# Revocation webhooks: each issuing system's signing secret is derived from this key (never stored);
+# failed calls are retried after REVOCATION_BACKOFF_SECONDS * 2**(attempt - 1) until the maximum.
+# Production without it starts, but sends no revocation call (each attempt records why) rather than
+# signing with a publicly known key.
+WEBHOOK_SIGNING_KEY = env("WEBHOOK_SIGNING_KEY") or ("" if PRODUCTION else "local-only-webhook-signing-key")
+REVOCATION_MAX_ATTEMPTS = env_int("REVOCATION_MAX_ATTEMPTS", 10)
+REVOCATION_TIMEOUT_SECONDS = env_int("REVOCATION_TIMEOUT_SECONDS", 10)
+REVOCATION_BACKOFF_SECONDS = env_int("REVOCATION_BACKOFF_SECONDS", 60)
+
+# Evidence exports are signed (PAdES, pyHanko) when a PKCS#12 certificate is configured;
+# ``python manage.py make_signing_cert`` makes a self-signed one for demos.
+EVIDENCE_SIGNING_PKCS12 = env("EVIDENCE_SIGNING_PKCS12")
+EVIDENCE_SIGNING_PASSWORD = env("EVIDENCE_SIGNING_PASSWORD")
+
 # Celery: in-process locally; a real broker (Redis) in production.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "memory://localhost/")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", "")
@@ -194,6 +221,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "keys-portal@localhost")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "keys.api.authentication.IntegrationTokenAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -207,6 +235,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "API key attestation portal",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the vendored sidecar package: no CDN, so the Content-Security-Policy holds.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 DJANGO_TABLES2_TEMPLATE = "portal/table.html"
@@ -215,6 +247,9 @@ DJANGO_TABLES2_TEMPLATE = "portal/table.html"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.security.SecretSafeExceptionReporterFilter"
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+# A signed-in session unused for this long ends (SESSION_COOKIE_AGE stays the absolute limit).
+SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 30 * 60)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
@@ -228,6 +263,38 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy: only this origin's files; no inline script or style, no framing.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
+# Login protection: five failures for one username from one address lock that pair out for 15 minutes.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address for lock-outs and the access audit: REMOTE_ADDR, or behind one trusted reverse
+# proxy the address that proxy appended to X-Forwarded-For.
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
+
+# Optional TOTP second factor (django-otp). Users with a confirmed device verify a code after the
+# password; with OTP_REQUIRED_FOR_STAFF, staff and compliance must enrol one before anything else.
+OTP_REQUIRED_FOR_STAFF = env_bool("OTP_REQUIRED_FOR_STAFF", False)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "API key portal")
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -10,6 +10,7 @@ from keys.choices import LIVE_KEY_STATUSES, ExceptionKind, ExceptionStatus, KeyS
 from keys.models import ApiKey, KeyException
 
 from . import roles
+from .compliance_overview import compliance_overview
 
 ATTENTION_HORIZON_DAYS = 30
 ATTENTION_LIST_SIZE = 10
@@ -123,5 +124,6 @@ def dashboard(request):
         ),
         "customer_rows": _customer_rows(keys) if roles.sees_everything(request.user) else [],
         "exception_register": exception_register(today) if roles.sees_everything(request.user) else None,
+        "compliance_overview": compliance_overview(today) if roles.sees_everything(request.user) else None,
     }
     return render(request, "portal/dashboard.html", context)

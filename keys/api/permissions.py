@@ -2,11 +2,47 @@ from rest_framework import permissions
 
 from portal import roles
 
+from ..models import ApiKey
+from ..tokens import key_scope_q, request_token
+
+
+def scope_keys_for_request(request, queryset=None):
+    """The keys a request may see: an integration token's scope, or what its user may see (visible_to)."""
+    queryset = ApiKey.objects.all() if queryset is None else queryset
+    token = request_token(request)
+    if token is not None:
+        return queryset.filter(key_scope_q(token))
+    return queryset.visible_to(request.user)
+
 
 class CanRevokeKey(permissions.BasePermission):
-    """Admins revoke any key they see; an owner may revoke (release) their own key."""
+    """Admins revoke any key they see; an owner may revoke (release) their own key; an integration the keys of its scope."""
 
     message = "Only admins and the key's owner may revoke it."
 
     def has_object_permission(self, request, view, obj):
+        if request_token(request) is not None:
+            return True  # the view's queryset is already the token's scope
         return roles.is_admin(request.user) or obj.owner_id == request.user.pk
+
+
+class IsAdminOrIntegration(permissions.BasePermission):
+    """Admins, or an integration token (which acts within its scope)."""
+
+    message = "Only admins and integrations may do this."
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request_token(request) is not None or roles.is_admin(request.user)
+
+
+class SeesEverythingOrIntegration(permissions.BasePermission):
+    """Compliance and admins, or an integration token (which reads within its scope)."""
+
+    message = "Only compliance, admins and integrations may do this."
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request_token(request) is not None or roles.sees_everything(request.user)

@@ -7,17 +7,19 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from portal.api import AdminWritesOthersRead, IsPortalAdmin
+from portal.api import AdminWritesOthersRead
 
 from .. import lifecycle
 from ..choices import Environment, WorkflowStatus
 from ..filters import ApiKeyFilterSet, visible_customers, visible_workflows
 from ..models import ApiKey, LifecycleEvent, Workflow
+from ..tokens import in_scope, request_token
 from ..views import EVENT_MATCH_WINDOW
-from .permissions import CanRevokeKey
+from .permissions import CanRevokeKey, IsAdminOrIntegration, scope_keys_for_request
 from .serializers import (
     ApiKeySerializer,
     CustomerSerializer,
@@ -35,6 +37,7 @@ class CustomerViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets
 
     serializer_class = CustomerSerializer
     permission_classes = [AdminWritesOthersRead]
+    integration_token_actions = {"list", "retrieve"}
     filterset_fields = ["contract_status"]
 
     def get_queryset(self):
@@ -55,6 +58,7 @@ class WorkflowViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets
 
     serializer_class = WorkflowSerializer
     permission_classes = [AdminWritesOthersRead]
+    integration_token_actions = {"list", "retrieve"}
     filterset_class = WorkflowFilterSet
 
     def get_queryset(self):
@@ -138,19 +142,20 @@ def _record_changes(records) -> dict[int, list[dict]]:
     ),
 )
 class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """API keys the caller may see; another user's key is a 404."""
+    """API keys the caller may see (an integration token: the keys of its scope); another user's key is a 404."""
 
     serializer_class = ApiKeySerializer
     filterset_class = ApiKeyFilterSet
+    integration_token_actions = {"list", "retrieve", "history", "create", "revoke"}
 
     def get_queryset(self):
-        return ApiKey.objects.visible_to(self.request.user).select_related(
+        return scope_keys_for_request(self.request, ApiKey.objects).select_related(
             "workflow__customer", "issuing_system", "owner", "steward", "approved_by"
         )
 
     def get_permissions(self):
         if self.action == "create":
-            return [IsPortalAdmin()]
+            return [IsAdminOrIntegration()]
         if self.action == "revoke":
             return [IsAuthenticated(), CanRevokeKey()]
         return [IsAuthenticated()]
@@ -164,8 +169,16 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @method_decorator(sensitive_variables())
     def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
+        token = request_token(request)
+        data = request.data
+        if token is not None and token.issuing_system_id and hasattr(data, "get") and "issuing_system" not in data:
+            data = {**data, "issuing_system": token.issuing_system_id}
+        serializer = self.get_serializer(data=data)
         serializer.is_valid(raise_exception=True)
+        if token is not None and not in_scope(token, workflow=serializer.validated_data["workflow"],
+                                              issuing_system=serializer.validated_data["issuing_system"]):
+            raise ValidationError({"workflow": ["This token may register keys only for its own customer or "
+                                                "issuing system."]})
         key = lifecycle.register_key(actor=request.user, **serializer.validated_data)
         key = self.get_queryset().get(pk=key.pk)
         return Response(ApiKeySerializer(key, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)

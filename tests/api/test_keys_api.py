@@ -83,13 +83,20 @@ MATRIX = {
     "keyexception-detail": {
         "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
     },
+    "usage-list": {
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
+    },
+    "exposure-list": {
+        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200},
+        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400},
+    },
 }
 
 
 def matrix_url(name, world):
     key = world["key"]
     obj = {"customer": key.workflow.customer, "workflow": key.workflow, "apikey": key,
-           "keyexception": world.get("exception")}[name.split("-")[0]]
+           "keyexception": world.get("exception"), "usage": None, "exposure": None}[name.split("-")[0]]
     return reverse(name) if name.endswith("-list") else reverse(name, args=[obj.pk])
 
 

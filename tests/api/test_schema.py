@@ -11,7 +11,7 @@ CONTRACT_PATHS = [
     "/api/v1/customers/", "/api/v1/workflows/", "/api/v1/keys/", "/api/v1/keys/{id}/history/",
     "/api/v1/keys/{id}/revoke/", "/api/v1/campaigns/", "/api/v1/campaigns/{id}/launch/",
     "/api/v1/campaigns/{id}/close/", "/api/v1/attestations/", "/api/v1/attestations/{id}/decide/",
-    "/api/v1/exceptions/", "/api/v1/exceptions/{id}/",
+    "/api/v1/exceptions/", "/api/v1/exceptions/{id}/", "/api/v1/usage/", "/api/v1/exposures/",
 ]
 
 
@@ -37,4 +37,5 @@ def test_schema_and_docs_are_served(owner):
 
 def test_api_root_lists_every_endpoint(owner):
     body = client_for(owner).get(reverse("api-root"), HTTP_ACCEPT="application/json").json()
-    assert set(body) == {"customers", "workflows", "keys", "exceptions", "campaigns", "attestations"}
+    assert set(body) == {"customers", "workflows", "keys", "exceptions", "usage", "exposures", "campaigns",
+                         "attestations", "exports"}

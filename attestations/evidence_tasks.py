@@ -1,0 +1,116 @@
+"""Celery tasks rendering evidence exports; thin wrappers over ``evidence`` and ``evidence_pdf``.
+
+A campaign report fans out into one task per chunk of items; the chunk that completes the set
+(counted under the export's row lock, from the part files present, so a redelivered chunk is not
+counted twice) enqueues the assembly. Every task is idempotent: a finished export is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from . import evidence, evidence_pdf
+from .models import EvidenceExport
+
+log = logging.getLogger(__name__)
+Status = EvidenceExport.Status
+Kind = EvidenceExport.Kind
+
+
+def _fail(export_id: int, error: Exception) -> None:
+    log.exception("evidence export %s failed", export_id)
+    EvidenceExport.objects.filter(pk=export_id).update(
+        status=Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], progress_note="Failed",
+        finished_at=timezone.now())
+
+
+def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> None:
+    evidence.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
+    fields = evidence_pdf.store(export, pdf)
+    EvidenceExport.objects.filter(pk=export.pk).update(
+        status=Status.DONE, progress=100, progress_note="Done", finished_at=timezone.now(), error="",
+        chain_ok=chain.ok, chain_head=chain.head_digest, **fields)
+
+
+@shared_task
+def render_export(export_id: int) -> None:
+    """Start an export: small reports render at once, campaign reports fan out into chunk tasks."""
+    export = EvidenceExport.objects.select_related("campaign", "key", "customer", "requested_by").get(pk=export_id)
+    if export.status in (Status.DONE, Status.FAILED):
+        return
+    try:
+        if export.kind == Kind.CAMPAIGN:
+            ranges = evidence.campaign_chunks(export.campaign)
+            evidence.set_progress(export.pk, 3, f"Rendering {len(ranges)} chunk(s) of items", status=Status.RENDERING,
+                                  chunks_total=len(ranges), chunks_done=0)
+            export.chunks_total = len(ranges)
+            if not ranges:
+                assemble_export.delay(export.pk)
+            for index, (first_pk, last_pk) in enumerate(ranges):
+                render_export_chunk.delay(export.pk, index, first_pk, last_pk)
+            return
+        evidence.set_progress(export.pk, 10, "Verifying the history chain", status=Status.RENDERING)
+        chain = evidence.verify_history_chain()
+        generated_at = evidence.generated_at()
+        evidence.set_progress(export.pk, 40, "Rendering the PDF")
+        if export.kind == Kind.KEY:
+            pdf = evidence_pdf.render_key_dossier(export, chain, generated_at)
+        else:
+            pdf = evidence_pdf.render_customer_report(export, chain, generated_at)
+        _finish(export, pdf, chain)
+    except Exception as error:
+        _fail(export_id, error)
+
+
+@shared_task
+def render_export_chunk(export_id: int, index: int, first_pk: int, last_pk: int) -> None:
+    """Render one chunk of a campaign's items; the chunk that completes the set enqueues the assembly."""
+    export = EvidenceExport.objects.select_related("campaign").get(pk=export_id)
+    if export.status != Status.RENDERING:
+        return
+    try:
+        evidence_pdf.render_campaign_chunk(export, index, first_pk, last_pk)
+        with transaction.atomic():
+            locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
+            done = sum(default_storage.exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
+            complete = done == locked.chunks_total and locked.chunks_done < locked.chunks_total
+            EvidenceExport.objects.filter(pk=export_id).update(
+                chunks_done=done, progress=3 + int(82 * done / max(locked.chunks_total, 1)),
+                progress_note=f"Rendered {done} of {locked.chunks_total} chunk(s) of items")
+        if complete:
+            assemble_export.delay(export_id)
+    except Exception as error:
+        _fail(export_id, error)
+
+
+@shared_task
+def assemble_export(export_id: int) -> None:
+    """Front matter, merge, page numbers, attachments and signature: the last step of a campaign report."""
+    export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
+    if export.status != Status.RENDERING:
+        return
+    try:
+        evidence.set_progress(export_id, 86, "Verifying the history chain")
+        chain = evidence.verify_history_chain()
+        ranges = evidence.campaign_chunks(export.campaign)
+        if len(ranges) != export.chunks_total:
+            raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
+        evidence.set_progress(export_id, 90, "Rendering the cover, contents and summary")
+        pages = evidence_pdf.part_pages(export)
+        front = evidence_pdf.render_campaign_front(export, ranges, pages, chain, evidence.generated_at())
+        evidence.set_progress(export_id, 93, "Merging and numbering the pages")
+        parts = [default_storage.open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
+        try:
+            pdf = evidence_pdf.merge_and_number(front, parts, footer=evidence_pdf.identity(export))
+        finally:
+            for part in parts:
+                part.close()
+        _finish(export, pdf, chain)
+        evidence_pdf.delete_parts(export)
+    except Exception as error:
+        _fail(export_id, error)

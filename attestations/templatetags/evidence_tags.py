@@ -1,0 +1,11 @@
+from django import template
+
+from attestations import evidence
+
+register = template.Library()
+
+
+@register.filter
+def may_request_dossier(user, key) -> bool:
+    """Whether ``user`` may request ``key``'s dossier (the service's rule, for showing the button)."""
+    return evidence.can_request_dossier(user, key)

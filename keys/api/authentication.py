@@ -1,0 +1,86 @@
+"""Authentication by integration token (``Authorization: Token kpt_…``).
+
+Tokens that do not start with ``kpt_`` are left to DRF's TokenAuthentication (personal tokens), which
+comes after this class in REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES.
+"""
+
+import datetime
+import hmac
+import ipaddress
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from .. import tokens
+from ..models import IntegrationToken
+
+# last_used_at/from are written at most this often per token, not on every request.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+
+class IntegrationTokenAuthentication(authentication.BaseAuthentication):
+    """Authenticate an integration: the request's user is the token's service account, ``request.auth`` the token.
+
+    Fail-closed: a view serves token requests only for the actions (or HTTP methods) it lists in
+    ``integration_token_actions``; any other endpoint answers 403, whatever the service account may do.
+    """
+
+    keyword = "Token"
+
+    def authenticate(self, request):
+        parts = authentication.get_authorization_header(request).split()
+        if len(parts) != 2 or parts[0].lower() != self.keyword.lower().encode():
+            return None
+        try:
+            plaintext = parts[1].decode()
+        except UnicodeError:
+            return None
+        if not plaintext.startswith(tokens.TOKEN_PREFIX):
+            return None
+        token = tokens.find_token(plaintext)
+        if token is None or not hmac.compare_digest(token.token_hash, tokens.hash_token(plaintext)):
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("Token revoked.")
+        if not token.acts_as.is_active:
+            raise exceptions.AuthenticationFailed("The token's service account is inactive.")
+        self._check_endpoint(request)
+        self._record_use(request, token)
+        return token.acts_as, token
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+    @staticmethod
+    def _check_endpoint(request):
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        allowed = getattr(view, "integration_token_actions", ())
+        action = getattr(view, "action", None) or request.method.lower()
+        if action not in allowed:
+            raise exceptions.PermissionDenied("Integration tokens may not use this endpoint.")
+
+    @staticmethod
+    def _record_use(request, token: IntegrationToken) -> None:
+        now = timezone.now()
+        address = request.META.get("REMOTE_ADDR") or None
+        try:
+            address = str(ipaddress.ip_address(address)) if address else None
+        except ValueError:
+            address = None
+        if token.last_used_at and now - token.last_used_at < LAST_USED_RESOLUTION and token.last_used_from == address:
+            return
+        # Telemetry, excluded from the token's history: a plain UPDATE, no history record.
+        IntegrationToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
+
+
+class IntegrationTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "keys.api.authentication.IntegrationTokenAuthentication"
+    name = "integrationToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "An integration token, created by an admin: `Token kpt_…`. Scoped to an issuing system "
+                           "or a customer.",
+        }

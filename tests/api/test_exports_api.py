@@ -1,0 +1,104 @@
+"""REST evidence exports: permission matrix, 202 on request, status and permission-checked download."""
+
+import pytest
+from django.urls import reverse
+
+from attestations.api.urls import exports_router
+from attestations.models import EvidenceExport
+from tests.attestations.evidence_helpers import decided_campaign
+from tests.attestations.export_world import owner_dossier_export
+
+from . import ROLES, assert_matrix_row, client_for, routes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+@pytest.fixture
+def world(owner, other_owner, compliance_user, admin_user, key, other_key):
+    campaign = decided_campaign(compliance_user, owner, other_owner)[0]
+    return {"anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
+            "key": key, "other_key": other_key, "campaign": campaign}
+
+
+# url name -> method -> role -> status, with an empty body (an allowed POST reaches validation: 400).
+MATRIX = {
+    "export-list": {
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
+        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400},
+    },
+    "export-detail": {"get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200}},
+    "export-download": {"get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200}},
+}
+
+
+def matrix_url(name, world):
+    return reverse(name) if name.endswith("-list") else reverse(name, args=[owner_dossier_export(world).pk])
+
+
+def test_matrix_covers_every_route():
+    assert routes(exports_router) == {(name, method) for name, methods in MATRIX.items() for method in methods}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "method"), [(n, m) for n, methods in MATRIX.items() for m in methods])
+def test_permission_matrix(world, name, method, role):
+    response = getattr(client_for(world[role]), method)(matrix_url(name, world), {}, format="json")
+    assert_matrix_row(response, MATRIX[name][method][role], f"{role} {method} {name}")
+
+
+def test_compliance_requests_a_campaign_report(world, django_capture_on_commit_callbacks):
+    client = client_for(world["compliance"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk},
+                               format="json")
+    assert response.status_code == 202, response.content
+    assert response.data["kind"] == "campaign" and response.data["requested_by"] == "carol"
+    detail = client.get(reverse("export-detail", args=[response.data["id"]]))
+    assert detail.data["status"] == "done" and len(detail.data["sha256"]) == 64 and detail.data["page_count"] >= 3
+    assert detail.data["chain_ok"] is True and detail.data["download_url"].endswith("/download/")
+    download = client.get(detail.data["download_url"], HTTP_ACCEPT="application/pdf")
+    assert download.status_code == 200 and b"".join(download.streaming_content).startswith(b"%PDF")
+
+
+def test_owner_may_not_request_a_campaign_report(world):
+    response = client_for(world["owner"]).post(
+        reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk}, format="json")
+    assert response.status_code == 403
+    assert not EvidenceExport.objects.exists()
+
+
+def test_owner_may_not_request_another_owners_dossier(world):
+    response = client_for(world["owner"]).post(
+        reverse("export-list"), {"kind": "key", "key": world["other_key"].pk}, format="json")
+    assert response.status_code == 400 and "key" in response.data
+    assert not EvidenceExport.objects.exists()
+
+
+def test_owner_requests_their_own_dossier(world, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(world["owner"]).post(
+            reverse("export-list"), {"kind": "key", "key": world["key"].pk}, format="json")
+    assert response.status_code == 202
+    assert EvidenceExport.objects.get().status == EvidenceExport.Status.DONE
+
+
+def test_list_shows_only_permitted_exports(world):
+    mine = owner_dossier_export(world)
+    EvidenceExport.objects.create(kind="campaign", campaign=world["campaign"], requested_by=world["compliance"])
+    ids = [e["id"] for e in client_for(world["other"]).get(reverse("export-list")).data["results"]]
+    assert ids == []
+    ids = [e["id"] for e in client_for(world["owner"]).get(reverse("export-list")).data["results"]]
+    assert ids == [mine.pk]
+    assert len(client_for(world["compliance"]).get(reverse("export-list")).data["results"]) == 2
+
+
+def test_mixed_subjects_are_refused(world):
+    response = client_for(world["compliance"]).post(
+        reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk, "key": world["key"].pk},
+        format="json")
+    assert response.status_code == 400 and "key" in response.data

@@ -1,0 +1,250 @@
+"""Evidence exports: the PDFs' content, attached data, signature, chunking and the chain verdict."""
+
+import datetime
+import hashlib
+import re
+
+import pytest
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.utils import timezone
+
+from attestations import evidence, evidence_tasks
+from attestations.evidence_pdf import part_name
+from attestations.management.commands.make_signing_cert import make_signing_certificate
+from attestations.models import EvidenceExport
+from keys import lifecycle
+from keys.choices import KeyStatus, RevocationReason
+from keys.models import ApiKey, RevocationRequest
+from tests import factories
+from tests.attestations.evidence_helpers import (
+    FORMULA_JUSTIFICATION,
+    attached_csv,
+    decided_campaign,
+    reader,
+    run_export,
+    text,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVIDENCE_SIGNING_PKCS12 = ""
+    settings.EVIDENCE_SIGNING_PASSWORD = ""
+
+
+@pytest.fixture
+def campaign(compliance_user, owner, other_owner):
+    return decided_campaign(compliance_user, owner, other_owner)[0]
+
+
+def export_campaign(capture, actor, campaign) -> EvidenceExport:
+    return run_export(capture, actor=actor, kind="campaign", campaign=campaign)
+
+
+def test_campaign_report_shows_decisions_names_dates_mapping_and_chain(
+        campaign, compliance_user, django_capture_on_commit_callbacks):
+    export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    pdf = reader(export)
+    body = text(pdf)
+    # Cover and identity on every page, numbered consistently.
+    assert "Campaign report" in body and campaign.name in body and f"#{export.pk}" in body
+    assert len(pdf.pages) == export.page_count
+    for number in range(1, export.page_count + 1):
+        assert f"Page {number} of {export.page_count}" in body
+    assert body.count(f"Evidence export #{export.pk}") >= export.page_count - 1  # the cover has no running header
+    # Decisions, deciders, dates, justification (escaped, not interpreted), default actions and key states.
+    for item in campaign.items.select_related("key", "decided_by"):
+        assert f"#{item.pk}" in body and item.key.label in body
+        if item.decided_at:
+            assert item.decided_at.strftime("%Y-%m-%d %H:%M") in body
+    assert "alice" in body and "bob" in body and "carol" in body
+    assert "Confirmed" in body and "Released" in body and "Expired (no response)" in body
+    assert "<b>nightly</b>" in body and "Acme <Bank>" in body
+    assert "Suspend the key" in body
+    assert campaign.launched_at.strftime("%Y-%m-%d") in body
+    # Control mapping, with the CSF 1.1 caveat, and the chain head.
+    for control in ("NHI1:2025", "Improper Offboarding", "NHI3:2025", "Vulnerable Third-Party NHI", "PR.AA-01", "PR.AC-4"):
+        assert control in body
+    assert "CSF 1.1 identifier" in body
+    assert export.chain_ok is True and len(export.chain_head) == 64
+    assert export.chain_head in body.replace("\n", "")
+    assert "Chain intact" in body
+    # The stored fields describe the stored file.
+    export.file.open("rb")
+    data = export.file.read()
+    export.file.close()
+    assert hashlib.sha256(data).hexdigest() == export.sha256 and len(data) == export.size
+    assert export.parameters == {"kind": "campaign", "campaign": campaign.pk, "subject": campaign.name}
+    assert export.requested_by == compliance_user and export.progress == 100 and export.finished_at
+
+
+def test_attached_csv_and_json_match_the_database(campaign, compliance_user, django_capture_on_commit_callbacks):
+    export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    pdf = reader(export)
+    rows = attached_csv(pdf)
+    items = list(campaign.items.select_related("key__workflow__customer", "reviewer", "decided_by").order_by("pk"))
+    assert [int(r["item_id"]) for r in rows] == [i.pk for i in items]
+    for row, item in zip(rows, items, strict=True):
+        assert row["status"] == item.status
+        assert row["reviewer"] == item.reviewer.username
+        assert row["decided_by"] == (item.decided_by.username if item.decided_by else "")
+        assert row["decided_at"] == (item.decided_at.isoformat() if item.decided_at else "")
+        assert row["key_status_now"] == ApiKey.objects.get(pk=item.key_id).status
+        assert row["default_action_applied"] == item.default_action_applied
+        if item.justification == FORMULA_JUSTIFICATION:
+            assert row["justification"] == "'" + FORMULA_JUSTIFICATION  # neutralised for spreadsheets
+    (json_name,) = [n for n in pdf.attachments if n.endswith(".json")]
+    assert '"name": "2026-Q4 review"' in pdf.attachments[json_name][0].decode()
+
+
+def test_csv_neutralises_every_formula_start():
+    for risky in ("=1+1", "+1", "-1", "@SUM(A1)"):
+        assert evidence.neutralise(risky) == "'" + risky
+    assert evidence.neutralise("plain") == "plain"
+
+
+def test_chunked_rendering_gives_the_same_content_as_single(
+        compliance_user, owner, other_owner, monkeypatch, django_capture_on_commit_callbacks):
+    campaign = decided_campaign(compliance_user, owner, other_owner, keys_per_owner=4)[0]
+    single = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    monkeypatch.setattr(evidence, "CHUNK_SIZE", 3)
+    chunked = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert (single.chunks_total, chunked.chunks_total) == (1, 3)
+    assert chunked.chunks_done == 3
+    single_pdf, chunked_pdf = reader(single), reader(chunked)
+    assert attached_csv(single_pdf) == attached_csv(chunked_pdf)
+    item_ids = re.compile(r"^#(\d+) ", re.MULTILINE)
+
+    def items_listed(pdf):
+        return item_ids.findall(text(pdf).split("Item Key Customer", 1)[1])
+
+    assert items_listed(single_pdf) == items_listed(chunked_pdf) == [str(pk) for pk in
+                                                                      campaign.items.order_by("pk").values_list("pk", flat=True)]
+    chunked_text = text(chunked_pdf)
+    for number in range(1, chunked.page_count + 1):
+        assert f"Page {number} of {chunked.page_count}" in chunked_text
+    # The parts are cleaned up once merged.
+    assert not any(default_storage.exists(part_name(chunked.pk, i)) for i in range(3))
+
+
+def test_key_dossier_covers_the_whole_life(compliance_user, admin_user, owner, other_owner,
+                                            django_capture_on_commit_callbacks):
+    key = factories.ApiKeyFactory(owner=owner, label="Payroll export", status=KeyStatus.ACTIVE)
+    lifecycle.change_owner(key, actor=admin_user, new_owner=other_owner, reason="team moved")
+    lifecycle.change_owner(key, actor=admin_user, new_owner=owner, reason="team moved back")
+    lifecycle.revoke_key(key, actor=admin_user, reason_code=RevocationReason.CONTRACT_ENDED, reason="contract ended")
+    RevocationRequest.objects.filter(key=key).update(acknowledged_at=timezone.now(), issuer_reference="GW-REV-4711")
+    export = run_export(django_capture_on_commit_callbacks, actor=owner, kind="key", key=key)
+    body = " ".join(text(reader(export)).split())
+    for expected in ("Key dossier", "Payroll export", key.prefix, "Ownership", "team moved back", "bob", "alice",
+                     "Revoked", "contract ended", "GW-REV-4711", "Issuer acknowledgement", "NHI1:2025", "PR.AA-01"):
+        assert expected in body, expected
+    rows = attached_csv(reader(export))
+    assert {r["action"] for r in rows} >= {"change_owner", "revoke"}
+    assert export.chain_head in body.replace(" ", "")
+
+
+def test_customer_report_lists_every_key_of_the_customer_in_the_period(
+        compliance_user, owner, django_capture_on_commit_callbacks):
+    customer = factories.CustomerFactory(name="Globex")
+    keys = [factories.ApiKeyFactory(owner=owner, workflow__customer=customer) for _ in range(3)]
+    factories.ApiKeyFactory(owner=owner)  # another customer's key
+    today = timezone.localdate()
+    export = run_export(django_capture_on_commit_callbacks, actor=compliance_user, kind="customer", customer=customer,
+                        period_start=today - datetime.timedelta(days=30), period_end=today)
+    body = text(reader(export))
+    assert "Customer report" in body and "Globex" in body
+    rows = attached_csv(reader(export))
+    assert sorted(int(r["key_id"]) for r in rows) == sorted(k.pk for k in keys)
+    assert export.parameters["period_end"] == today.isoformat()
+
+
+def test_signed_export_validates_with_pyhanko(campaign, compliance_user, settings, tmp_path,
+                                              django_capture_on_commit_callbacks):
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    settings.EVIDENCE_SIGNING_PASSWORD = "s3cret-pass"
+    bundle = make_signing_certificate(tmp_path / "sign.p12", password="s3cret-pass")
+    settings.EVIDENCE_SIGNING_PKCS12 = str(bundle)
+    export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert export.signed
+    pem = bundle.with_suffix(".pem").read_bytes()
+    from cryptography import x509 as crypto_x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = crypto_x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    context = ValidationContext(trust_roots=[asn1_x509.Certificate.load(der)])
+    with export.file.open("rb") as f:
+        pdf = PdfFileReader(f)
+        (signature,) = pdf.embedded_signatures
+        status = validate_pdf_signature(signature, context)
+    assert status.intact and status.valid and status.trusted, status.pretty_print_details()
+    assert status.coverage.name == "ENTIRE_FILE"
+    # Signing after merging keeps the attachments and the text.
+    signed = reader(export)
+    assert len(attached_csv(signed)) == campaign.items.count()
+    assert "Campaign report" in text(signed)
+
+
+def test_tampered_history_row_makes_the_next_pdf_say_the_chain_is_broken(
+        campaign, compliance_user, django_capture_on_commit_callbacks):
+    before = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert before.chain_ok is True
+    record = ApiKey.history.model.objects.order_by("history_id").first()
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {ApiKey.history.model._meta.db_table} SET label = %s WHERE history_id = %s",
+                       ["tampered", record.history_id])
+    after = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert after.chain_ok is False
+    body = text(reader(after))
+    assert "Chain BROKEN" in body
+    assert f"keys.historicalapikey #{record.history_id}" in body
+    assert "Chain intact" not in body
+
+
+def test_chain_not_available_is_said_plainly(campaign, compliance_user, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(evidence, "verify_history_chain", lambda: evidence.ChainResult(available=False, ok=None))
+    export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert export.chain_ok is None and export.chain_head == ""
+    assert "Chain not verified" in text(reader(export))
+
+
+def test_a_failed_render_is_recorded(campaign, compliance_user, monkeypatch, django_capture_on_commit_callbacks):
+    def broken(*args, **kwargs):
+        raise RuntimeError("fonts missing")
+
+    monkeypatch.setattr(evidence_tasks.evidence_pdf, "render_campaign_chunk", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        export = evidence.request_export(actor=compliance_user, kind="campaign", campaign=campaign)
+    export.refresh_from_db()
+    assert export.status == EvidenceExport.Status.FAILED and "fonts missing" in export.error
+    assert not export.file
+
+
+def test_progress_is_recorded_while_rendering(campaign, compliance_user, monkeypatch, django_capture_on_commit_callbacks):
+    seen = []
+    original = evidence.set_progress
+
+    def spy(export_id, percent, note, **fields):
+        seen.append(percent)
+        original(export_id, percent, note, **fields)
+
+    monkeypatch.setattr(evidence, "set_progress", spy)
+    export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert seen == sorted(seen) and len(seen) >= 4
+
+
+def test_make_signing_cert_command(tmp_path, settings):
+    from django.core.management import call_command
+
+    settings.EVIDENCE_SIGNING_PASSWORD = ""
+    out = tmp_path / "demo.p12"
+    call_command("make_signing_cert", "--out", str(out))
+    assert out.exists() and out.with_suffix(".pem").read_text().startswith("-----BEGIN CERTIFICATE-----")

@@ -1,0 +1,202 @@
+"""Login protection and the access audit: django-axes lock-out, TOTP second factor, idle timeout,
+Content-Security-Policy and API token use recorded with who, when and from where."""
+
+import time
+
+import pytest
+from axes.models import AccessAttempt
+from django.test import Client
+from django.urls import reverse
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from portal import audit, sessions, two_factor
+from portal.models import AccessAction, AccessRecord
+
+pytestmark = pytest.mark.django_db
+
+BROWSER_AGENT = "Mozilla/5.0 (test)"
+
+
+def sign_in(client, username, password, address="203.0.113.7"):
+    return client.post(reverse("login"), {"username": username, "password": password},
+                       REMOTE_ADDR=address, HTTP_USER_AGENT=BROWSER_AGENT)
+
+
+def code_for(device: TOTPDevice, offset: int = 0) -> str:
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=offset):06d}"
+
+
+def test_sign_in_through_the_form_works_and_is_recorded(client, owner):
+    response = sign_in(client, "alice", "demo")
+    assert response.status_code == 302 and response.url == reverse("dashboard")
+    record = AccessRecord.objects.get(action=AccessAction.LOGIN)
+    assert (record.user, record.username, record.ip_address, record.user_agent) == (
+        owner, "alice", "203.0.113.7", BROWSER_AGENT)
+
+
+def test_five_failures_lock_the_account_even_with_the_right_password(client, owner):
+    for _ in range(4):
+        assert sign_in(client, "alice", "wrong").status_code == 200
+    locked = sign_in(client, "alice", "wrong")
+    assert locked.status_code == 429
+    assert "Sign-in locked" in locked.content.decode()
+    refused = sign_in(client, "alice", "demo")
+    assert refused.status_code == 429
+    assert "_auth_user_id" not in client.session
+    assert client.get(reverse("dashboard")).status_code == 302
+    assert AccessAttempt.objects.get(username="alice", ip_address="203.0.113.7").failures_since_start >= 5
+    actions = list(AccessRecord.objects.order_by("pk").values_list("action", flat=True))
+    assert actions.count(AccessAction.LOGIN_FAILED) == 4
+    assert AccessAction.LOCKED_OUT in actions
+    assert AccessAction.LOGIN not in actions
+
+
+def test_lock_out_is_per_username_and_address(client, owner, other_owner):
+    for _ in range(5):
+        sign_in(client, "alice", "wrong")
+    assert sign_in(Client(), "alice", "demo", address="198.51.100.9").status_code == 302
+    assert sign_in(Client(), "bob", "demo").status_code == 302
+
+
+def test_lock_out_ends_after_the_cool_off(client, owner, settings):
+    for _ in range(5):
+        sign_in(client, "alice", "wrong")
+    AccessAttempt.objects.update(attempt_time=AccessAttempt.objects.get().attempt_time - settings.AXES_COOLOFF_TIME * 2)
+    assert sign_in(client, "alice", "demo").status_code == 302
+
+
+def test_failed_sign_in_of_an_unknown_user_is_recorded_with_the_name_typed(client):
+    sign_in(client, "mallory", "guess")
+    record = AccessRecord.objects.get()
+    assert (record.action, record.user, record.username) == (AccessAction.LOGIN_FAILED, None, "mallory")
+
+
+def test_csp_and_secure_headers_on_pages(client, owner):
+    client.force_login(owner)
+    response = client.get(reverse("keys:list"))
+    policy = response["Content-Security-Policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+                      "frame-ancestors 'none'", "form-action 'self'"):
+        assert directive in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" in Client().get(reverse("login"))
+
+
+def test_api_docs_render_from_this_origin_without_inline_script(client):
+    response = client.get(reverse("api-docs"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "cdn" not in html.lower() and "//" not in html.replace("<!DOCTYPE", "").split("<body>")[0].replace('"/', '"')
+    assert "<style" not in html and "<script>" not in html
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    script = client.get(reverse("api-docs") + "?script=")
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+
+
+def test_idle_session_ends(client, owner, settings):
+    client.force_login(owner)
+    assert client.get(reverse("dashboard")).status_code == 200
+    session = client.session
+    session[sessions.LAST_SEEN_KEY] = int(time.time()) - settings.SESSION_IDLE_TIMEOUT - 5
+    session.save()
+    response = client.get(reverse("keys:list"))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    assert "_auth_user_id" not in client.session
+    assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+
+
+def test_totp_enrol_then_verify_at_next_sign_in(client, compliance_user, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # a wrong code would otherwise hold the next one back a second
+    client.force_login(compliance_user)
+    page = client.get(reverse("two-factor-setup"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'src="data:image/svg+xml;base64,' in html and "otpauth://totp/" in html
+    device = TOTPDevice.objects.get(user=compliance_user, confirmed=False)
+    wrong = client.post(reverse("two-factor-setup"), {"token": "000000" if code_for(device) != "000000" else "111111"})
+    assert wrong.status_code == 200 and "does not match" in wrong.content.decode()
+    device.refresh_from_db()
+    assert not device.confirmed
+    done = client.post(reverse("two-factor-setup"), {"token": code_for(device)})
+    assert done.status_code == 302
+    device.refresh_from_db()
+    assert device.confirmed
+    assert AccessRecord.objects.filter(action=AccessAction.OTP_ENROLLED, user=compliance_user).exists()
+
+    # Next sign-in: the password alone reaches only the verify page, for pages and the API alike.
+    fresh = Client()
+    assert sign_in(fresh, "carol", "demo").status_code == 302
+    held = fresh.get(reverse("keys:list"))
+    assert held.status_code == 302 and held.url.startswith(reverse("two-factor-verify"))
+    assert fresh.get(reverse("apikey-list")).status_code == 403
+    bad = fresh.post(reverse("two-factor-verify"), {"token": "12345"})
+    assert bad.status_code == 200 and "6-digit" in bad.content.decode()
+    device.refresh_from_db()
+    verified = fresh.post(reverse("two-factor-verify"), {"token": code_for(device, offset=1), "next": "/keys/"})
+    assert verified.status_code == 302 and verified.url == "/keys/"
+    assert fresh.get(reverse("keys:list")).status_code == 200
+    assert AccessRecord.objects.filter(action=AccessAction.OTP_VERIFIED, user=compliance_user).exists()
+
+
+def test_owners_are_not_offered_totp(client, owner):
+    client.force_login(owner)
+    assert client.get(reverse("two-factor-setup")).status_code == 403
+
+
+def test_staff_must_enrol_when_required(client, admin_user, owner, settings):
+    settings.OTP_REQUIRED_FOR_STAFF = True
+    client.force_login(admin_user)
+    response = client.get(reverse("keys:list"))
+    assert response.status_code == 302 and response.url.startswith(reverse("two-factor-setup"))
+    assert client.get(reverse("two-factor-setup")).status_code == 200
+    owner_client = Client()
+    owner_client.force_login(owner)
+    assert owner_client.get(reverse("keys:list")).status_code == 200
+    assert two_factor.may_use_two_factor(admin_user)
+
+
+def test_api_token_use_is_recorded(admin_user, key):
+    token = Token.objects.create(user=admin_user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get(reverse("apikey-detail", args=[key.pk]), REMOTE_ADDR="192.0.2.10").status_code == 200
+    record = AccessRecord.objects.get(action=AccessAction.API_TOKEN_USED)
+    assert record.user == admin_user and record.ip_address == "192.0.2.10"
+    assert record.target.startswith(f"GET /api/v1/keys/{key.pk}/ 200")
+
+
+def test_session_api_calls_are_not_token_use(owner, key):
+    client = APIClient()
+    client.force_login(owner)
+    client.get(reverse("apikey-list"))
+    assert not AccessRecord.objects.filter(action=AccessAction.API_TOKEN_USED).exists()
+
+
+def test_record_access_for_an_export_download(rf, owner):
+    request = rf.get("/exports/1/download/", REMOTE_ADDR="2001:db8::1", HTTP_USER_AGENT="x" * 400)
+    request.user = owner
+    record = audit.record_access(request, AccessAction.EXPORT_DOWNLOADED, "export #1 (key dossier)")
+    assert (record.user, record.ip_address, record.target) == (owner, "2001:db8::1", "export #1 (key dossier)")
+    assert len(record.user_agent) == 255
+
+
+def test_forwarded_address_is_trusted_only_when_configured(rf, settings):
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.4")
+    assert audit.client_ip(request) == "10.0.0.2"
+    settings.TRUST_X_FORWARDED_FOR = True
+    assert audit.client_ip(request) == "198.51.100.4"
+
+
+def test_access_records_are_read_only_in_the_admin(client, admin_user, owner):
+    AccessRecord.objects.create(user=owner, username="alice", action=AccessAction.LOGIN, ip_address="192.0.2.1")
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    listing = client.get(reverse("admin:portal_accessrecord_changelist"))
+    assert listing.status_code == 200 and "192.0.2.1" in listing.content.decode()
+    assert client.get(reverse("admin:portal_accessrecord_add")).status_code == 403

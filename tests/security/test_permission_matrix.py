@@ -1,0 +1,254 @@
+"""One permission matrix over every URL of the project (Django's admin and static files excepted).
+
+For each route: which object it is asked about, and for anonymous, the object's owner, another owner,
+compliance and admin, the answer expected (a status code, or ``LOGIN`` for a redirect to sign in).
+Requests carry an empty body, so an allowed change reaches validation (200/400 with errors, or a
+redirect with a message) and changes nothing. The REST routes reuse the per-router matrices of
+``tests/api`` and add any router they do not cover. A URL without an entry fails
+``test_matrix_covers_every_url``; every HTML page answered is checked for inline script and style.
+"""
+
+import importlib.util
+import re
+
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from attestations import campaigns
+from attestations.choices import DefaultAction
+from attestations.models import EvidenceExport, OwnershipTransfer
+from keys import lifecycle
+from keys.choices import KeyStatus, RevocationReason
+from tests import factories
+from tests.api import test_campaigns_api, test_keys_api
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anon", "owner", "other", "compliance", "admin")
+LOGIN = "login"
+EXCLUDED_PREFIXES = ("admin/", "static/", "media/")
+
+
+def row(anon, owner, other, compliance, admin):
+    return {"anon": anon, "owner": owner, "other": other, "compliance": compliance, "admin": admin}
+
+
+EVERYONE = row(LOGIN, 200, 200, 200, 200)
+STAFF_ONLY = row(LOGIN, 403, 403, 200, 200)
+
+# url name -> {"args": world fixtures or literal slugs, method: expected per role}. "owner" is alice,
+# who owns ``key`` (and is reviewer of ``item``, requester of ``exception``, recipient of ``transfer``);
+# "other" is bob, an owner of other keys.
+PAGES = {
+    "dashboard": {"get": EVERYONE},
+    "login": {"get": row(200, 302, 302, 302, 302)},
+    "logout": {"post": row(302, 302, 302, 302, 302)},
+    "two-factor-setup": {"get": row(LOGIN, 403, 403, 200, 200)},
+    "two-factor-verify": {"get": row(LOGIN, 302, 302, 302, 302)},
+    "keys:list": {"get": EVERYONE},
+    "keys:register": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
+    "keys:import": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 200)},
+    "keys:detail": {"args": ("key",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "keys:action": {"args": ("key", "suspend"), "post": row(LOGIN, 403, 404, 403, 400)},
+    "keys:exceptions": {"get": EVERYONE},
+    "keys:exception-request": {
+        "args": ("key",),
+        "get": row(LOGIN, 200, 404, 403, 200),
+        "post": row(LOGIN, 400, 404, 403, 400),
+    },
+    "keys:exception": {"args": ("exception",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "keys:exception-action": {"args": ("exception", "reject"), "post": row(LOGIN, 400, 404, 400, 400)},
+    "keys:revocations": {"get": STAFF_ONLY},
+    "keys:revocation-confirm": {"args": ("revocation",), "post": row(LOGIN, 403, 403, 403, 302)},
+    "keys:tokens": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
+    "keys:token-revoke": {"args": ("token",), "post": row(LOGIN, 403, 403, 403, 302)},
+    "keys:exposures": {"get": STAFF_ONLY},
+    "keys:exposure-report": {"get": EVERYONE, "post": EVERYONE},
+    "attestations:inbox": {"get": EVERYONE},
+    "attestations:bulk-confirm": {"post": row(LOGIN, 302, 302, 302, 302)},
+    "attestations:item": {"args": ("item",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "attestations:decide": {"args": ("item",), "post": row(LOGIN, 400, 404, 400, 400)},
+    "attestations:transfer": {"args": ("transfer", "decline"), "post": row(LOGIN, 302, 404, 404, 404)},
+    "attestations:campaigns": {"get": STAFF_ONLY},
+    "attestations:campaign-create": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400)},
+    "attestations:campaign": {"args": ("campaign",), "get": STAFF_ONLY},
+    "attestations:campaign-action": {"args": ("campaign", "cancel"), "post": row(LOGIN, 403, 403, 400, 400)},
+    "attestations:exports": {"get": EVERYONE},
+    "attestations:export-create": {"get": EVERYONE, "post": row(LOGIN, 400, 400, 400, 400)},
+    "attestations:export": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "attestations:export-download": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "attestations:export-progress": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "api-root": {"get": row(403, 200, 200, 200, 200)},
+    "api-schema": {"get": row(200, 200, 200, 200, 200)},
+    "api-docs": {"get": row(200, 200, 200, 200, 200)},
+}
+
+# REST routes: the per-router matrices of tests/api (url name -> method -> role -> status), each with
+# its way of naming the object, plus routers those modules do not cover (same shape, with "args").
+API_MATRICES = (
+    (test_keys_api.MATRIX, test_keys_api.matrix_url),
+    (test_campaigns_api.MATRIX, test_campaigns_api.matrix_url),
+)
+API_EXTRA = {
+    "usage-list": {"post": row(403, 403, 403, 403, 400)},
+    "exposure-list": {"get": row(403, 403, 403, 200, 200), "post": row(403, 400, 400, 400, 400)},
+    "export-list": {"get": row(403, 200, 200, 200, 200), "post": row(403, 400, 400, 400, 400)},
+    "export-detail": {"args": ("export",), "get": row(403, 200, 404, 200, 200)},
+    "export-download": {"args": ("export",), "get": row(403, 200, 404, 200, 200)},
+}
+
+
+def _api_url(name, world):
+    for matrix, url_for in API_MATRICES:
+        if name in matrix:
+            return url_for(name, world)
+    return _reverse(name, API_EXTRA[name].get("args", ()), world)
+
+
+API_ROUTES = {
+    (name, method): expected
+    # The routers' own matrices win over an entry here for the same route.
+    for matrix in (API_EXTRA, *(m for m, _ in API_MATRICES))
+    for name, methods in matrix.items()
+    for method, expected in methods.items()
+    if method != "args"
+}
+
+
+def _walk(patterns, prefix="", namespace=""):
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            inner = ":".join(filter(None, [namespace, pattern.namespace]))
+            yield from _walk(pattern.url_patterns, route, inner)
+        elif isinstance(pattern, URLPattern):
+            name = ":".join(filter(None, [namespace, pattern.name])) if pattern.name else route
+            yield route, name, pattern.callback
+
+
+def served_routes() -> tuple[set[str], set[tuple[str, str]]]:
+    """Every page name, and every REST (name, method), the project serves outside the admin and static files."""
+    pages, api = set(), set()
+    for route, name, callback in _walk(get_resolver().url_patterns):
+        if route.lstrip("^").startswith(EXCLUDED_PREFIXES):
+            continue
+        actions = getattr(callback, "actions", None)
+        if actions:
+            api.update((name, method) for method in actions)
+        else:
+            pages.add(name)
+    return pages, api
+
+
+SERVED_PAGES, SERVED_API = served_routes()
+
+
+def test_matrix_covers_every_url():
+    """A served URL without an entry fails. (An entry whose URL is not served is skipped below, so an entry
+    may land before the feature it describes.)"""
+    assert not SERVED_PAGES - set(PAGES), f"pages without a matrix entry: {sorted(SERVED_PAGES - set(PAGES))}"
+    assert not SERVED_API - set(API_ROUTES), f"API routes without a matrix entry: {sorted(SERVED_API - set(API_ROUTES))}"
+
+
+def skip_unless_served(served: bool, label: str) -> None:
+    if not served:
+        pytest.skip(f"{label} is not served in this tree")
+
+
+@pytest.fixture
+def world(owner, other_owner, compliance_user, admin_user, key, other_key, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    exception = factories.KeyExceptionFactory(key=key, requested_by=owner)
+    # Keep-and-flag: the matrix's close of the campaign leaves the keys as they are.
+    campaign = campaigns.create_campaign(
+        actor=compliance_user, name="2026-Q4", default_action=DefaultAction.KEEP_AND_FLAG
+    )
+    campaigns.launch_campaign(campaign, actor=compliance_user)
+    erin = factories.OwnerFactory(username="erin")
+    moving = factories.ApiKeyFactory(owner=erin)
+    transfer = OwnershipTransfer.objects.create(
+        key=moving, from_user=erin, to_user=owner, requested_by=erin, reason="Erin moves to another team."
+    )
+    doomed = factories.ApiKeyFactory(owner=erin)
+    lifecycle.revoke_key(doomed, actor=admin_user, reason_code=RevocationReason.MANUAL, reason="Matrix fixture.")
+    export = EvidenceExport(kind=EvidenceExport.Kind.KEY, key=key, requested_by=owner,
+                            status=EvidenceExport.Status.DONE, progress=100,
+                            parameters={"kind": "key", "key": key.pk, "subject": str(key)})
+    export.file.save("evidence-matrix.pdf", ContentFile(b"%PDF-1.7\n% matrix stand-in\n%%EOF\n"), save=False)
+    export.sha256, export.size, export.page_count = "0" * 64, 30, 1
+    export.save()
+    token = None
+    if importlib.util.find_spec("keys.tokens"):  # integration tokens may land after this matrix
+        from keys import tokens
+
+        token, _ = tokens.create_token(actor=admin_user, name="Gateway sync", issuing_system=key.issuing_system,
+                                       acts_as=factories.UserFactory(username="svc-gateway"))
+    return {
+        "export": export, "token": token,
+        "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
+        "key": key, "other_key": other_key, "exception": exception, "campaign": campaign,
+        "item": campaign.items.get(key=key), "other_item": campaign.items.get(key=other_key),
+        "transfer": transfer, "revocation": doomed.revocation_requests.first(),
+    }
+
+
+def _reverse(name, args, world):
+    return reverse(name, args=[world[a].pk if a in world else a for a in args])
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
+INLINE_STYLE = re.compile(r"<style\b|\sstyle=|\shx-on[:-]|\son[a-z]+=\s*[\"']|javascript:", re.I)
+
+
+def assert_no_inline_code(response, label: str) -> None:
+    """An HTML page the CSP can enforce: no inline script, style element, style attribute or handler."""
+    if response.status_code != 200 or not response["Content-Type"].startswith("text/html"):
+        return
+    html = response.content.decode()
+    assert not INLINE_SCRIPT.search(html), f"{label}: inline <script> {INLINE_SCRIPT.search(html).group(0)}"
+    found = INLINE_STYLE.search(html)
+    assert not found, f"{label}: inline code {html[max(found.start() - 80, 0):found.end() + 40]!r}"
+    assert "Content-Security-Policy" in response, f"{label}: no CSP header"
+
+
+def assert_answer(response, expected, label: str) -> None:
+    if expected == LOGIN:
+        assert response.status_code == 302, f"{label}: {response.status_code}"
+        assert response.url.startswith(reverse("login") + "?next="), f"{label}: redirected to {response.url}"
+    else:
+        assert response.status_code == expected, f"{label}: {response.status_code} {response.content[:300]!r}"
+
+
+@pytest.mark.parametrize(("name", "method"), [(n, m) for n, spec in PAGES.items() for m in spec if m != "args"])
+def test_page_permissions(world, name, method):
+    skip_unless_served(name in SERVED_PAGES, name)
+    url = _reverse(name, PAGES[name].get("args", ()), world)
+    for role in ROLES:
+        response = getattr(client_for(world[role]), method)(url)
+        label = f"{role} {method.upper()} {url} ({name})"
+        assert_answer(response, PAGES[name][method][role], label)
+        assert_no_inline_code(response, label)
+    world["key"].refresh_from_db()
+    assert world["key"].status == KeyStatus.ACTIVE
+
+
+@pytest.mark.parametrize(("name", "method"), sorted(API_ROUTES))
+def test_api_permissions(world, name, method):
+    skip_unless_served((name, method) in SERVED_API, f"{method.upper()} {name}")
+    url = _api_url(name, world)
+    for role in ROLES:
+        response = getattr(client_for(world[role]), method)(url, {}, format="json")
+        assert response.status_code == API_ROUTES[(name, method)][role], (
+            f"{role} {method.upper()} {url} ({name}): {response.status_code} {response.content[:300]!r}"
+        )
+    world["key"].refresh_from_db()
+    assert world["key"].status == KeyStatus.ACTIVE
