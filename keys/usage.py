@@ -19,6 +19,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -188,6 +189,16 @@ def _resolve_keys(events: list[_Event], scope) -> dict[int | str, int | str]:
     return found
 
 
+def _bound_cursor():
+    """A PostgreSQL cursor with server-side binding, wrapped like Django's own (query logging and counts).
+
+    Django's psycopg cursors bind client-side: a 10,000-element array would be quoted into the SQL
+    text in Python and parsed back by the server. Here the arrays travel as binary parameters (%b).
+    """
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
 def _receipt_id(key_id: int, event_id: str) -> str:
     # Ids are namespaced by key and hashed to a fixed width: two integrations' "1" do not collide.
     return hashlib.sha256(f"{key_id}:{event_id}".encode()).hexdigest()
@@ -201,17 +212,18 @@ def _record_receipts(resolved: list[tuple[_Event, int]]) -> list[tuple[_Event, i
     table = UsageEventReceipt._meta.db_table
     now = timezone.now()
     inserted: list[str] = []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            receipt_ids = sorted(by_receipt)
+    if connection.vendor == "postgresql":
+        receipt_ids = sorted(by_receipt)
+        with _bound_cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (event_id, key_id, received_at) "
-                f"SELECT e, k, %s FROM unnest(%s::varchar[], %s::bigint[]) AS t(e, k) "
+                f"SELECT e, k, %b FROM unnest(%b::text[], %b::bigint[]) AS t(e, k) "
                 f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                 [now, receipt_ids, [by_receipt[r][1] for r in receipt_ids]],
             )
             inserted = [row[0] for row in cursor.fetchall()]
-        else:
+    else:
+        with connection.cursor() as cursor:
             received = connection.ops.adapt_datetimefield_value(now)
             items = list(by_receipt.items())
             for start in range(0, len(items), SQLITE_CHUNK):
@@ -223,7 +235,9 @@ def _record_receipts(resolved: list[tuple[_Event, int]]) -> list[tuple[_Event, i
                     [value for receipt, (_, key_id) in chunk for value in (receipt, key_id, received)],
                 )
                 inserted += [row[0] for row in cursor.fetchall()]
-    return [by_receipt[receipt] for receipt in inserted]
+    new = set(inserted)
+    # In the batch's order, not the insert's: the order in which sources are first seen is kept.
+    return [pair for receipt, pair in by_receipt.items() if receipt in new]
 
 
 def _add_to_daily(counted: list[tuple[_Event, int]]) -> None:
@@ -250,33 +264,30 @@ def _add_to_daily(counted: list[tuple[_Event, int]]) -> None:
 
 
 # One statement: new (key, day) rows are inserted, existing ones updated in place under the row lock
-# ON CONFLICT takes. Sources keep their first-seen order, distinct, at most MAX_SOURCES.
+# ON CONFLICT takes. Sources keep their first-seen order, distinct, at most MAX_SOURCES: the batch's
+# sources (distinct, in order) not yet in the row are appended, as many as fit.
 _UPSERT_DAILY_POSTGRESQL = """
 INSERT INTO {table} AS d (key_id, day, count, first_seen, last_seen, sources)
-SELECT k, dy, c, f, l, s::jsonb FROM unnest(%s::bigint[], %s::date[], %s::int[], %s::timestamptz[],
-                                            %s::timestamptz[], %s::text[]) AS t(k, dy, c, f, l, s)
+SELECT k, dy, c, f, l, s::jsonb FROM unnest(%b::bigint[], %b::date[], %b::int[], %b::timestamptz[],
+                                            %b::timestamptz[], %b::text[]) AS t(k, dy, c, f, l, s)
 ON CONFLICT (key_id, day) DO UPDATE SET
     count = d.count + EXCLUDED.count,
     first_seen = LEAST(d.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
     sources = CASE
         WHEN jsonb_array_length(d.sources) >= {cap} OR EXCLUDED.sources <@ d.sources THEN d.sources
-        ELSE (SELECT COALESCE(jsonb_agg(m.v ORDER BY m.o, m.n), '[]'::jsonb) FROM (
-                SELECT v, o, n FROM (
-                    SELECT DISTINCT ON (v) v, o, n FROM (
-                        SELECT v, 0 AS o, n FROM jsonb_array_elements(d.sources) WITH ORDINALITY AS a(v, n)
-                        UNION ALL
-                        SELECT v, 1 AS o, n FROM jsonb_array_elements(EXCLUDED.sources) WITH ORDINALITY AS b(v, n)
-                    ) AS u ORDER BY v, o, n
-                ) AS distinct_sources ORDER BY o, n LIMIT {cap}
-             ) AS m)
+        ELSE d.sources || COALESCE((
+            SELECT jsonb_agg(v ORDER BY n) FROM (
+                SELECT v, n FROM jsonb_array_elements_text(EXCLUDED.sources) WITH ORDINALITY AS b(v, n)
+                WHERE NOT d.sources ? v ORDER BY n LIMIT {cap} - jsonb_array_length(d.sources)
+            ) AS added), '[]'::jsonb)
     END
 """
 
 
 def _upsert_daily_postgresql(totals: dict) -> None:
     rows = sorted(totals.items(), key=lambda item: item[0])  # one lock order for concurrent batches
-    with connection.cursor() as cursor:
+    with _bound_cursor() as cursor:
         cursor.execute(
             _UPSERT_DAILY_POSTGRESQL.format(table=UsageDaily._meta.db_table, cap=MAX_SOURCES),
             [[k for (k, _), _ in rows], [d for (_, d), _ in rows], [t[0] for _, t in rows], [t[1] for _, t in rows],
@@ -324,15 +335,16 @@ def _move_last_used(counted: list[tuple[_Event, int]], actor) -> None:
         if key_id not in latest or event.at > latest[key_id]:
             latest[key_id] = event.at
     table = ApiKey._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            key_ids = sorted(latest)
+    if connection.vendor == "postgresql":
+        key_ids = sorted(latest)
+        with _bound_cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET last_used_at = t.at FROM unnest(%s::bigint[], %s::timestamptz[]) AS t(id, at) "
+                f"UPDATE {table} SET last_used_at = t.at FROM unnest(%b::bigint[], %b::timestamptz[]) AS t(id, at) "
                 f"WHERE {table}.id = t.id AND ({table}.last_used_at IS NULL OR {table}.last_used_at < t.at)",
                 [key_ids, [latest[k] for k in key_ids]],
             )
-        else:
+    else:
+        with connection.cursor() as cursor:
             adapt = connection.ops.adapt_datetimefield_value
             cursor.executemany(
                 f"UPDATE {table} SET last_used_at = %s WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)",

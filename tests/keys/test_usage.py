@@ -156,3 +156,21 @@ def test_a_batch_takes_a_bounded_number_of_queries(django_assert_max_num_queries
         result = usage.ingest_usage(events)
     assert result.accepted == 2000
     assert sum(UsageDaily.objects.values_list("count", flat=True)) == 2000
+
+
+def test_sources_keep_first_seen_order_across_batches_up_to_the_cap(key):
+    day = timezone.now().replace(hour=9, minute=0, second=0, microsecond=0) - datetime.timedelta(days=1)
+
+    def batch(start, sources):
+        return [{"id": f"o-{start + n}", "key": key.pk, "at": (day + datetime.timedelta(minutes=start + n)).isoformat(),
+                 "source": source} for n, source in enumerate(sources)]
+
+    usage.ingest_usage(batch(0, ["s1", "s2", "s1"]))
+    usage.ingest_usage(batch(10, ["s3", "s1", "s4", "s3", ""]))
+    assert UsageDaily.objects.get(key=key).sources == ["s1", "s2", "s3", "s4"]
+    usage.ingest_usage(batch(100, ["s2"] + [f"late-{n}" for n in range(60)]))
+    row = UsageDaily.objects.get(key=key)
+    assert row.sources == ["s1", "s2", "s3", "s4"] + [f"late-{n}" for n in range(usage.MAX_SOURCES - 4)]
+    assert row.count == 3 + 5 + 61
+    usage.ingest_usage(batch(200, ["after-the-cap"]))
+    assert "after-the-cap" not in UsageDaily.objects.get(key=key).sources
