@@ -36,6 +36,8 @@ from .models import ChainHead, ChainLink
 GENESIS = "0" * 64
 HEAD_PK = 1
 LINK_BATCH = 5000
+# Batches up to this size are serialised before the head lock is taken (bounded memory above it).
+PREPARED_LIMIT = 200
 
 
 class ChainError(ServiceError):
@@ -89,6 +91,15 @@ _AS_TEXT = {
 
 def record_digest(prev_digest: str, model_label: str, history_id: int, columns: list[str], row: tuple) -> str:
     """SHA-256 over the previous digest and the record's canonical JSON (sorted keys, values as strings)."""
+    return chained_digest(prev_digest, record_payload(model_label, history_id, columns, row))
+
+
+def chained_digest(prev_digest: str, payload: bytes) -> str:
+    return hashlib.sha256(prev_digest.encode("ascii") + payload).hexdigest()
+
+
+def record_payload(model_label: str, history_id: int, columns: list[str], row: tuple) -> bytes:
+    """The record's canonical JSON (sorted keys, values as strings), UTF-8 encoded."""
     document = {
         "model": model_label,
         "history_id": str(history_id),
@@ -96,8 +107,7 @@ def record_digest(prev_digest: str, model_label: str, history_id: int, columns: 
             v if v is None or type(v) is str else _AS_TEXT.get(type(v), str)(v) for v in row
         ], strict=True)),
     }
-    payload = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(prev_digest.encode("ascii") + payload.encode("utf-8")).hexdigest()
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _fetch_rows(history_model, ids: Iterable[int], using: str) -> Iterator[tuple]:
@@ -181,6 +191,8 @@ def _locked_head(using: str) -> ChainHead:
 
 def _seal_now(batch: dict, using: str) -> int:
     """Lock the head and append one link per existing row of ``batch`` ({history model: ids})."""
+    if sum(len(ids) for ids in batch.values()) <= PREPARED_LIMIT:
+        return _seal_prepared(batch, using)
     head = _locked_head(using)
     seq, digest = head.seq, head.digest
     sealed = 0
@@ -200,6 +212,29 @@ def _seal_now(batch: dict, using: str) -> int:
     if sealed:
         ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
     return sealed
+
+
+def _seal_prepared(batch: dict, using: str) -> int:
+    """A small batch (one decision, one key change): its records are read and serialised before the head
+    is locked, so every writer in the queue behind the lock waits only for a hash, a COPY and a commit."""
+    prepared = []
+    for history_model in sorted(batch, key=lambda m: m._meta.label_lower):
+        label = history_model._meta.label_lower
+        columns = _columns(history_model)
+        prepared.extend((label, row[0], record_payload(label, row[0], columns, row))
+                        for row in _fetch_rows(history_model, batch[history_model], using))
+    if not prepared:
+        return 0
+    head = _locked_head(using)
+    seq, digest = head.seq, head.digest
+    links = []
+    for label, history_id, payload in prepared:
+        seq += 1
+        prev, digest = digest, chained_digest(digest, payload)
+        links.append((seq, label, history_id, digest, prev))
+    _insert_links(links, using)
+    ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
+    return len(links)
 
 
 def _insert_links(links: list[tuple], using: str) -> int:
