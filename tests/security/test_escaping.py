@@ -129,3 +129,51 @@ def test_api_refuses_bad_input_per_field_and_writes_nothing(admin_user, owner, o
     assert response.status_code == 400
     assert field in response.json()
     assert not ApiKey.objects.exists()
+
+
+# Evidence PDFs: hostile text is printed as text, and every CSV attached inside is spreadsheet-safe ---
+
+FORMULA = '=HYPERLINK("http://evil.test","x")'
+
+
+@pytest.fixture
+def hostile_evidence(hostile, owner, compliance_user, admin_user, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVIDENCE_SIGNING_PKCS12 = ""
+    from keys import lifecycle
+    from keys.choices import RevocationReason
+
+    other = factories.ApiKeyFactory(owner=owner, workflow=hostile["key"].workflow, label=f"@SUM(A1) {IMG}")
+    lifecycle.suspend_key(other, actor=admin_user, reason=f"{FORMULA} {SCRIPT}")
+    lifecycle.revoke_key(other, actor=admin_user, reason_code=RevocationReason.MANUAL, reason=f"+1 {SCRIPT}")
+    return {**hostile, "other": other}
+
+
+def _exports(hostile_evidence, compliance_user, capture):
+    from tests.attestations.evidence_helpers import run_export
+
+    return {
+        "key": run_export(capture, actor=compliance_user, kind="key", key=hostile_evidence["other"]),
+        "campaign": run_export(capture, actor=compliance_user, kind="campaign", campaign=hostile_evidence["campaign"]),
+        "customer": run_export(capture, actor=compliance_user, kind="customer",
+                               customer=hostile_evidence["key"].workflow.customer),
+    }
+
+
+def test_evidence_pdfs_print_html_as_text_and_attach_only_neutralised_csv(
+        hostile_evidence, compliance_user, django_capture_on_commit_callbacks):
+    from tests.attestations.evidence_helpers import reader, text
+
+    for kind, export in _exports(hostile_evidence, compliance_user, django_capture_on_commit_callbacks).items():
+        pdf = reader(export)
+        body = " ".join(text(pdf).split())
+        # WeasyPrint would drop a <script> element it was given as markup: seeing the tag means it was escaped.
+        assert "<script>alert(1)</script>" in body, kind
+        csv_names = [name for name in pdf.attachments if name.endswith(".csv")]
+        assert csv_names, f"{kind}: no CSV attached"
+        cells = [cell for name in csv_names for data in pdf.attachments[name]
+                 for row in csv.reader(data.decode("utf-8").splitlines()) for cell in row]
+        risky = [cell for cell in cells if cell.startswith((*FORMULA_STARTS, "\t", "\r"))]
+        assert not risky, f"{kind}: formula cells in the attached CSV: {risky[:5]}"
+        if kind != "campaign":  # the suspended and revoked key is not in the campaign
+            assert any(cell.startswith(("'=", "'+", "'@")) for cell in cells), kind
