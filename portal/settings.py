@@ -183,6 +183,13 @@ KEY_FINGERPRINT_OLD_PEPPERS = {
 
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 KEY_STALE_AFTER_DAYS = env_int("KEY_STALE_AFTER_DAYS", 90)
+# Safe release: a released key is suspended this many days while its usage is watched, then revoked
+# (0 revokes at once); a campaign or schedule may set its own number.
+RELEASE_GRACE_DAYS = env_int("RELEASE_GRACE_DAYS", 7)
+# Successor handshake: days a named successor has to accept a departed owner's key, and what happens
+# to the key when nobody accepts and no campaign says otherwise (suspend, revoke or keep_and_flag).
+SUCCESSION_ACCEPT_DAYS = env_int("SUCCESSION_ACCEPT_DAYS", 7)
+SUCCESSION_DEFAULT_ACTION = env("SUCCESSION_DEFAULT_ACTION", "suspend")
 SYSTEM_USERNAME = env("SYSTEM_USERNAME", "system")
 
 # Revocation webhooks: each issuing system's signing secret is derived from this key (never stored);

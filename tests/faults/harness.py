@@ -68,12 +68,19 @@ def broker_queue():
     keys = ("task_always_eager", "broker_url", "result_backend", "task_default_queue")
     saved = {k: app.conf[k] for k in keys}
     app.conf.update(task_always_eager=False, broker_url=broker, result_backend=None, task_default_queue=queue)
-    _reset_connections()
+    _reset_routing()
     try:
         yield broker, queue
     finally:
         app.conf.update(saved)
-        _reset_connections()
+        _reset_routing()
+
+
+def _reset_routing():
+    """Drop the broker connections and the queue declarations Celery cached from the previous settings."""
+    _reset_connections()
+    for cached in ("queues", "default_queue", "router"):
+        app.amqp.__dict__.pop(cached, None)
 
 
 class WorkerProcess:

@@ -8,19 +8,22 @@ redirect with a message) and changes nothing. The REST routes reuse the per-rout
 ``test_matrix_covers_every_url``; every HTML page answered is checked for inline script and style.
 """
 
+import datetime
 import importlib.util
 import re
 
 import pytest
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from attestations import campaigns
 from attestations.choices import DefaultAction
 from attestations.models import EvidenceExport, OwnershipTransfer
 from keys import lifecycle
-from keys.choices import KeyStatus, RevocationReason
+from keys.choices import KeyStatus, ReleaseStatus, RevocationReason
+from keys.models import KeyRelease
 from tests import factories
 from tests.api import test_campaigns_api, test_keys_api
 
@@ -71,6 +74,12 @@ PAGES = {
     "attestations:item": {"args": ("item",), "get": row(LOGIN, 200, 404, 200, 200)},
     "attestations:decide": {"args": ("item",), "post": row(LOGIN, 400, 404, 400, 400)},
     "attestations:transfer": {"args": ("transfer", "decline"), "post": row(LOGIN, 302, 404, 404, 404)},
+    "keys:releases": {"get": EVERYONE},
+    # alice owns the key of ``release``; compliance and admins may decide too; bob cannot see it.
+    "keys:release-action": {"args": ("release", "rollback"), "post": row(LOGIN, 302, 404, 302, 302)},
+    "attestations:successions": {"get": EVERYONE},
+    # ``key`` is alice's and she has not left: nobody may name its successor (bob cannot see it).
+    "attestations:succession-name": {"args": ("key",), "post": row(LOGIN, 403, 404, 403, 403)},
     "attestations:campaigns": {"get": STAFF_ONLY},
     "attestations:campaign-create": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400)},
     "attestations:campaign": {"args": ("campaign",), "get": STAFF_ONLY},
@@ -191,6 +200,9 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
         "key": key, "other_key": other_key, "exception": exception, "campaign": campaign,
         "item": campaign.items.get(key=key), "other_item": campaign.items.get(key=other_key),
         "transfer": transfer, "revocation": doomed.revocation_requests.first(),
+        "release": KeyRelease.objects.create(
+            key=key, reason="Matrix fixture.", status_before=KeyStatus.ACTIVE, requested_by=owner,
+            ends_at=timezone.now() + datetime.timedelta(days=7), status=ReleaseStatus.ROLLED_BACK),
     }
 
 
