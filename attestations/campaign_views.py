@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -24,7 +25,7 @@ from keys.models import Customer, Workflow
 from portal import roles
 from portal.errors import ServiceError
 
-from . import campaigns
+from . import campaigns, review_quality
 from .campaign_forms import CampaignForm, CancelCampaignForm, NoInputForm
 from .choices import CAMPAIGN_TRANSITIONS, DefaultAction
 from .filters import AttestationItemFilterSet, CampaignFilterSet
@@ -234,6 +235,10 @@ def _render_detail(request, campaign: Campaign, failed: tuple[CampaignAction, ob
         "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
         "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),
         "notifications": _notifications(campaign),
+        "reviewer_quality": review_quality.reviewer_quality_rows(campaign),
+        "reminder_days": campaigns.reminder_schedule(campaign),
+        "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
+                               else campaign.release_grace_days),
         "filter": filterset,
         "table": table,
         "action_panels": panels,

@@ -15,12 +15,13 @@ from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
-from keys import lifecycle
+from keys import lifecycle, releases
 from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
 from keys.models import ApiKey, KeyException
 from portal.chain import bulk_update_with_history, seal_ids
 from portal.errors import ServiceError
 
+from . import review_quality
 from .choices import (
     CAMPAIGN_TRANSITIONS,
     CampaignStatus,
@@ -138,8 +139,8 @@ def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = Non
         raise CampaignError("A campaign needs a name.", field="name")
     if schedule is not None:
         for attr in ("environments", "risk_tiers", "due_for_review_only", "duration_days", "reminder_days",
-                     "escalation_days", "default_action", "require_justification", "review_cadence_days",
-                     "exception_review_cadence_days"):
+                     "reminder_every_days", "escalation_days", "default_action", "require_justification",
+                     "review_cadence_days", "exception_review_cadence_days", "release_grace_days"):
             fields.setdefault(attr, getattr(schedule, attr))
         customers = customers or list(schedule.customers.all())
         workflows = workflows or list(schedule.workflows.all())
@@ -233,8 +234,11 @@ def can_decide(user, item: AttestationItem) -> bool:
 
 
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
-                    to=None, reaffirm_exception: bool = False) -> AttestationItem:
+                    to=None, reaffirm_exception: bool = False, batch_size: int = 1) -> AttestationItem:
     """Apply one reviewer decision, once.
+
+    The decision freezes into the item what the reviewer saw (usage, exceptions, recommendation), the
+    size of the submission it came in (``batch_size``) and whether the decider was independent of the key.
 
     Confirming a key that was under an exception at launch also re-affirms the exception's
     justification (``reaffirm_exception``), and the key is next reviewed on the shorter cadence.
@@ -255,6 +259,10 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
         campaign = Campaign.objects.get(pk=item.campaign_id)
         if campaign.status != CampaignStatus.ACTIVE:
             raise CampaignError(f"The campaign is {campaign.get_status_display().lower()}: decisions are closed.")
+        if decision != Decision.DELEGATE:
+            item.evidence = review_quality.freeze_evidence(item)
+            item.self_review = review_quality.self_review_flags(item, actor)
+            item.batch_size = max(batch_size, 1)
         handler = {
             Decision.CONFIRM: _confirm,
             Decision.RELEASE: _release,
@@ -303,7 +311,9 @@ def _release(item, campaign, *, actor, justification, affirm, to, reaffirm_excep
         raise CampaignError("Say why the key is no longer needed.", field="justification")
     reason = f"released in campaign {campaign.name}: {justification}"
     if not item.key.is_final:
-        lifecycle.revoke_key(item.key, actor=actor, reason_code=RevocationReason.RELEASED, reason=reason)
+        # A grace window first (brownout), unless the campaign says 0 days or the key was exposed.
+        releases.release_key(item.key, actor=actor, reason=reason, grace_days=campaign.release_grace_days,
+                             context=f"campaign {campaign.name}, item #{item.pk}")
     _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name}")
 
 
@@ -361,9 +371,11 @@ def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
 def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[list[int], dict[int, list[str]]]:
     """Confirm several items under one justification; each applies or is refused on its own."""
     done, refused = [], {}
-    for item in AttestationItem.objects.filter(pk__in=list(item_ids)).order_by("pk"):
+    item_ids = list(item_ids)
+    for item in AttestationItem.objects.filter(pk__in=item_ids).order_by("pk"):
         try:
-            record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm)
+            record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm,
+                            batch_size=len(item_ids))
             done.append(item.pk)
         except ServiceError as exc:
             refused[item.pk] = exc.messages
@@ -378,6 +390,8 @@ def answer_transfer(transfer: OwnershipTransfer, *, actor, accept: bool) -> Owne
         raise CampaignError("Only the person named can answer this transfer.")
     if transfer.status != TransferStatus.PENDING:
         raise CampaignError(f"This transfer is already {transfer.get_status_display().lower()}.")
+    if accept and transfer.deadline and transfer.deadline < timezone.now():
+        raise CampaignError("The time to accept this key has passed: its default action applies.")
     transfer.status = TransferStatus.ACCEPTED if accept else TransferStatus.DECLINED
     transfer.answered_at = timezone.now()
     transfer._history_user = actor
@@ -479,12 +493,21 @@ def campaign_progress(campaign: Campaign) -> dict:
     return {"totals": totals, "by_status": by_status, "per_customer": per_customer, "per_reviewer": per_reviewer}
 
 
+def reminder_schedule(campaign: Campaign) -> list[int]:
+    """The days after launch on which reviewers with pending items are reminded: the listed days, plus
+    every ``reminder_every_days`` days, before the campaign is due."""
+    days = {d for d in campaign.reminder_days or [] if isinstance(d, int) and d > 0}
+    if campaign.reminder_every_days:
+        days.update(range(campaign.reminder_every_days, campaign.duration_days, campaign.reminder_every_days))
+    return sorted(days)
+
+
 def due_reminder_day(campaign: Campaign, today: datetime.date) -> int | None:
     """The latest reminder day that has come; a missed day is not sent twice later."""
     if campaign.status != CampaignStatus.ACTIVE or not campaign.launched_at:
         return None
     elapsed = (today - timezone.localdate(campaign.launched_at)).days
-    days = [d for d in campaign.reminder_days or [] if isinstance(d, int) and 0 < d <= elapsed]
+    days = [d for d in reminder_schedule(campaign) if d <= elapsed]
     return max(days) if days else None
 
 
@@ -562,5 +585,24 @@ def launch_due_schedule(schedule: CampaignSchedule, *, actor, today: datetime.da
     if not scope_queryset(campaign).exists():
         cancel_campaign(campaign, actor=actor, reason="no key in scope")
         return None
-    launch_campaign(campaign, actor=actor)
+    try:
+        launch_campaign(campaign, actor=actor)
+    except CampaignError:
+        # Every key in scope is already under review in another campaign: nothing to launch.
+        cancel_campaign(campaign, actor=actor, reason="no key in scope left to attest")
+        return None
     return campaign
+
+
+def mark_shown(user, item_ids) -> int:
+    """Record when a reviewer first had pending items in front of them (decision time starts there).
+
+    Telemetry like a key's last use: a plain UPDATE without history records.
+    """
+    if not user.is_authenticated:
+        return 0
+    return (
+        AttestationItem.objects.filter(pk__in=list(item_ids), status=ItemStatus.PENDING, shown_at__isnull=True)
+        .filter(Q(reviewer=user) | Q(delegate=user))
+        .update(shown_at=timezone.now())
+    )

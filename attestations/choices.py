@@ -52,6 +52,11 @@ class TransferStatus(models.TextChoices):
     LAPSED = "lapsed", "Lapsed"
 
 
+class TransferKind(models.TextChoices):
+    REASSIGNMENT = "reassignment", "Reassigned in a campaign"
+    SUCCESSION = "succession", "Successor of a departed owner"
+
+
 class Recommendation(models.TextChoices):
     NONE = "", "No recommendation"
     RELEASE_UNUSED = "release_unused", "Unused for 90 days or more: consider releasing it"

@@ -25,6 +25,7 @@ from keys.models import ApiKey, Customer, Exposure, KeyException, LifecycleEvent
 from portal import roles
 from portal.errors import ServiceError
 
+from . import review_quality
 from .choices import DefaultAction, ItemStatus
 from .models import AttestationItem, Campaign, EvidenceExport, Notification, OwnershipTransfer
 
@@ -245,7 +246,7 @@ def verify_history_chain() -> ChainResult:
 ITEM_COLUMNS = [
     "item_id", "key_id", "key_label", "key_prefix", "customer", "workflow", "reviewer", "delegate", "status",
     "decided_by", "decided_at", "justification", "reassigned_to", "reminders", "escalated_at", "escalated_to",
-    "default_action_applied", "exception_id", "key_status_now",
+    "default_action_applied", "exception_id", "key_status_now", "evidence_seen", "self_review",
 ]
 
 
@@ -290,6 +291,8 @@ def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
             "default_action_label": item.get_default_action_applied_display() if item.default_action_applied else "",
             "exception_id": item.exception_id or "", "key_status_now": key.status,
             "key_status_label": key.get_status_display(),
+            "evidence_seen": review_quality.evidence_summary(item.evidence),
+            "self_review": "; ".join(review_quality.self_review_labels(item.self_review)),
         }
 
 
@@ -324,6 +327,7 @@ def campaign_summary(campaign: Campaign) -> dict:
         "key_states": [(s.label, key_states.get(s.value, 0)) for s in KeyStatus],
         "default_actions": [(DefaultAction(a).label, n) for a, n in sorted(defaults.items())],
         "notifications": notifications,
+        "reviewer_quality": review_quality.reviewer_quality_rows(campaign),
         "scope": {
             "customers": [c.name for c in campaign.customers.order_by("name")],
             "workflows": [str(w) for w in campaign.workflows.select_related("customer").order_by("customer__name", "name")],
@@ -350,6 +354,7 @@ def campaign_document(campaign: Campaign, summary: dict) -> dict:
         "totals": summary["progress"]["totals"],
         "per_customer": summary["per_customer"],
         "per_owner": summary["per_owner"],
+        "reviewer_quality": summary.get("reviewer_quality", []),
         "notifications": [
             {"kind": n.kind, "recipient": _username(n.recipient), "sequence": n.sequence, "items": n.item_count,
              "sent_at": n.sent_at}

@@ -8,7 +8,7 @@ from simple_history.models import HistoricalRecords
 from keys.choices import Environment, RiskTier
 from keys.models import ApiKey, Customer, KeyException, Workflow
 
-from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferStatus
+from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
 
 USER = settings.AUTH_USER_MODEL
 
@@ -33,8 +33,17 @@ class Rules(models.Model):
     reminder_days = models.JSONField(
         default=list, blank=True, help_text="Days after launch on which owners with pending items are reminded, e.g. [3, 7, 12]."
     )
+    reminder_every_days = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="Also remind reviewers with pending items every this many days after launch (empty: only the listed days).",
+    )
     escalation_days = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Days after launch when pending items go to the owner's manager."
+    )
+    release_grace_days = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="A released key is suspended this many days while its usage is watched before it is revoked "
+                  "(0: revoke at once; empty: the RELEASE_GRACE_DAYS setting).",
     )
     default_action = models.CharField(max_length=20, choices=DefaultAction.choices, default=DefaultAction.SUSPEND)
     require_justification = models.BooleanField(default=True)
@@ -125,7 +134,18 @@ class AttestationItem(models.Model):
     )
     exception_lapsed = models.BooleanField(default=False, help_text="The exception's end or review date has passed.")
     exception_reaffirmed = models.BooleanField(default=False)
-    history = HistoricalRecords()
+    shown_at = models.DateTimeField(null=True, blank=True, help_text="When the reviewer first opened the item.")
+    # Database defaults: a launch inserts items with raw SQL that names only the launch's columns.
+    evidence = models.JSONField(
+        default=dict, db_default={}, blank=True, help_text="What the reviewer saw, frozen when the decision was recorded."
+    )
+    batch_size = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Items decided in the same submission (1: alone)."
+    )
+    self_review = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="Why the decider was not independent of the key, if they were not."
+    )
+    history = HistoricalRecords(excluded_fields=["shown_at"])
 
     objects = AttestationItemQuerySet.as_manager()
 
@@ -158,6 +178,7 @@ class OwnershipTransfer(models.Model):
     """A reassignment waiting for the named new owner to accept it."""
 
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="transfers")
+    kind = models.CharField(max_length=20, choices=TransferKind.choices, default=TransferKind.REASSIGNMENT)
     item = models.ForeignKey(AttestationItem, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
     from_user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
     to_user = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="incoming_transfers")
@@ -166,6 +187,10 @@ class OwnershipTransfer(models.Model):
     status = models.CharField(max_length=20, choices=TransferStatus.choices, default=TransferStatus.PENDING)
     requested_at = models.DateTimeField(default=timezone.now)
     answered_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True, help_text="Successions: accepted by then, or the default action.")
+    default_action = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True,
+                                      help_text="Successions: what happens to the key if nobody accepts in time.")
+    default_action_applied = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True)
     history = HistoricalRecords()
 
     class Meta:

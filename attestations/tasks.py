@@ -105,3 +105,14 @@ def close_due_campaigns() -> list[int]:
 def notify_transfer_requested(transfer_id: int) -> None:
     transfer = OwnershipTransfer.objects.select_related("key", "to_user", "from_user", "requested_by").get(pk=transfer_id)
     notifications.transfer_requested(transfer)
+
+
+@shared_task
+def lapse_due_successions() -> dict:
+    """Every hour: successions of departed owners' keys unaccepted at their deadline get their default action."""
+    from . import successions
+
+    result = successions.lapse_due_successions()
+    if result["lapsed"]:
+        log.info("successions lapsed: %s", result)
+    return result

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import campaign_views, evidence_views, views
+from . import campaign_views, evidence_views, succession_views, views
 
 app_name = "attestations"
 
@@ -19,4 +19,6 @@ urlpatterns = [
     path("exports/<int:pk>/", evidence_views.export_detail, name="export"),
     path("exports/<int:pk>/download/", evidence_views.export_download, name="export-download"),
     path("exports/<int:pk>/progress/", evidence_views.export_progress, name="export-progress"),
+    path("successions/", succession_views.succession_list, name="successions"),
+    path("successions/<int:pk>/name/", succession_views.name_successor, name="succession-name"),
 ]

@@ -16,13 +16,14 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal import roles
 from portal.errors import ServiceError
 
-from . import campaigns
+from . import campaigns, review_quality
 from .campaigns import CampaignError
 from .choices import CampaignStatus, Decision, ItemStatus, TransferStatus
 from .forms import DECISION_FORMS, BulkConfirmForm, DecisionForm, InboxFilterForm
@@ -243,13 +244,18 @@ def _render_item(request, item: AttestationItem, failed: DecisionForm | None = N
         "transfers": item.transfers.select_related("from_user", "to_user", "requested_by").order_by("-requested_at"),
         "return_to": item.get_absolute_url(),
         "hx_rows": False,
+        "evidence_frozen_at": parse_datetime(item.evidence.get("frozen_at") or ""),
+        "evidence_last_used": parse_datetime(item.evidence.get("last_used_at") or ""),
+        "self_review": review_quality.self_review_labels(item.self_review),
     }
     return render(request, "attestations/item_detail.html", context, status=status)
 
 
 @login_required
 def item_detail(request, pk):
-    return _render_item(request, _visible_item(request.user, pk))
+    item = _visible_item(request.user, pk)
+    campaigns.mark_shown(request.user, [item.pk])
+    return _render_item(request, item)
 
 
 @login_required

@@ -156,6 +156,9 @@ class ApiKeyChangeForm(forms.ModelForm):
         def value(name):
             return cleaned[name] if name in self.fields and name in cleaned else getattr(instance, name)
 
+        refusal = lifecycle.scope_change_refusal(instance) if instance.pk else ""
+        if refusal and "scopes" in cleaned and sorted(cleaned["scopes"] or []) != sorted(instance.scopes or []):
+            self.add_error("scopes", refusal)
         errors = lifecycle.validate_dates(value("issued_on"), value("expires_on"), value("next_review_on"))
         for field, messages_ in errors.items():
             for message in messages_:

@@ -69,6 +69,8 @@ class LifecycleAction(models.TextChoices):
     FLAG_STALE = "flag_stale", "Flagged as stale"
     CLEAR_STALE = "clear_stale", "Used again: no longer stale"
     FLAG_ROTATION = "flag_rotation", "Flagged for rotation"
+    RELEASE_GRACE = "release_grace", "Released: suspended for a grace window"
+    ROLL_BACK_RELEASE = "release_rollback", "Release rolled back"
 
 
 # The key state machine: action -> (statuses it may start from, status it leads to).
@@ -84,6 +86,9 @@ KEY_TRANSITIONS: dict[str, tuple[frozenset, str | None]] = {
     ),
     LifecycleAction.EXPIRE: (frozenset({KeyStatus.ACTIVE, KeyStatus.SUSPENDED}), KeyStatus.EXPIRED),
     LifecycleAction.CHANGE_OWNER: (frozenset(LIVE_KEY_STATUSES), None),
+    LifecycleAction.RELEASE_GRACE: (frozenset({KeyStatus.ACTIVE, KeyStatus.SUSPENDED}), KeyStatus.SUSPENDED),
+    # Back to the status the key had before its release (active, or suspended if it already was).
+    LifecycleAction.ROLL_BACK_RELEASE: (frozenset({KeyStatus.SUSPENDED}), None),
 }
 
 
@@ -112,6 +117,18 @@ SENDABLE_REVOCATION_STATUSES = frozenset({RevocationRequestStatus.PENDING, Revoc
 CONFIRMABLE_REVOCATION_STATUSES = frozenset(
     {RevocationRequestStatus.AWAITING_CONFIRMATION, RevocationRequestStatus.GAVE_UP}
 )
+
+
+class ReleaseStatus(models.TextChoices):
+    WATCHING = "watching", "In its grace window"
+    HELD = "held", "Used during its window: awaiting a decision"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    REVOKED = "revoked", "Revoked after a quiet window"
+    SUPERSEDED = "superseded", "Ended otherwise (revoked or expired meanwhile)"
+
+
+# A release still deciding the key's fate: at most one per key.
+OPEN_RELEASE_STATUSES = frozenset({ReleaseStatus.WATCHING, ReleaseStatus.HELD})
 
 
 class ExposureSource(models.TextChoices):

@@ -411,3 +411,35 @@ def flag_rotation_due(key: ApiKey, *, actor, reason: str, owner_changed_at: date
     _record(key, LifecycleAction.FLAG_ROTATION, actor, _require_reason(reason), key.status,
             {"owner_changed_at": owner_changed_at.isoformat()})
     return True
+
+
+@transaction.atomic
+def suspend_for_release(key: ApiKey, *, actor, reason: str, details: dict | None = None) -> tuple[ApiKey, str]:
+    """Suspend a released key for its grace window; returns the key and the status it had before."""
+    key = _locked(key, LifecycleAction.RELEASE_GRACE)
+    from_status = key.status
+    key.status = KeyStatus.SUSPENDED
+    key.status_changed_at = timezone.now()
+    _record(key, LifecycleAction.RELEASE_GRACE, actor, _require_reason(reason), from_status, details)
+    return key, from_status
+
+
+@transaction.atomic
+def roll_back_release(key: ApiKey, *, actor, reason: str, to_status: str, details: dict | None = None) -> ApiKey:
+    """Undo a release in its grace window: the key returns to the status it had before (active or suspended)."""
+    if to_status not in (KeyStatus.ACTIVE, KeyStatus.SUSPENDED):
+        raise LifecycleError("A release can only be rolled back to an active or suspended key.")
+    key = _locked(key, LifecycleAction.ROLL_BACK_RELEASE)
+    from_status = key.status
+    key.status = to_status
+    key.status_changed_at = timezone.now()
+    _record(key, LifecycleAction.ROLL_BACK_RELEASE, actor, _require_reason(reason), from_status, details)
+    return key
+
+
+def scope_change_refusal(key: ApiKey) -> str:
+    """Why the key's scopes may not change now ("" if they may): a departed owner's key is frozen until
+    a successor has accepted it."""
+    if key.orphaned:
+        return "The key's owner has left: its scopes are frozen until a successor accepts it."
+    return ""

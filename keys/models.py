@@ -9,6 +9,7 @@ from simple_history.models import HistoricalRecords
 from portal import roles
 
 from .choices import (
+    OPEN_RELEASE_STATUSES,
     OPEN_REVOCATION_STATUSES,
     BlastRadius,
     ContractStatus,
@@ -20,6 +21,7 @@ from .choices import (
     KeyStatus,
     LifecycleAction,
     MigrationTarget,
+    ReleaseStatus,
     Replaceability,
     RevocationReason,
     RevocationRequestStatus,
@@ -261,6 +263,48 @@ class RevocationAttempt(models.Model):
 
     class Meta:
         ordering = ["request", "number"]
+
+
+class KeyRelease(models.Model):
+    """A release in its grace window (brownout): the key is suspended while usage reports are watched.
+
+    Traffic during the window tells the owner and compliance (once) and holds the release for a person
+    to roll back or revoke; a quiet window ends in the key's revocation, once.
+    """
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="releases")
+    reason_code = models.CharField(max_length=40, choices=RevocationReason.choices, default=RevocationReason.RELEASED)
+    reason = models.TextField()
+    context = models.CharField(max_length=200, blank=True, help_text="Where it was released (campaign, key page, API).")
+    status_before = models.CharField(max_length=20, choices=KeyStatus.choices)
+    requested_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=20, choices=ReleaseStatus.choices, default=ReleaseStatus.WATCHING,
+                              db_index=True)
+    traffic_calls = models.PositiveIntegerField(default=0, help_text="Calls reported inside the window.")
+    first_traffic_at = models.DateTimeField(null=True, blank=True)
+    last_traffic_at = models.DateTimeField(null=True, blank=True)
+    traffic_sources = models.JSONField(default=list, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="When the owner and compliance were told.")
+    decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(status__in=sorted(OPEN_RELEASE_STATUSES)),
+                                    name="one_open_release_per_key")
+        ]
+
+    def __str__(self):
+        return f"Release of {self.key} ({self.get_status_display()})"
+
+    @property
+    def is_open(self):
+        return self.status in OPEN_RELEASE_STATUSES
 
 
 class UsageDaily(models.Model):

@@ -9,7 +9,7 @@ import logging
 
 from celery import shared_task
 
-from . import revocation, sweeps
+from . import releases, revocation, sweeps
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +79,9 @@ def sweep_stale_keys() -> dict[str, int]:
 @shared_task
 def sweep_rotation_due() -> dict[str, int]:
     return _sweep("rotation due", sweeps.sweep_rotation_due())
+
+
+@shared_task
+def finalise_due_releases() -> dict[str, int]:
+    """Every hour: end release grace windows that ran out (revoke quiet keys, hold used ones)."""
+    return _sweep("release grace windows", releases.finalise_due_releases())

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import exception_views, exposure_views, import_views, revocation_views, token_views, views
+from . import exception_views, exposure_views, import_views, release_views, revocation_views, token_views, views
 
 app_name = "keys"
 
@@ -29,4 +29,9 @@ urlpatterns += [
     path("tokens/<int:pk>/revoke/", token_views.revoke_token_view, name="token-revoke"),
     path("exposures/", exposure_views.ExposureListView.as_view(), name="exposures"),
     path("exposures/report/", exposure_views.report_exposure_view, name="exposure-report"),
+]
+
+urlpatterns += [
+    path("releases/", release_views.ReleaseListView.as_view(), name="releases"),
+    path("releases/<int:pk>/<slug:action>/", release_views.release_action, name="release-action"),
 ]

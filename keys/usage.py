@@ -27,7 +27,7 @@ from django.utils import timezone
 from portal.actors import system_user
 from portal.errors import ServiceError
 
-from . import lifecycle
+from . import lifecycle, releases
 from .fingerprints import FINGERPRINT_RE
 from .models import ApiKey, UsageDaily, UsageEventReceipt
 
@@ -102,6 +102,7 @@ def ingest_usage(
         if counted:
             _add_to_daily(counted)
             _move_last_used(counted, actor)
+            releases.note_traffic([(key_id, event.at, event.source) for event, key_id in counted])
     return result
 
 

@@ -19,7 +19,7 @@ from django_tables2 import SingleTableMixin
 
 from portal import roles
 
-from . import exceptions, lifecycle
+from . import exceptions, lifecycle, releases
 from .choices import KEY_TRANSITIONS, LifecycleAction
 from .filters import ApiKeyFilterSet
 from .forms import (
@@ -34,6 +34,7 @@ from .forms import (
 )
 from .lifecycle import LifecycleError
 from .models import ApiKey, KeyException, LifecycleEvent
+from .release_views import ReleaseDecisionForm, ReleaseForm
 from .tables import ApiKeyTable
 
 # A history record and the lifecycle event written with it share actor and reason, seconds apart.
@@ -89,6 +90,7 @@ class KeyAction:
             LifecycleAction.REVOKE: "Revoke",
             LifecycleAction.EXPIRE: "Expire",
             LifecycleAction.CHANGE_OWNER: "Change owner",
+            LifecycleAction.RELEASE_GRACE: "Release",
         }[self.lifecycle_action]
 
     def is_available(self, key: ApiKey) -> bool:
@@ -137,6 +139,14 @@ KEY_ACTIONS: dict[str, KeyAction] = {
             "expire", LifecycleAction.EXPIRE, OptionalReasonForm, button_class="button button-danger",
             perform=lambda key, actor, data: lifecycle.expire_key(key, actor=actor, reason=data["reason"]),
             applies=_is_past_expiry,
+        ),
+        KeyAction(
+            "release", LifecycleAction.RELEASE_GRACE, ReleaseForm, button_class="button button-warning",
+            perform=lambda key, actor, data, form=None: releases.release_key(
+                key, actor=actor, reason=data["reason"], context="key page",
+                grace_days=0 if data.get("immediate") else data.get("grace_days"),
+            ),
+            applies=lambda key: not key.releases.filter(status__in=releases.OPEN_RELEASE_STATUSES).exists(),
         ),
         KeyAction(
             "revoke", LifecycleAction.REVOKE, RevokeForm, button_class="button button-danger",
@@ -312,6 +322,9 @@ def _render_detail(request, key: ApiKey, failed: tuple[str, LifecycleForm] | Non
         "user_can_act": roles.is_admin(request.user),
         "key_exceptions": key.exceptions.select_related("requested_by", "decided_by").order_by("-requested_at"),
         "can_request_exception": exceptions.may_request(request.user, key) and not key.is_final,
+        "open_release": (open_release := releases.open_release(key)),
+        "can_decide_release": bool(open_release) and releases.may_decide(request.user, open_release),
+        "release_form": ReleaseDecisionForm(auto_id="id_release_%s"),
     }
     return render(request, "keys/key_detail.html", context, status=status)
 

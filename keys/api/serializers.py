@@ -119,6 +119,11 @@ class RegisterKeySerializer(serializers.Serializer):
 class RevokeKeySerializer(serializers.Serializer):
     reason_code = serializers.ChoiceField(choices=RevocationReason.choices)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    grace_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=90,
+        help_text="Release with a grace window: the key is suspended this many days while its usage is watched, "
+                  "then revoked if unused. Omitted or 0: revoked at once. Exposed keys are always revoked at once.",
+    )
 
 
 class HistoryChangeSerializer(serializers.Serializer):

@@ -13,8 +13,8 @@ from rest_framework.response import Response
 
 from portal.api import AdminWritesOthersRead
 
-from .. import lifecycle
-from ..choices import Environment, WorkflowStatus
+from .. import lifecycle, releases
+from ..choices import Environment, RevocationReason, WorkflowStatus
 from ..filters import ApiKeyFilterSet, visible_customers, visible_workflows
 from ..models import ApiKey, LifecycleEvent, Workflow
 from ..tokens import in_scope, request_token
@@ -199,7 +199,14 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         key = self.get_object()
         serializer = RevokeKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        lifecycle.revoke_key(key, actor=request.user, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        grace_days = data.pop("grace_days", None)
+        if grace_days:
+            releases.release_key(key, actor=request.user, grace_days=grace_days, context="API",
+                                 reason_code=data["reason_code"],
+                                 reason=data.get("reason") or RevocationReason(data["reason_code"]).label)
+        else:
+            lifecycle.revoke_key(key, actor=request.user, **data)
         key = self.get_queryset().get(pk=key.pk)
         return Response(ApiKeySerializer(key, context=self.get_serializer_context()).data)
 

@@ -262,13 +262,13 @@ def test_owner_confirms_over_token_and_second_decision_is_409(world, owner):
     assert key.status == KeyStatus.ACTIVE
 
 
-def test_release_revokes_the_key(world, owner):
+def test_release_suspends_the_key_for_its_grace_window(world, owner):
     response = client_for(owner).post(decide_url(world["item"]), {"decision": "release", "justification": "unused"},
                                       format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "released"
     world["key"].refresh_from_db()
-    assert world["key"].status == KeyStatus.REVOKED
+    assert world["key"].status == KeyStatus.SUSPENDED and world["key"].releases.get().status == "watching"
 
 
 def test_reassign_names_the_new_owner(world, owner, other_owner):

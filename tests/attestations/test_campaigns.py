@@ -81,14 +81,30 @@ def test_only_reviewer_or_delegate_decides(setup, compliance_user, owner, other_
     assert item.status == ItemStatus.CONFIRMED and item.decided_by == other_owner
 
 
-def test_release_revokes_the_key(setup, compliance_user, owner):
+def test_release_suspends_the_key_for_its_grace_window(setup, compliance_user, owner):
     campaign, keys_a, _ = setup
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[1])
     campaigns.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
     key = keys_a[1]
     key.refresh_from_db()
+    assert key.status == KeyStatus.SUSPENDED and not key.revocation_requests.exists()
+    release = key.releases.get()
+    assert release.status == "watching" and release.status_before == KeyStatus.ACTIVE
+    assert (release.ends_at - release.started_at).days == 7
+
+
+def test_release_with_no_grace_window_revokes_the_key(setup, compliance_user, owner):
+    campaign, keys_a, _ = setup
+    campaign.release_grace_days = 0
+    campaign.save()
+    campaigns.launch_campaign(campaign, actor=compliance_user)
+    item = campaign.items.get(key=keys_a[1])
+    campaigns.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
+    key = keys_a[1]
+    key.refresh_from_db()
     assert key.status == KeyStatus.REVOKED and key.revocation_reason == RevocationReason.RELEASED
+    assert not key.releases.exists()
 
 
 def test_reassign_waits_for_acceptance(setup, compliance_user, owner, other_owner):

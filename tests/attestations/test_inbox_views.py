@@ -7,7 +7,7 @@ from django.urls import reverse
 from attestations import campaigns, views
 from attestations.choices import Decision, ItemStatus, TransferStatus
 from attestations.models import AttestationItem, OwnershipTransfer
-from keys.choices import KeyStatus, RevocationReason
+from keys.choices import KeyStatus
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +178,7 @@ def test_errors_without_js_are_400_with_the_form(client, owner, item):
     assert item.status == ItemStatus.PENDING
 
 
-def test_release_revokes_the_key(client, owner, item):
+def test_release_suspends_the_key_for_its_grace_window(client, owner, item):
     client.force_login(owner)
     response = client.post(decide_url(item), {"decision": "release", "justification": "integration retired"})
     assert response.status_code == 302
@@ -186,7 +186,7 @@ def test_release_revokes_the_key(client, owner, item):
     key = item.key
     key.refresh_from_db()
     assert item.status == ItemStatus.RELEASED
-    assert key.status == KeyStatus.REVOKED and key.revocation_reason == RevocationReason.RELEASED
+    assert key.status == KeyStatus.SUSPENDED and key.releases.get().status == "watching"
     assert "integration retired" in key.events.last().reason
 
 
