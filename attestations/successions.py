@@ -79,7 +79,7 @@ def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> Owners
     """Put a departed owner's key to a successor, who must accept it by the deadline."""
     successor = _named_user(successor, "successor")
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().select_related("owner__owner_profile").get(pk=key.pk)
+        key = ApiKey.objects.select_for_update(of=("self",)).select_related("owner__owner_profile").get(pk=key.pk)
         if not may_name_successor(actor, key):
             raise CampaignError("Only the departed owner's manager (or compliance, when there is none) or an admin "
                                 "can name a successor.")

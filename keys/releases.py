@@ -107,7 +107,7 @@ def note_traffic(calls: list[tuple[int, datetime.datetime, str]]) -> int:
         return 0
     key_ids = {key_id for key_id, _, _ in calls}
     releases = list(
-        KeyRelease.objects.select_for_update().filter(status__in=OPEN_RELEASE_STATUSES, key_id__in=key_ids)
+        KeyRelease.objects.select_for_update(of=("self",)).filter(status__in=OPEN_RELEASE_STATUSES, key_id__in=key_ids)
         .select_related("key__owner").order_by("pk")
     )
     seen = 0
