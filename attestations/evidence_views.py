@@ -12,7 +12,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
-from portal import roles
+from portal import audit, roles
+from portal.models import AccessAction
 
 from . import evidence
 from .evidence_forms import ExportRequestForm
@@ -83,8 +84,15 @@ def export_download(request, pk):
                             content_type="application/pdf")
     response["Cache-Control"] = "private, no-store"
     response["X-Export-SHA256"] = export.sha256
+    record_download(request, export)
     return response
 
 
 def download_name(export: EvidenceExport) -> str:
     return f"evidence-{export.pk}-{export.kind}.pdf"
+
+
+def record_download(request, export: EvidenceExport) -> None:
+    """The access audit keeps who downloaded which evidence file (by its digest), when and from where."""
+    audit.record_access(request, AccessAction.EXPORT_DOWNLOADED,
+                        f"export #{export.pk} ({export.get_kind_display()}) sha256:{export.sha256}")

@@ -20,7 +20,7 @@ from portal import roles
 from portal.api import DetailSerializer
 
 from .. import evidence
-from ..evidence_views import download_name
+from ..evidence_views import download_name, record_download
 from ..models import Campaign, EvidenceExport
 
 Kind = EvidenceExport.Kind
@@ -119,4 +119,5 @@ class EvidenceExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
                                 content_type="application/pdf")
         response["X-Export-SHA256"] = export.sha256
         response["Cache-Control"] = "private, no-store"
+        record_download(request, export)
         return response

@@ -177,6 +177,50 @@ def test_session_api_calls_are_not_token_use(owner, key):
     assert not AccessRecord.objects.filter(action=AccessAction.API_TOKEN_USED).exists()
 
 
+@pytest.fixture
+def finished_export(owner, key, settings, tmp_path):
+    from django.core.files.base import ContentFile
+
+    from attestations.models import EvidenceExport
+
+    settings.MEDIA_ROOT = tmp_path
+    export = EvidenceExport(kind=EvidenceExport.Kind.KEY, key=key, requested_by=owner, status=EvidenceExport.Status.DONE,
+                            progress=100, parameters={"kind": "key", "key": key.pk}, sha256="ab" * 32, size=30, page_count=1)
+    export.file.save("evidence-audit.pdf", ContentFile(b"%PDF-1.7\n% audit stand-in\n%%EOF\n"), save=False)
+    export.save()
+    return export
+
+
+def test_export_downloads_are_recorded_from_the_portal_and_the_api(client, owner, other_owner, finished_export):
+    client.force_login(owner)
+    page = client.get(reverse("attestations:export-download", args=[finished_export.pk]),
+                      REMOTE_ADDR="198.51.100.20", HTTP_USER_AGENT=BROWSER_AGENT)
+    assert page.status_code == 200
+    b"".join(page.streaming_content)
+    token = Token.objects.create(user=owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert api.get(reverse("export-download", args=[finished_export.pk]), REMOTE_ADDR="198.51.100.21").status_code == 200
+    records = list(AccessRecord.objects.filter(action=AccessAction.EXPORT_DOWNLOADED).order_by("pk"))
+    assert [(r.user, r.ip_address) for r in records] == [(owner, "198.51.100.20"), (owner, "198.51.100.21")]
+    assert all(r.target == f"export #{finished_export.pk} (Key dossier) sha256:{'ab' * 32}" for r in records)
+    assert records[0].user_agent == BROWSER_AGENT and records[0].at is not None
+    # A download refused (another owner: 404) is not a download.
+    client.force_login(other_owner)
+    assert client.get(reverse("attestations:export-download", args=[finished_export.pk])).status_code == 404
+    assert AccessRecord.objects.filter(action=AccessAction.EXPORT_DOWNLOADED).count() == 2
+
+
+def test_admin_role_reads_the_access_audit_in_the_admin(client, admin_user, owner):
+    AccessRecord.objects.create(user=owner, username="alice", action=AccessAction.LOGIN_FAILED, ip_address="192.0.2.9")
+    assert not admin_user.is_superuser
+    client.force_login(admin_user)
+    listing = client.get(reverse("admin:portal_accessrecord_changelist"))
+    assert listing.status_code == 200 and "192.0.2.9" in listing.content.decode()
+    client.force_login(owner)
+    assert client.get(reverse("admin:portal_accessrecord_changelist")).status_code == 302
+
+
 def test_record_access_for_an_export_download(rf, owner):
     request = rf.get("/exports/1/download/", REMOTE_ADDR="2001:db8::1", HTTP_USER_AGENT="x" * 400)
     request.user = owner
