@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import roles
 from .models import AccessRecord
 
 
@@ -12,6 +13,13 @@ class AccessRecordAdmin(admin.ModelAdmin):
     search_fields = ("username", "target", "ip_address")
     date_hierarchy = "at"
     list_select_related = ("user",)
+
+    # The admin role reads the audit (it holds no model permission on the portal app's tables).
+    def has_module_permission(self, request):
+        return roles.is_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
 
     def has_add_permission(self, request):
         return False
