@@ -12,7 +12,7 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-ACTION_SLUGS = ["approve", "suspend", "reinstate", "revoke", "rotate", "change-owner", "expire"]
+ACTION_SLUGS = ["approve", "suspend", "reinstate", "release", "revoke", "rotate", "change-owner", "expire"]
 
 
 def detail_url(key):
