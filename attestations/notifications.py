@@ -19,6 +19,10 @@ def _send(user, subject: str, body: str) -> None:
 
 
 def campaign_launched(campaign, user, count: int) -> None:
+    from contacts import access
+
+    if access.notify_reviewer(user, campaign, count, reminder=False):  # a customer contact gets a sign-in link
+        return
     _send(
         user,
         f"[Keys portal] {count} API key(s) to attest in {campaign.name}",
@@ -29,6 +33,10 @@ def campaign_launched(campaign, user, count: int) -> None:
 
 
 def reminder(campaign, user, count: int) -> None:
+    from contacts import access
+
+    if access.notify_reviewer(user, campaign, count, reminder=True):
+        return
     _send(
         user,
         f"[Keys portal] Reminder: {count} API key(s) still to attest in {campaign.name}",

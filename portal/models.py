@@ -37,6 +37,16 @@ class AccessAction(models.TextChoices):
     OTP_ENROLLED = "otp_enrolled", "Second factor enrolled"
     EXPORT_DOWNLOADED = "export_downloaded", "Export downloaded"
     API_TOKEN_USED = "api_token_used", "API token used"
+    CONTACT_INVITED = "contact_invited", "Customer contact invited"
+    CONTACT_LINK_SENT = "contact_link_sent", "Contact link sent"
+    CONTACT_LINK_OPENED = "contact_link_opened", "Contact link opened"
+    CONTACT_LINK_REFUSED = "contact_link_refused", "Contact link refused"
+    CONTACT_CODE_SENT = "contact_code_sent", "Contact code sent"
+    CONTACT_CODE_FAILED = "contact_code_failed", "Contact code refused"
+    CONTACT_SIGNED_IN = "contact_signed_in", "Contact signed in with link and code"
+    CONTACT_VISIT = "contact_visit", "Contact page visited"
+    CONTACT_DECISION = "contact_decision", "Contact decided an item"
+    CONTACT_REFUSED = "contact_refused", "Contact refused outside their pages"
 
 
 class AccessRecord(models.Model):

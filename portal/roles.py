@@ -5,9 +5,11 @@ from django.contrib.auth.models import Group, Permission
 OWNER = "owner"
 COMPLIANCE = "compliance"
 ADMIN = "admin"
-ROLES = (OWNER, COMPLIANCE, ADMIN)
+# External people at a customer: no password, no model permission; they reach only the contact pages.
+CUSTOMER_CONTACT = "customer_contact"
+ROLES = (OWNER, COMPLIANCE, ADMIN, CUSTOMER_CONTACT)
 
-GOVERNED_APPS = ("keys", "attestations")
+GOVERNED_APPS = ("keys", "attestations", "contacts")
 
 
 def _group_names(user) -> set[str]:

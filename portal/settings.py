@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "portal",
     "keys",
     "attestations",
+    "contacts",
 ]
 
 MIDDLEWARE = [
@@ -91,6 +92,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.sessions.IdleTimeoutMiddleware",
     "portal.two_factor.TwoFactorMiddleware",
+    # A customer contact's session reaches the contact pages and nothing else.
+    "contacts.middleware.ContactScopeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -297,6 +300,13 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # proxy the address that proxy appended to X-Forwarded-For.
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
+
+# Customer contacts sign in with an emailed single-use link plus a one-time code sent to the same address.
+CONTACT_LINK_HOURS = env_int("CONTACT_LINK_HOURS", 7 * 24)
+CONTACT_CODE_MINUTES = env_int("CONTACT_CODE_MINUTES", 10)
+CONTACT_CODE_MAX_FAILURES = env_int("CONTACT_CODE_MAX_FAILURES", 5)
+CONTACT_CODES_PER_LINK = env_int("CONTACT_CODES_PER_LINK", 3)
+CONTACT_SESSION_SECONDS = env_int("CONTACT_SESSION_SECONDS", 3600)
 
 # Optional TOTP second factor (django-otp). Users with a confirmed device verify a code after the
 # password; with OTP_REQUIRED_FOR_STAFF, staff and compliance must enrol one before anything else.

@@ -1,7 +1,8 @@
 """One permission matrix over every URL of the project (Django's admin and static files excepted).
 
 For each route: which object it is asked about, and for anonymous, the object's owner, another owner,
-compliance and admin, the answer expected (a status code, or ``LOGIN`` for a redirect to sign in).
+compliance, admin and a signed-in customer contact (refused everywhere but the contact pages: 403 unless
+an entry says otherwise), the answer expected (a status code, or ``LOGIN`` for a redirect to sign in).
 Requests carry an empty body, so an allowed change reaches validation (200/400 with errors, or a
 redirect with a message) and changes nothing. The REST routes reuse the per-router matrices of
 ``tests/api`` and add any router they do not cover. A URL without an entry fails
@@ -21,6 +22,7 @@ from rest_framework.test import APIClient
 from attestations import campaigns
 from attestations.choices import DefaultAction
 from attestations.models import EvidenceExport, OwnershipTransfer
+from contacts import access as contact_access
 from keys import lifecycle
 from keys.choices import KeyStatus, ReleaseStatus, RevocationReason
 from keys.models import KeyRelease
@@ -29,13 +31,18 @@ from tests.api import test_campaigns_api, test_keys_api
 
 pytestmark = pytest.mark.django_db
 
-ROLES = ("anon", "owner", "other", "compliance", "admin")
+ROLES = ("anon", "owner", "other", "compliance", "admin", "contact")
 LOGIN = "login"
 EXCLUDED_PREFIXES = ("admin/", "static/", "media/")
 
 
-def row(anon, owner, other, compliance, admin):
-    return {"anon": anon, "owner": owner, "other": other, "compliance": compliance, "admin": admin}
+def row(anon, owner, other, compliance, admin, contact=403):
+    return {"anon": anon, "owner": owner, "other": other, "compliance": compliance, "admin": admin, "contact": contact}
+
+
+def expected_for(spec: dict, role: str):
+    # The routers' own matrices (tests/api) have no contact column: a contact session is refused there too.
+    return spec.get(role, 403)
 
 
 EVERYONE = row(LOGIN, 200, 200, 200, 200)
@@ -92,6 +99,20 @@ PAGES = {
     "api-root": {"get": row(403, 200, 200, 200, 200)},
     "api-schema": {"get": row(200, 200, 200, 200, 200)},
     "api-docs": {"get": row(200, 200, 200, 200, 200)},
+    "contacts:list": {"get": STAFF_ONLY},
+    "contacts:invite": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400)},
+    "contacts:detail": {"args": ("contact_profile",), "get": STAFF_ONLY},
+    "contacts:send-link": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 302, 302)},
+    "contacts:assign": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400)},
+    "contacts:deactivate": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 400, 400)},
+    # The contact's side: the emailed link and code pages answer anyone; the rest only a contact session.
+    "contacts:access": {"args": ("contact_token",), "get": row(200, 200, 200, 200, 200, 200),
+                        "post": row(302, 302, 302, 302, 302, 302)},
+    "contacts:code": {"get": row(400, 400, 400, 400, 400, 400), "post": row(400, 400, 400, 400, 400, 400)},
+    "contacts:code-resend": {"post": row(302, 302, 302, 302, 302, 302)},
+    "contacts:home": {"get": row(401, 403, 403, 403, 403, 200)},
+    "contacts:decide": {"args": ("contact_item",), "post": row(401, 403, 403, 403, 403, 400)},
+    "contacts:sign-out": {"post": row(200, 200, 200, 200, 200, 200)},
 }
 
 # REST routes: the per-router matrices of tests/api (url name -> method -> role -> status), each with
@@ -170,6 +191,11 @@ def skip_unless_served(served: bool, label: str) -> None:
 def world(owner, other_owner, compliance_user, admin_user, key, other_key, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     exception = factories.KeyExceptionFactory(key=key, requested_by=owner)
+    contact, contact_token = contact_access.invite_contact(
+        actor=compliance_user, customer=key.workflow.customer, name="Pat Contact", email="pat@customer.test"
+    )
+    contact_key = factories.ApiKeyFactory(workflow=key.workflow, owner=other_owner)
+    contact_access.assign_key(contact, contact_key, actor=admin_user)
     # Keep-and-flag: the matrix's close of the campaign leaves the keys as they are.
     campaign = campaigns.create_campaign(
         actor=compliance_user, name="2026-Q4", default_action=DefaultAction.KEEP_AND_FLAG
@@ -195,6 +221,8 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
         token, _ = tokens.create_token(actor=admin_user, name="Gateway sync", issuing_system=key.issuing_system,
                                        acts_as=factories.UserFactory(username="svc-gateway"))
     return {
+        "contact": contact.user, "contact_profile": contact, "contact_token": contact_token,
+        "contact_item": campaign.items.get(key=contact_key),
         "export": export, "token": token,
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
         "key": key, "other_key": other_key, "exception": exception, "campaign": campaign,
@@ -207,7 +235,11 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
 
 
 def _reverse(name, args, world):
-    return reverse(name, args=[world[a].pk if a in world else a for a in args])
+    return reverse(name, args=[_arg(world[a]) if a in world else a for a in args])
+
+
+def _arg(value):
+    return value if isinstance(value, str) else value.pk
 
 
 def client_for(user) -> APIClient:
@@ -247,7 +279,7 @@ def test_page_permissions(world, name, method):
     for role in ROLES:
         response = getattr(client_for(world[role]), method)(url)
         label = f"{role} {method.upper()} {url} ({name})"
-        assert_answer(response, PAGES[name][method][role], label)
+        assert_answer(response, expected_for(PAGES[name][method], role), label)
         assert_no_inline_code(response, label)
     world["key"].refresh_from_db()
     assert world["key"].status == KeyStatus.ACTIVE
@@ -259,7 +291,7 @@ def test_api_permissions(world, name, method):
     url = _api_url(name, world)
     for role in ROLES:
         response = getattr(client_for(world[role]), method)(url, {}, format="json")
-        assert response.status_code == API_ROUTES[(name, method)][role], (
+        assert response.status_code == expected_for(API_ROUTES[(name, method)], role), (
             f"{role} {method.upper()} {url} ({name}): {response.status_code} {response.content[:300]!r}"
         )
     world["key"].refresh_from_db()

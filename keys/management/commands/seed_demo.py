@@ -150,6 +150,8 @@ KEYS = {
     "labs-qc-export": ("umb-labs", "owner2", RiskTier.MEDIUM, WEBHOOK),
 }
 
+# A customer contact (external, no password): customer, name, email, keys assigned to them.
+DEMO_CONTACT = ("UMB", "Sam Rivera", "sam.rivera@umbrella-health.test", ("reminders-no-show-report", "labs-qc-export"))
 PENDING = "chargebacks-evidence-upload"
 SUSPENDED = "chargebacks-disputes"
 REVOKED = "pos-analytics-dashboard"
@@ -229,6 +231,7 @@ class Command(BaseCommand):
         demo_keys = ApiKey.objects.filter(workflow__customer__external_id__startswith=DEMO_ID_PREFIX)
         try:
             demo_keys.delete()
+            self.delete_demo_contacts()
             Workflow.objects.filter(customer__external_id__startswith=DEMO_ID_PREFIX).delete()
             Customer.objects.filter(external_id__startswith=DEMO_ID_PREFIX).delete()
             IssuingSystem.objects.filter(name__in=ISSUING_SYSTEMS).annotate(n=Count("keys")).filter(n=0).delete()
@@ -238,6 +241,14 @@ class Command(BaseCommand):
                 f"Cannot reset: the demo data is still referenced by {', '.join(kinds)}; delete those first."
             )
         self.stdout.write("Deleted the demo customers, workflows and keys.")
+
+    def delete_demo_contacts(self):
+        from contacts.models import CustomerContact
+
+        contacts = CustomerContact.objects.filter(customer__external_id__startswith=DEMO_ID_PREFIX)
+        user_ids = list(contacts.values_list("user_id", flat=True))
+        contacts.delete()
+        get_user_model().objects.filter(pk__in=user_ids).delete()
 
     def create_demo_data(self, users):
         admin = users["admin"]
@@ -282,6 +293,22 @@ class Command(BaseCommand):
                                reason="Chloe Dupont is leaving Data Platform; Dev Patel takes the export over.")
         self.decommission(workflows[DECOMMISSIONED_WORKFLOW], admin)
         self.depart(users[DEPARTED], admin)
+        self.invite_contact(users, customers, keys)
+
+    def invite_contact(self, users, customers, keys):
+        """A customer contact at Umbrella Health owning two of its keys; the invitation email (console
+        backend locally) carries their sign-in link."""
+        from contacts import access
+
+        contact, _ = access.invite_contact(actor=users["compliance"], customer=customers[DEMO_CONTACT[0]],
+                                           name=DEMO_CONTACT[1], email=DEMO_CONTACT[2])
+        for label in DEMO_CONTACT[3]:
+            key = access.assign_key(contact, keys[label], actor=users["admin"],
+                                    reason=f"{DEMO_CONTACT[1]} owns this integration at the customer.")
+            # Rotated at the handover, as an ownership change asks; the fake secret is dropped.
+            prefix = f"{key.prefix[:8]}{self.rng.getrandbits(24):06x}"
+            lifecycle.rotate_key(key, actor=users["admin"], secret=prefix + secrets.token_urlsafe(32), prefix=prefix,
+                                 reason="Rotated at the handover to the customer's contact.")
 
     def register(self, label, spec, users, workflows, systems) -> ApiKey:
         slug, owner, risk_tier, system = spec
