@@ -165,7 +165,7 @@ def test_codes_expire_and_a_new_code_replaces_the_old(world, settings, django_ca
         access.verify_code(link, first)
     assert "expired" in expired.value.errors["code"][0]
     with pytest.raises(ContactError) as no_code_yet:
-        access.verify_code(factories_link(world), "123456")
+        access.verify_code(fresh_link(world["quinn"]), "123456")
     assert "Ask for a code first" in no_code_yet.value.errors["code"][0]
     with django_capture_on_commit_callbacks(execute=True):
         access.send_code(link)
@@ -179,8 +179,8 @@ def test_codes_expire_and_a_new_code_replaces_the_old(world, settings, django_ca
     assert access.verify_code(link, second) == world["pat"]
 
 
-def factories_link(world) -> AccessLink:
-    link, _ = access.send_access_link(world["quinn"])
+def fresh_link(contact) -> AccessLink:
+    link, _ = access.send_access_link(contact)
     return link
 
 
