@@ -6,6 +6,7 @@ reload; owner2 does nothing; compliance closes the campaign, and owner2's keys g
 action. Every step is then checked in the database and on each key's history timeline.
 """
 
+import datetime
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from playwright.sync_api import expect
 from attestations import campaigns
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
+from keys import releases
 from keys.choices import Environment, KeyStatus, LifecycleAction, RevocationReason
 from keys.models import ApiKey, Customer
 
@@ -175,10 +177,18 @@ def test_a_whole_campaign(page, live_server, demo):
     released_key.refresh_from_db()
     released_item.refresh_from_db()
     assert released_item.status == ItemStatus.RELEASED
+    # Released: suspended for the grace window first, revoked when the window ends without traffic.
+    assert released_key.status == KeyStatus.SUSPENDED
+    release = releases.open_release(released_key)
+    assert release is not None and release.requested_by == owner1
+    suspend = released_key.events.get(action=LifecycleAction.RELEASE_GRACE)
+    assert suspend.actor == owner1 and "Backfill finished" in suspend.reason
+    assert releases.finalise_due_releases(now=release.ends_at + datetime.timedelta(seconds=1))["revoked"] == 1
+    released_key.refresh_from_db()
     assert released_key.status == KeyStatus.REVOKED
     assert released_key.revocation_reason == RevocationReason.RELEASED
     revoke = released_key.events.get(action=LifecycleAction.REVOKE)
-    assert revoke.actor == owner1 and "Backfill finished" in revoke.reason
+    assert revoke.actor.username == "system" and "Backfill finished" in revoke.reason
 
     for item in owner2_items:
         item.refresh_from_db()
@@ -201,7 +211,8 @@ def test_a_whole_campaign(page, live_server, demo):
 
     # The key pages' timelines, as compliance sees them.
     expect_timeline_entry(page, live_server, confirmed_key, LifecycleAction.ATTEST.label, CAMPAIGN, "owner1")
-    expect_timeline_entry(page, live_server, released_key, LifecycleAction.REVOKE.label, "Backfill finished", "owner1")
+    expect_timeline_entry(page, live_server, released_key, LifecycleAction.RELEASE_GRACE.label, "Backfill finished", "owner1")
+    expect_timeline_entry(page, live_server, released_key, LifecycleAction.REVOKE.label, "grace window", "system")
     expect(page.locator(".page-header")).to_contain_text(KeyStatus.REVOKED.label)
     for key in suspended:
         expect_timeline_entry(page, live_server, key, LifecycleAction.SUSPEND.label, CAMPAIGN, "compliance")
