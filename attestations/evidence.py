@@ -61,9 +61,15 @@ def can_request_dossier(user, key: ApiKey) -> bool:
 
 
 def _period(period_start, period_end) -> dict[str, list[str]]:
-    if period_start and period_end and period_start > period_end:
-        return {"period_end": ["The period ends before it starts."]}
-    return {}
+    """A report covers what happened: a period in order, and not after today."""
+    today = timezone.localdate()
+    errors = {}
+    for name, day in (("period_start", period_start), ("period_end", period_end)):
+        if day and day > today:
+            errors[name] = [f"A report covers the past: give a date no later than today ({today.isoformat()})."]
+    if not errors and period_start and period_end and period_start > period_end:
+        errors["period_end"] = ["The period ends before it starts."]
+    return errors
 
 
 def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: ApiKey | None = None,
