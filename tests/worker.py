@@ -9,6 +9,7 @@ import os
 import time
 
 from celery.contrib.testing.worker import start_worker
+from django.db import OperationalError, connection
 from kombu import pools as kombu_pools
 
 from portal.celery import app
@@ -39,7 +40,14 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.1):
     """Poll until ``condition()`` is truthy; the worker runs tasks on its own schedule."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except OperationalError as error:
+            # In-memory SQLite shares one cache between the test and the worker thread: a read while
+            # the worker's transaction writes a table is refused ("database table is locked").
+            if connection.vendor != "sqlite" or "locked" not in str(error):
+                raise
+            value = None
         if value:
             return value
         time.sleep(interval)
