@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.urls import reverse
 from django.utils import timezone
 
 from portal import roles
@@ -156,8 +157,9 @@ def _ask_for_reassignment(owner, keys: list[ApiKey]) -> int:
     send_mail(
         f"[Keys portal] {len(keys)} API key(s) of {owner.get_username()} need a new owner",
         f"{owner.get_username()} has left, and these API keys they owned are now orphaned:\n\n{lines}\n\n"
-        f"Please reassign each key to a new owner (who must then have it rotated), or revoke it if it is "
-        f"no longer needed.\n",
+        f"Please name a successor for each key at {settings.SITE_URL}{reverse('attestations:successions')} "
+        f"(ownership moves once they accept; the key must then be rotated), or revoke it if it is no "
+        f"longer needed.\n",
         settings.DEFAULT_FROM_EMAIL,
         recipients,
     )

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from keys import lifecycle, sweeps, tasks
@@ -146,6 +147,7 @@ def test_departed_owners_keys_are_orphaned_once_and_the_manager_is_told(mailoutb
     assert "olivia" in mail.subject
     for key in keys:
         assert key.prefix in mail.body and key.get_absolute_url() in mail.body
+    assert reverse("attestations:successions") in mail.body
 
     # Reassigning clears the flag; the new owner is not departed, so nothing comes back.
     lifecycle.change_owner(keys[0], actor=factories.AdminFactory(), new_owner=manager, reason="takes over")
