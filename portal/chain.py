@@ -232,8 +232,22 @@ def _seal_prepared(batch: dict, using: str) -> int:
         seq += 1
         prev, digest = digest, chained_digest(digest, payload)
         links.append((seq, label, history_id, digest, prev))
-    _insert_links(links, using)
-    ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        _insert_links(links, using)
+        ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
+        return len(links)
+    # One round trip for the links and the head: the lock is held for as few exchanges as possible.
+    quote = connection.ops.quote_name
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(links))
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH links AS (INSERT INTO {quote(ChainLink._meta.db_table)} "
+            f"(seq, model_label, history_id, digest, prev_digest, sealed_at) VALUES {values}) "
+            f"UPDATE {quote(ChainHead._meta.db_table)} SET seq = %s, digest = %s, updated_at = %s WHERE id = %s",
+            [value for link in links for value in (*link, now)] + [seq, digest, now, HEAD_PK],
+        )
     return len(links)
 
 
