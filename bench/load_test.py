@@ -438,7 +438,7 @@ def audit_decisions(audit: Audit, seeded: Seeded, accepted: dict[int, str]) -> N
     from attestations.choices import ItemStatus
     from attestations.models import AttestationItem
     from keys.choices import KeyStatus, LifecycleAction, RevocationReason
-    from keys.models import ApiKey, LifecycleEvent, RevocationRequest
+    from keys.models import ApiKey, KeyRelease, LifecycleEvent, RevocationRequest
 
     items = AttestationItem.objects.filter(campaign_id=seeded.campaign_id)
     history = AttestationItem.history.model.objects.filter(campaign_id=seeded.campaign_id)
@@ -476,13 +476,22 @@ def audit_decisions(audit: Audit, seeded: Seeded, accepted: dict[int, str]) -> N
                 f"{attest.count()} events")
     twice = attest.values("key_id").annotate(n=Count("pk")).filter(n__gt=1).count()
     audit.check(twice == 0, "no key attested twice", f"{twice} keys")
+    # A release opens a grace window (the key suspended, one KeyRelease) or, with no window, revokes at once.
+    released_keys = set(items.filter(pk__in=released_ok).values_list("key_id", flat=True))
+    windows = KeyRelease.objects.filter(key_id__in=key_ids)
+    in_window = set(windows.values_list("key_id", flat=True))
     revoke = events.filter(action=LifecycleAction.REVOKE, details__reason_code=RevocationReason.RELEASED)
-    audit.check(revoke.count() == len(released_ok), f"'revoke' (released) events == accepted releases ({len(released_ok)})",
-                f"{revoke.count()} events")
+    revoked_now = set(revoke.values_list("key_id", flat=True))
+    audit.check(windows.count() == len(in_window) and revoke.count() == len(revoked_now)
+                and in_window | revoked_now == released_keys and not in_window & revoked_now,
+                f"one grace window or one revocation per accepted release ({len(released_ok)})",
+                f"{windows.count()} windows on {len(in_window)} keys, {revoke.count()} revocations on {len(revoked_now)} keys")
+    suspended = ApiKey.objects.filter(pk__in=in_window, status=KeyStatus.SUSPENDED).count()
     revoked = ApiKey.objects.filter(pk__in=key_ids, status=KeyStatus.REVOKED).count()
     requests = RevocationRequest.objects.filter(key_id__in=key_ids).count()
-    audit.check(revoked == requests == len(released_ok), "one revoked key and one revocation request per release",
-                f"{revoked} revoked keys, {requests} requests")
+    audit.check(suspended == len(in_window) and revoked == requests == len(revoked_now),
+                "keys in a window suspended; one revocation request per revoked key",
+                f"{suspended} suspended, {revoked} revoked keys, {requests} requests")
     key_history = ApiKey.history.model.objects.filter(id__in=key_ids).count()
     audit.check(key_history == len(accepted), f"key history: one record per accepted decision ({len(accepted)})",
                 f"{key_history} records")
@@ -538,6 +547,66 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+# --------------------------------------------------------------------------------------------------
+# CPU accounting: what the load cost the servers, whatever else the machine was running
+# --------------------------------------------------------------------------------------------------
+
+def _proc_cpu() -> dict[int, tuple[int, float]]:
+    """pid -> (process group, CPU seconds used so far) for every process we may read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(entry)] = (int(fields[2]), (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+def _backend_pids(database: str) -> set[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])
+        return {row[0] for row in cursor.fetchall()}
+
+
+class CpuMeter:
+    """CPU seconds used during the load by gunicorn, the Celery worker and this database's PostgreSQL backends."""
+
+    def __init__(self, database: str, groups: dict[str, int]):
+        self.database, self.groups = database, groups
+        self.before, self.busy_before = _proc_cpu(), _machine_busy()
+        self.backends = _backend_pids(database)
+
+    def stop(self) -> dict[str, float]:
+        self.backends |= _backend_pids(self.database)
+        after, busy_after = _proc_cpu(), _machine_busy()
+
+        def used(pids):
+            return sum(after[p][1] - self.before.get(p, (0, 0.0))[1] for p in pids if p in after)
+
+        spent = {name: used([p for p, (group, _) in after.items() if group == pgid]) for name, pgid in self.groups.items()}
+        spent["postgres"] = used(self.backends)
+        spent["load client"] = used([os.getpid()])
+        busy, total = busy_after[0] - self.busy_before[0], busy_after[1] - self.busy_before[1]
+        spent["machine busy"], spent["machine total"] = busy, total
+        return spent
 
 
 def main() -> int:
@@ -598,15 +667,19 @@ def main() -> int:
                                        args.duplicate_rate, args.release_rate, token=seeded.tokens.get(owner),
                                        cookies=cookies, csrf=csrf))
         print(f"load: {len(clients)} clients for {args.duration:.0f} s ...", flush=True)
+        meter = CpuMeter(args.database, {"gunicorn": gunicorn.pid, "celery worker": worker.pid})
         threads = [threading.Thread(target=c.run, name=c.username) for c in clients]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(args.duration + 120)
         elapsed = time.monotonic() - start
+        cpu = meter.stop()
         results = [r for c in clients for r in c.results]
 
         summary, accepted, errors = report(results, elapsed)
+        summary["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
+        print_cpu(cpu, len(accepted), elapsed)
         print()
         from django.db import connection
 
@@ -663,6 +736,20 @@ def main() -> int:
     finally:
         stop_process(gunicorn, "gunicorn")
         stop_process(worker, "celery worker")
+
+
+def print_cpu(cpu: dict[str, float], decisions: int, elapsed: float) -> None:
+    cores = os.cpu_count() or 1
+    servers = cpu["gunicorn"] + cpu["celery worker"] + cpu["postgres"]
+    others = max(cpu["machine busy"] - servers - cpu["load client"], 0.0)
+    print("CPU during the load (seconds): " + ", ".join(
+        f"{name} {cpu[name]:.1f}" for name in ("gunicorn", "postgres", "celery worker", "load client")))
+    print(f"  machine: {cpu['machine busy']:.1f} of {cpu['machine total']:.1f} CPU seconds busy on {cores} cores; "
+          f"{others:.1f} s went to processes outside this test")
+    if decisions:
+        per = servers / decisions * 1000
+        print(f"  servers (gunicorn + worker + PostgreSQL): {per:.1f} CPU ms per decision "
+              f"-> at most {1000 * cores / per:.0f} decisions/s if they had all {cores} cores")
 
 
 def report(results: list[Result], elapsed: float):
