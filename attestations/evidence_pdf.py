@@ -3,7 +3,9 @@
 A campaign report is rendered in parts: each chunk of items is its own WeasyPrint document (memory
 stays bounded by the chunk, and chunks run in parallel on several workers); the front matter (cover,
 contents, control mapping, chain verification, summary) is rendered last, when the chunks' page
-counts are known, and carries the CSV/JSON attachments. The parts are merged, "Page N of M" is
+counts are known, and carries the CSV/JSON attachments. Its contents name the page each chunk starts
+on, which depends on the front's own length: a measuring task renders the front once while the chunks
+render, so the final front is laid out once, at the end. The parts are merged, "Page N of M" is
 stamped over every page from one cheap WeasyPrint document of empty pages, and the result is signed.
 Key dossiers and customer reports are small and rendered in one pass.
 """
@@ -54,10 +56,20 @@ def _breakdowns(summary: dict) -> list[tuple[str, list[dict]]]:
 
 
 def html_to_pdf(template: str, context: dict, *, attachments=None, variant: str | None = None) -> bytes:
+    return write_pdf(layout(template, context), attachments=attachments, variant=variant)
+
+
+def layout(template: str, context: dict):
+    """Lay the template out into pages (WeasyPrint's costly step); ``write_pdf`` turns them into a file."""
     weasyprint = _weasyprint()
     html = render_to_string(template, context)
-    document = weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR))
-    options = {"stylesheets": [weasyprint.CSS(filename=str(PRINT_CSS))]}
+    return weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR)).render(
+        stylesheets=[weasyprint.CSS(filename=str(PRINT_CSS))])
+
+
+def write_pdf(document, *, attachments=None, variant: str | None = None) -> bytes:
+    weasyprint = _weasyprint()
+    options = {}
     if variant:
         options["pdf_variant"] = variant
     if attachments:
@@ -92,6 +104,38 @@ def render_campaign_chunk(export: EvidenceExport, index: int, first_pk: int, las
     return page_count(pdf)
 
 
+def front_measure_name(export_id: int) -> str:
+    return f"exports/parts/{export_id}/front-pages.txt"
+
+
+def measure_campaign_front(export: EvidenceExport, chunk_ranges: list[tuple[int, int]], chain, generated_at) -> int:
+    """Lay the front out once with placeholder page numbers and record its length.
+
+    Runs beside the chunks; the length does not depend on the numbers, so the final front, rendered
+    when the chunks are done, is then laid out once instead of twice.
+    """
+    campaign = export.campaign
+    summary = evidence.campaign_summary(campaign)
+    # Placeholder numbers as wide as the real ones will be (four digits reach 9,999 pages).
+    laid_out = _front_layout(export, summary, campaign.items.count(), chunk_ranges, [999] * len(chunk_ranges), chain,
+                             generated_at, 3)
+    pages = len(laid_out.pages)
+    name = front_measure_name(export.pk)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    default_storage.save(name, ContentFile(str(pages).encode()))
+    return pages
+
+
+def measured_front_pages(export: EvidenceExport) -> int | None:
+    name = front_measure_name(export.pk)
+    if not default_storage.exists(name):
+        return None
+    with default_storage.open(name, "rb") as f:
+        value = f.read().decode().strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def part_pages(export: EvidenceExport) -> list[int]:
     pages = []
     for index in range(export.chunks_total):
@@ -101,44 +145,54 @@ def part_pages(export: EvidenceExport) -> list[int]:
 
 
 def delete_parts(export: EvidenceExport) -> None:
-    for index in range(export.chunks_total):
-        name = part_name(export.pk, index)
+    for name in [*(part_name(export.pk, index) for index in range(export.chunks_total)),
+                 front_measure_name(export.pk)]:
         if default_storage.exists(name):
             default_storage.delete(name)
 
 
 def render_campaign_front(export: EvidenceExport, chunk_ranges: list[tuple[int, int]], part_pages: list[int],
-                          chain, generated_at) -> bytes:
+                          chain, generated_at, *, front_pages: int | None = None) -> bytes:
     """Cover, contents, control mapping, chain verification and summary, with the raw data attached.
 
     The contents name the page each items chunk starts on, which depends on the front's own length:
-    rendered once with a guess, and again in the rare case the guess was wrong.
+    laid out with ``front_pages`` (measured beforehand, or a guess), and again in the rare case it
+    was wrong. Only the final layout is written to PDF, with the attachments.
     """
     campaign = export.campaign
     summary = evidence.campaign_summary(campaign)
     document = evidence.campaign_document(campaign, summary)
-    attachments = [
-        (f"campaign-{campaign.pk}-items.csv", evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]),
-         "Every item of the campaign, one row each (cells starting with = + - @ are prefixed with an apostrophe)"),
-        (f"campaign-{campaign.pk}.json", evidence.to_json(document), "The campaign, its totals and every item"),
-    ]
-    front_pages = 3
+    labels = _front_attachments(campaign)
+    contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]), evidence.to_json(document)]
+    front_pages = front_pages or 3
     for _ in range(3):
-        chunks, page = [], front_pages + 1
-        for (first_pk, last_pk), pages in zip(chunk_ranges, part_pages, strict=True):
-            chunks.append({"first": first_pk, "last": last_pk, "page": page, "pages": pages})
-            page += pages
-        pdf = html_to_pdf("evidence/campaign_front.html", base_context(
-            export, campaign=campaign, summary=summary, chain=chain, generated_at=generated_at,
-            mapping=evidence.control_mapping(Kind.CAMPAIGN), chunks=chunks, breakdowns=_breakdowns(summary),
-            front_pages=front_pages,
-            item_count=len(document["items"]), attachments=[(n, d) for n, _, d in attachments],
-        ), attachments=attachments, variant=PDF_VARIANT)
-        actual = page_count(pdf)
-        if actual == front_pages:
-            return pdf
-        front_pages = actual
-    return pdf
+        laid_out = _front_layout(export, summary, len(document["items"]), chunk_ranges, part_pages, chain,
+                                 generated_at, front_pages)
+        if len(laid_out.pages) == front_pages:
+            break
+        front_pages = len(laid_out.pages)
+    attachments = [(name, content, description) for (name, description), content in zip(labels, contents, strict=True)]
+    return write_pdf(laid_out, attachments=attachments, variant=PDF_VARIANT)
+
+
+def _front_attachments(campaign) -> list[tuple[str, str]]:
+    return [
+        (f"campaign-{campaign.pk}-items.csv",
+         "Every item of the campaign, one row each (cells starting with = + - @ are prefixed with an apostrophe)"),
+        (f"campaign-{campaign.pk}.json", "The campaign, its totals and every item"),
+    ]
+
+
+def _front_layout(export, summary, item_count, chunk_ranges, part_pages, chain, generated_at, front_pages):
+    chunks, page = [], front_pages + 1
+    for (first_pk, last_pk), pages in zip(chunk_ranges, part_pages, strict=True):
+        chunks.append({"first": first_pk, "last": last_pk, "page": page, "pages": pages})
+        page += pages
+    return layout("evidence/campaign_front.html", base_context(
+        export, campaign=export.campaign, summary=summary, chain=chain, generated_at=generated_at,
+        mapping=evidence.control_mapping(Kind.CAMPAIGN), chunks=chunks, breakdowns=_breakdowns(summary),
+        front_pages=front_pages, item_count=item_count, attachments=_front_attachments(export.campaign),
+    ))
 
 
 def merge_and_number(front: bytes, parts: list, *, footer: str) -> bytes:

@@ -1,6 +1,7 @@
 """Celery tasks rendering evidence exports; thin wrappers over ``evidence`` and ``evidence_pdf``.
 
-A campaign report fans out into one task per chunk of items; the chunk that completes the set
+A campaign report fans out into one task per chunk of items, and one that measures the front matter's
+length (so the assembly lays the front out once); the chunk that completes the set
 (counted under the export's row lock, from the part files present, so a redelivered chunk is not
 counted twice) enqueues the assembly. Every task is idempotent: a finished export is left alone.
 """
@@ -51,6 +52,8 @@ def render_export(export_id: int) -> None:
             export.chunks_total = len(ranges)
             if not ranges:
                 assemble_export.delay(export.pk)
+                return
+            measure_export_front.delay(export.pk)
             for index, (first_pk, last_pk) in enumerate(ranges):
                 render_export_chunk.delay(export.pk, index, first_pk, last_pk)
             return
@@ -89,6 +92,22 @@ def render_export_chunk(export_id: int, index: int, first_pk: int, last_pk: int)
 
 
 @shared_task
+def measure_export_front(export_id: int) -> None:
+    """Lay out a campaign report's front matter once, beside the chunks, to learn its length.
+
+    Only an optimisation: if it fails, or finishes after the chunks, the assembly guesses and re-lays out.
+    """
+    export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
+    if export.status != Status.RENDERING:
+        return
+    try:
+        evidence_pdf.measure_campaign_front(export, evidence.campaign_chunks(export.campaign),
+                                            evidence.verify_history_chain(), evidence.generated_at())
+    except Exception:
+        log.exception("measuring the front of evidence export %s failed; the assembly will measure it", export_id)
+
+
+@shared_task
 def assemble_export(export_id: int) -> None:
     """Front matter, merge, page numbers, attachments and signature: the last step of a campaign report."""
     export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
@@ -102,7 +121,8 @@ def assemble_export(export_id: int) -> None:
             raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
         evidence.set_progress(export_id, 90, "Rendering the cover, contents and summary")
         pages = evidence_pdf.part_pages(export)
-        front = evidence_pdf.render_campaign_front(export, ranges, pages, chain, evidence.generated_at())
+        front = evidence_pdf.render_campaign_front(export, ranges, pages, chain, evidence.generated_at(),
+                                                   front_pages=evidence_pdf.measured_front_pages(export))
         evidence.set_progress(export_id, 93, "Merging and numbering the pages")
         parts = [default_storage.open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
         try:

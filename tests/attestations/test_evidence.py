@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.utils import timezone
 
-from attestations import evidence, evidence_tasks
+from attestations import evidence, evidence_pdf, evidence_tasks
 from attestations.evidence_pdf import part_name
 from attestations.management.commands.make_signing_cert import make_signing_certificate
 from attestations.models import EvidenceExport
@@ -248,3 +248,37 @@ def test_make_signing_cert_command(tmp_path, settings):
     out = tmp_path / "demo.p12"
     call_command("make_signing_cert", "--out", str(out))
     assert out.exists() and out.with_suffix(".pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.parametrize("measured", [True, False])
+def test_contents_name_the_page_each_chunk_starts_on(
+        compliance_user, owner, other_owner, monkeypatch, django_capture_on_commit_callbacks, measured):
+    campaign = decided_campaign(compliance_user, owner, other_owner, keys_per_owner=30)[0]
+    monkeypatch.setattr(evidence, "CHUNK_SIZE", 20)
+    layouts = []
+    real_layout = evidence_pdf.layout
+
+    def counting_layout(template, context):
+        if template == "evidence/campaign_front.html" and context["chunks"][0]["pages"] != 999:
+            layouts.append(context["front_pages"])  # a layout with the chunks' real page counts
+        return real_layout(template, context)
+
+    monkeypatch.setattr(evidence_pdf, "layout", counting_layout)
+    if not measured:
+        monkeypatch.setattr(evidence_tasks.measure_export_front, "run", lambda export_id: None)
+    export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert export.chunks_total == 3
+    # Measured beside the chunks, the front is laid out once at the end; unmeasured, the guess is corrected.
+    assert len(layouts) == (1 if measured else 2)
+    pdf = reader(export)
+    contents = text_of_page(pdf, 1) + text_of_page(pdf, 2)
+    starts = re.findall(r"Items #(\d+) to #(\d+) +(\d+)", contents)
+    assert len(starts) == 3
+    for first, _last, page in starts:
+        assert re.search(rf"^\s*#{first} ", text_of_page(pdf, int(page) - 1), re.MULTILINE), (first, page)
+        assert not re.search(rf"^\s*#{first} ", text_of_page(pdf, int(page) - 2), re.MULTILINE)
+    assert not default_storage.exists(evidence_pdf.front_measure_name(export.pk))
+
+
+def text_of_page(pdf, index: int) -> str:
+    return pdf.pages[index].extract_text(extraction_mode="layout")
