@@ -8,6 +8,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.utils import timezone
+from pypdf.generic import StreamObject
 
 from attestations import evidence, evidence_pdf, evidence_tasks
 from attestations.evidence_pdf import part_name
@@ -127,6 +128,10 @@ def test_chunked_rendering_gives_the_same_content_as_single(
     chunked_text = text(chunked_pdf)
     for number in range(1, chunked.page_count + 1):
         assert f"Page {number} of {chunked.page_count}" in chunked_text
+    # Stamping the page numbers leaves every page's content compressed (uncompressed it was 12x the size).
+    for page in chunked_pdf.pages:
+        contents = page["/Contents"].get_object()
+        assert isinstance(contents, StreamObject) and contents.get("/Filter") == "/FlateDecode", contents
     # The parts are cleaned up once merged.
     assert not any(default_storage.exists(part_name(chunked.pk, i)) for i in range(3))
 
