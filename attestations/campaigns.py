@@ -49,6 +49,14 @@ class CampaignError(ServiceError):
     """A refused campaign or decision step."""
 
 
+class NotAllowedToDecide(CampaignError):
+    """The actor holds no decide permission on the item."""
+
+
+class AlreadyDecided(CampaignError):
+    """The item is no longer pending."""
+
+
 def _decide_permission() -> Permission:
     return Permission.objects.get(content_type__app_label="attestations", codename=DECIDE)
 
@@ -224,13 +232,22 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
     return created
 
 
+def _decide_grants(user):
+    return AttestationItemUserObjectPermission.objects.filter(user=user, permission__codename=DECIDE)
+
+
 def can_decide(user, item: AttestationItem) -> bool:
     """The assigned reviewer and their delegate hold the decide permission on the item."""
     if not user.is_authenticated:
         return False
-    return AttestationItemUserObjectPermission.objects.filter(
-        content_object_id=item.pk, user=user, permission__codename=DECIDE
-    ).exists()
+    return _decide_grants(user).filter(content_object_id=item.pk).exists()
+
+
+def may_decide(user):
+    """``can_decide`` as an annotation, so the check is read with the item (and under its lock)."""
+    if not user.is_authenticated:
+        return Value(False)
+    return Exists(_decide_grants(user).filter(content_object_id=OuterRef("pk")))
 
 
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
@@ -251,17 +268,25 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
     if decision not in Decision.values:
         raise CampaignError("Choose confirm, release, reassign or delegate.", field="decision")
     with transaction.atomic():
-        item = AttestationItem.objects.select_for_update(of=("self",)).select_related("campaign", "key").get(pk=item.pk)
-        if not can_decide(actor, item):
-            raise CampaignError("Only the assigned reviewer or their delegate can decide this item.")
+        item = AttestationItem.objects.select_for_update(of=("self",)).annotate(
+            actor_may_decide=may_decide(actor)
+        ).get(pk=item.pk)
+        if not item.actor_may_decide:
+            raise NotAllowedToDecide("Only the assigned reviewer or their delegate can decide this item.")
         if item.status != ItemStatus.PENDING:
-            raise CampaignError(f"This item was already decided ({item.get_status_display().lower()}).")
+            raise AlreadyDecided(f"This item was already decided ({item.get_status_display().lower()}).")
         campaign = Campaign.objects.get(pk=item.campaign_id)
         if campaign.status != CampaignStatus.ACTIVE:
             raise CampaignError(f"The campaign is {campaign.get_status_display().lower()}: decisions are closed.")
+        item.campaign = campaign
         if decision != Decision.DELEGATE:
-            item.evidence = review_quality.freeze_evidence(item)
-            item.self_review = review_quality.self_review_flags(item, actor)
+            keys = ApiKey.objects.annotate(registered_by_actor=review_quality.registered_by(actor))
+            if decision in (Decision.CONFIRM, Decision.RELEASE):
+                # The key is locked here, after the item, as the lifecycle would lock it: read once.
+                keys = keys.select_for_update(of=("self",))
+            item.key = keys.get(pk=item.key_id)
+            item.evidence, item.self_review = review_quality.decision_evidence(
+                item, actor, registered_key=item.key.registered_by_actor)
             item.batch_size = max(batch_size, 1)
         handler = {
             Decision.CONFIRM: _confirm,
@@ -302,7 +327,7 @@ def _confirm(item, campaign, *, actor, justification, affirm, to, reaffirm_excep
         reason += " (exception re-affirmed)"
         cadence = campaign.exception_review_cadence_days
     next_review = timezone.localdate() + datetime.timedelta(days=cadence)
-    lifecycle.record_attestation(item.key, actor=actor, reason=reason, next_review_on=next_review)
+    item.key = lifecycle.record_attestation(item.key, actor=actor, reason=reason, next_review_on=next_review, locked=True)
     _finish(item, ItemStatus.CONFIRMED, actor, justification, reason)
 
 
@@ -314,6 +339,7 @@ def _release(item, campaign, *, actor, justification, affirm, to, reaffirm_excep
         # A grace window first (brownout), unless the campaign says 0 days or the key was exposed.
         releases.release_key(item.key, actor=actor, reason=reason, grace_days=campaign.release_grace_days,
                              context=f"campaign {campaign.name}, item #{item.pk}")
+        item.key.refresh_from_db()  # suspended or revoked by the release, on its own copy of the key
     _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name}")
 
 

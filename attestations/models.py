@@ -165,6 +165,20 @@ class AttestationItem(models.Model):
     def get_absolute_url(self):
         return reverse("attestations:item", args=[self.pk])
 
+    def attach_shown_rows(self, viewer) -> "AttestationItem":
+        """Load what the item's row and its API representation show of its relations, keeping those already
+        in memory (a decision leaves the item's campaign and key there): the key's workflow and customer in
+        one query, the exception if any, and ``viewer`` for whichever of the item's people (or the key's
+        owner) the viewer is. Anyone else is read when shown."""
+        people = [(self, name) for name in ("reviewer", "delegate", "decided_by", "reassigned_to")]
+        for target, name in [*people, (self.key, "owner")]:
+            field = type(target)._meta.get_field(name)
+            if not field.is_cached(target) and getattr(target, field.attname) == viewer.pk:
+                field.set_cached_value(target, viewer)
+        if not type(self.key)._meta.get_field("workflow").is_cached(self.key):
+            self.key.workflow = Workflow.objects.select_related("customer").get(pk=self.key.workflow_id)
+        return self
+
 
 class AttestationItemUserObjectPermission(UserObjectPermissionBase):
     content_object = models.ForeignKey(AttestationItem, on_delete=models.CASCADE)

@@ -1,6 +1,6 @@
 """What a reviewer saw when deciding, frozen into the item, and signals of rubber-stamping per reviewer.
 
-``freeze_evidence`` and ``self_review_flags`` run inside ``campaigns.record_decision``, so the item keeps
+``decision_evidence`` runs inside ``campaigns.record_decision``, so the item keeps
 the usage, exceptions and recommendation as they were at decision time, whatever happens to the key
 later. ``reviewer_quality`` turns the decided items of a campaign into per-reviewer figures: how long
 decisions took (from the item first shown, or from launch, to the decision), the gaps between
@@ -13,7 +13,7 @@ import datetime
 import statistics
 from collections import defaultdict
 
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from keys.choices import ExceptionStatus, LifecycleAction
@@ -33,28 +33,39 @@ SELF_REVIEW_LABELS = {
 }
 
 
-def freeze_evidence(item, now: datetime.datetime | None = None) -> dict:
-    """What the reviewer had in front of them: last use, calls in 30/90 days, sources, open exceptions,
-    the recommendation. JSON-ready."""
+def decision_evidence(item, actor, *, registered_key: bool | None = None,
+                      now: datetime.datetime | None = None) -> tuple[dict, list[str]]:
+    """What the reviewer had in front of them, JSON-ready: last use, calls in 30/90 days, sources, open
+    exceptions, the recommendation; and why the decider is not independent of the key (see
+    ``SELF_REVIEW_LABELS``): they approved or registered it, or requested its open exception; or the
+    key's owner is also its steward (nobody else looks at it).
+
+    Two queries: the key's daily usage rows of 90 days, and its open exceptions (which also say who
+    requested them). ``registered_key``, when the caller read it with the key (see
+    ``registered_by``), saves the look-up of the key's registration.
+    """
     now = now or timezone.now()
     key = item.key
     today = timezone.localdate(now)
-    usage = UsageDaily.objects.filter(key=key, day__gt=today - datetime.timedelta(days=90), day__lte=today)
-    calls_90 = usage.aggregate(n=Sum("count"))["n"] or 0
-    calls_30 = usage.filter(day__gt=today - datetime.timedelta(days=30)).aggregate(n=Sum("count"))["n"] or 0
+    since_30 = today - datetime.timedelta(days=30)
+    calls_30 = calls_90 = 0
     sources: dict[str, None] = {}
-    for day_sources in usage.order_by("-day").values_list("sources", flat=True):
-        for source in day_sources or []:
-            sources.setdefault(source, None)
-        if len(sources) >= MAX_SOURCES:
-            break
-    exceptions = [
-        {"id": pk, "kind": kind, "status": status, "due_on": (end or review).isoformat() if (end or review) else None}
-        for pk, kind, status, end, review in KeyException.objects.filter(
-            key=key, status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED]
-        ).order_by("pk").values_list("pk", "kind", "status", "end_date", "review_date")
-    ]
-    return {
+    usage = UsageDaily.objects.filter(key=key, day__gt=today - datetime.timedelta(days=90), day__lte=today)
+    for day, count, day_sources in usage.order_by("-day").values_list("day", "count", "sources"):
+        calls_90 += count
+        if day > since_30:
+            calls_30 += count
+        if len(sources) < MAX_SOURCES:
+            for source in day_sources or []:
+                sources.setdefault(source, None)
+    exceptions, requested = [], False
+    for pk, kind, status, end, review, requested_by_id in KeyException.objects.filter(
+        key=key, status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED]
+    ).order_by("pk").values_list("pk", "kind", "status", "end_date", "review_date", "requested_by_id"):
+        exceptions.append({"id": pk, "kind": kind, "status": status,
+                           "due_on": (end or review).isoformat() if (end or review) else None})
+        requested = requested or requested_by_id == actor.pk
+    evidence = {
         "frozen_at": now.isoformat(),
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
         "calls_30d": calls_30,
@@ -65,23 +76,23 @@ def freeze_evidence(item, now: datetime.datetime | None = None) -> dict:
         "recommendation_label": Recommendation(item.recommendation).label if item.recommendation else "",
         "key_status": key.status,
     }
-
-
-def self_review_flags(item, actor) -> list[str]:
-    """Why the decider is not independent of the key: they approved or registered it, or requested its
-    exception; or the key's owner is also its steward (nobody else looks at it)."""
-    key = item.key
+    if registered_key is None:
+        registered_key = LifecycleEvent.objects.filter(key=key, action=LifecycleAction.REGISTER, actor=actor).exists()
     flags = []
     if key.approved_by_id and key.approved_by_id == actor.pk:
         flags.append("approved_key")
-    if LifecycleEvent.objects.filter(key=key, action=LifecycleAction.REGISTER, actor=actor).exists():
+    if registered_key:
         flags.append("registered_key")
-    if KeyException.objects.filter(key=key, requested_by=actor,
-                                   status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED]).exists():
+    if requested:
         flags.append("requested_exception")
     if key.steward_id and key.steward_id == key.owner_id:
         flags.append("owner_is_steward")
-    return flags
+    return evidence, flags
+
+
+def registered_by(actor):
+    """An annotation for a key query: whether ``actor`` registered the key."""
+    return Exists(LifecycleEvent.objects.filter(key=OuterRef("pk"), action=LifecycleAction.REGISTER, actor=actor))
 
 
 def evidence_summary(evidence: dict) -> str:

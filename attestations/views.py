@@ -261,22 +261,22 @@ def item_detail(request, pk):
 @login_required
 @require_POST
 def decide(request, pk):
-    item = _visible_item(request.user, pk)
+    # Only whether the item is visible: the decision reads the item itself, under its lock.
+    item = get_object_or_404(AttestationItem.objects.visible_to(request.user).only("pk"), pk=pk)
     decision = request.POST.get("decision", "")
     form = DECISION_FORMS.get(decision, DecisionForm)(request.POST)
     form.decision = decision
     if form.is_valid():
         try:
-            campaigns.record_decision(item, actor=request.user, **form.service_kwargs())
+            decided = campaigns.record_decision(item, actor=request.user, **form.service_kwargs())
         except ServiceError as error:  # CampaignError, or a lifecycle refusal from inside the decision
             form.add_campaign_errors(error)
         else:
-            done = DONE_MESSAGES[decision].format(label=item.key.label, to=form.cleaned_data.get("to", ""))
+            done = DONE_MESSAGES[decision].format(label=decided.key.label, to=form.cleaned_data.get("to", ""))
             if not request.htmx:
                 messages.success(request, done)
                 return redirect(_return_to(request, reverse("attestations:inbox")))
-            item = _visible_item(request.user, pk)
-            return _render_row(request, item, done=done)
+            return _render_row(request, decided.attach_shown_rows(request.user), done=done)
     item = _visible_item(request.user, pk)
     if request.htmx:
         # 200 so that htmx swaps the row in, with the errors beside the fields.

@@ -331,16 +331,22 @@ def change_owner(key: ApiKey, *, actor, new_owner, reason: str) -> ApiKey:
     return key
 
 
-@transaction.atomic
-def record_attestation(key: ApiKey, *, actor, reason: str, next_review_on: datetime.date) -> ApiKey:
-    """Record that the owner vouched for the key: the next review moves forward."""
-    key = ApiKey.objects.select_for_update().get(pk=key.pk)
-    if key.is_final:
-        raise LifecycleError(f"A {key.get_status_display().lower()} key cannot be attested.")
-    key.last_attested_at = timezone.now()
-    key.next_review_on = next_review_on
-    key.unattested = False
-    _record(key, LifecycleAction.ATTEST, actor, reason, key.status, {"next_review_on": next_review_on.isoformat()})
+def record_attestation(key: ApiKey, *, actor, reason: str, next_review_on: datetime.date,
+                       locked: bool = False) -> ApiKey:
+    """Record that the owner vouched for the key: the next review moves forward.
+
+    ``locked``: the caller read ``key`` with ``select_for_update`` in its transaction, so the key is used
+    as it is rather than read again, and a refusal here undoes the caller's whole transaction (no savepoint).
+    """
+    with transaction.atomic(savepoint=not locked):
+        if not locked:
+            key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if key.is_final:
+            raise LifecycleError(f"A {key.get_status_display().lower()} key cannot be attested.")
+        key.last_attested_at = timezone.now()
+        key.next_review_on = next_review_on
+        key.unattested = False
+        _record(key, LifecycleAction.ATTEST, actor, reason, key.status, {"next_review_on": next_review_on.isoformat()})
     return key
 
 

@@ -5,14 +5,22 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from portal import roles
 from portal.api import Conflict, DetailSerializer, SeesEverything
 
-from ..campaigns import CampaignError, can_decide, close_campaign, create_campaign, launch_campaign, record_decision
+from ..campaigns import (
+    AlreadyDecided,
+    NotAllowedToDecide,
+    can_decide,
+    close_campaign,
+    create_campaign,
+    launch_campaign,
+    record_decision,
+)
 from ..choices import CampaignStatus, DefaultAction, ItemStatus
 from ..models import AttestationItem, Campaign
 from .serializers import (
@@ -24,6 +32,8 @@ from .serializers import (
     CampaignSerializer,
     DecisionSerializer,
 )
+
+NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."
 
 REFUSED = {
     400: OpenApiResponse(description="Refused: a message per field, others under `non_field_errors`."),
@@ -147,17 +157,19 @@ class AttestationItemViewSet(viewsets.ReadOnlyModelViewSet):
         # The decision reads nothing of the joined rows: look the item up on its own.
         item = get_object_or_404(self._items(), pk=pk)
         self.check_object_permissions(request, item)
-        if not can_decide(request.user, item):
-            raise PermissionDenied("Only the assigned reviewer or their delegate can decide this item.")
-        if item.status != ItemStatus.PENDING:
-            raise Conflict(f"This item was already decided ({item.get_status_display().lower()}).")
         serializer = DecisionSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            record_decision(item, actor=request.user, **serializer.validated_data)
-        except CampaignError:
-            item.refresh_from_db(fields=["status"])
+        if not serializer.is_valid():
+            # Not theirs (403) and already decided (409) come before the fields (400).
+            if not can_decide(request.user, item):
+                raise PermissionDenied(NOT_YOURS)
             if item.status != ItemStatus.PENDING:
                 raise Conflict(f"This item was already decided ({item.get_status_display().lower()}).")
-            raise
-        return Response(self.get_serializer(self.get_queryset().get(pk=item.pk)).data)
+            raise ValidationError(serializer.errors)
+        # record_decision checks the permission and the status under the item's lock.
+        try:
+            decided = record_decision(item, actor=request.user, **serializer.validated_data)
+        except NotAllowedToDecide:
+            raise PermissionDenied(NOT_YOURS) from None
+        except AlreadyDecided as refused:
+            raise Conflict(refused.messages[0]) from None
+        return Response(self.get_serializer(decided.attach_shown_rows(request.user)).data)
