@@ -268,19 +268,22 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
     if decision not in Decision.values:
         raise CampaignError("Choose confirm, release, reassign or delegate.", field="decision")
     with transaction.atomic():
-        item = AttestationItem.objects.select_for_update(of=("self",)).annotate(
+        # The campaign comes with the item; only the item is locked. A close that committed while this
+        # waited for the lock has already expired the item (re-read under the lock): refused as decided.
+        item = AttestationItem.objects.select_related("campaign").select_for_update(of=("self",)).annotate(
             actor_may_decide=may_decide(actor)
         ).get(pk=item.pk)
         if not item.actor_may_decide:
             raise NotAllowedToDecide("Only the assigned reviewer or their delegate can decide this item.")
         if item.status != ItemStatus.PENDING:
             raise AlreadyDecided(f"This item was already decided ({item.get_status_display().lower()}).")
-        campaign = Campaign.objects.get(pk=item.campaign_id)
+        campaign = item.campaign
         if campaign.status != CampaignStatus.ACTIVE:
             raise CampaignError(f"The campaign is {campaign.get_status_display().lower()}: decisions are closed.")
-        item.campaign = campaign
         if decision != Decision.DELEGATE:
-            keys = ApiKey.objects.annotate(registered_by_actor=review_quality.registered_by(actor))
+            # With the workflow and customer the answer shows (the portal's row, the API's item).
+            keys = ApiKey.objects.select_related("workflow__customer").annotate(
+                registered_by_actor=review_quality.registered_by(actor))
             if decision in (Decision.CONFIRM, Decision.RELEASE):
                 # The key is locked here, after the item, as the lifecycle would lock it: read once.
                 keys = keys.select_for_update(of=("self",))

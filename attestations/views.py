@@ -261,14 +261,17 @@ def item_detail(request, pk):
 @login_required
 @require_POST
 def decide(request, pk):
-    # Only whether the item is visible: the decision reads the item itself, under its lock.
-    item = get_object_or_404(AttestationItem.objects.visible_to(request.user).only("pk"), pk=pk)
     decision = request.POST.get("decision", "")
     form = DECISION_FORMS.get(decision, DecisionForm)(request.POST)
     form.decision = decision
     if form.is_valid():
+        # The decision reads the item under its lock and refuses anyone without the decide permission
+        # (granted to the reviewer and the delegate, who see the item); a refusal of an item the user
+        # may not see, or of none at all, is a 404 below, as it would have been before the form.
         try:
-            decided = campaigns.record_decision(item, actor=request.user, **form.service_kwargs())
+            decided = campaigns.record_decision(AttestationItem(pk=pk), actor=request.user, **form.service_kwargs())
+        except AttestationItem.DoesNotExist:
+            raise Http404("No such item.") from None
         except ServiceError as error:  # CampaignError, or a lifecycle refusal from inside the decision
             form.add_campaign_errors(error)
         else:

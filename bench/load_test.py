@@ -63,6 +63,8 @@ def parse_args():
     parser.add_argument("--keys-per-owner", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes (default 4)")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"],
+                        help="gunicorn worker class (default gthread; sync closes the connection after each answer)")
     parser.add_argument("--duplicate-rate", type=float, default=0.05,
                         help="share of decisions sent twice: half concurrently, half as a later resend (default 0.05)")
     parser.add_argument("--release-rate", type=float, default=0.10, help="share of releases among decisions")
@@ -633,7 +635,7 @@ def main() -> int:
     try:
         gunicorn = start_process(
             [str(VENV_BIN / "gunicorn"), "portal.wsgi", "-b", f"{HOST}:{port}", "-w", str(args.workers),
-             "-k", "gthread", "--threads", str(args.threads), "--keep-alive", "75", "--timeout", "120",
+             "-k", args.worker_class, "--threads", str(args.threads), "--keep-alive", "75", "--timeout", "120",
              "--error-logfile", "-"],
             env, out / "gunicorn.log")
         worker = start_process(

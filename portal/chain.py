@@ -6,8 +6,9 @@ historical model as stored in the database. ``ChainHead`` holds the last seq and
 serialises sealing, so concurrent writers cannot fork the chain.
 
 Records are sealed by the transaction that writes them, just before it commits: single saves through
-simple-history's ``post_create_historical_record`` signal, bulk writes (which send no signals) by an
-explicit ``seal_ids`` at the write site. Taking the head lock at commit time rather than at the first
+simple-history's ``post_create_historical_record`` signal, from the row their ``INSERT … RETURNING``
+gave back (``portal.history``), bulk writes (which send no signals) by an explicit ``seal_ids`` at the
+write site, read back before sealing. Taking the head lock at commit time rather than at the first
 write matters: a transaction holding the head while waiting for a row lock held by another transaction
 that waits for the head would deadlock (a campaign close racing reviewers' decisions does exactly that).
 Nothing here seals rows it was not told about, so a row inserted behind the application's back stays
@@ -130,9 +131,38 @@ def _fetch_rows(history_model, ids: Iterable[int], using: str) -> Iterator[tuple
 
 # Sealing ------------------------------------------------------------------------------------------
 
-def _pending(connection) -> dict:
+class _Pending:
+    """What the current transaction wrote and has not sealed yet: (history model, id, stored row or None).
+
+    A savepoint that is rolled back takes its records with it: the list is cut back to its length when
+    the savepoint was taken, so only records that exist at commit are sealed.
+    """
+
+    def __init__(self):
+        self.records: list[tuple] = []
+        self.marks: dict[str, int] = {}
+
+    def __bool__(self):
+        return bool(self.records)
+
+    def take(self) -> dict:
+        """{history model: {id: stored row or None}}, and nothing left pending."""
+        batch: dict = {}
+        for history_model, history_id, row in self.records:
+            rows = batch.setdefault(history_model, {})
+            if row is not None or history_id not in rows:
+                rows[history_id] = row
+        self.clear()
+        return batch
+
+    def clear(self):
+        self.records.clear()
+        self.marks.clear()
+
+
+def _pending(connection) -> _Pending:
     if not hasattr(connection, "_history_chain_pending"):
-        connection._history_chain_pending = {}
+        connection._history_chain_pending = _Pending()
     return connection._history_chain_pending
 
 
@@ -140,17 +170,20 @@ def seal_ids(history_model, ids: Iterable[int], *, using: str = DEFAULT_DB_ALIAS
     """Chain these history rows, written by the current transaction, just before it commits.
 
     Outside a transaction (autocommit) they are sealed at once. Rows of a savepoint that is rolled
-    back are simply gone at commit time and are skipped.
+    back are not sealed.
     """
-    ids = list(ids)
-    if not ids:
+    _queue(history_model, [(history_id, None) for history_id in ids], using)
+
+
+def _queue(history_model, records: list[tuple], using: str) -> None:
+    if not records:
         return
     connection = connections[using]
     if connection.get_autocommit() and not connection.in_atomic_block:
         with transaction.atomic(using=using):
-            _seal_now({history_model: set(ids)}, using)
+            _seal_now({history_model: dict(records)}, using)
         return
-    _pending(connection).setdefault(history_model, set()).update(ids)
+    _pending(connection).records.extend((history_model, history_id, row) for history_id, row in records)
 
 
 def seal(history_records: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -164,12 +197,10 @@ def seal(history_records: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> None:
 
 def seal_pending(using: str = DEFAULT_DB_ALIAS) -> int:
     """Seal now what the current transaction has written so far (normally done at commit)."""
-    connection = connections[using]
-    pending = _pending(connection)
+    pending = _pending(connections[using])
     if not pending:
         return 0
-    batch = dict(pending)
-    pending.clear()
+    batch = pending.take()
     with transaction.atomic(using=using):
         return _seal_now(batch, using)
 
@@ -189,9 +220,23 @@ def _locked_head(using: str) -> ChainHead:
     return head
 
 
+def _rows(history_model, records: dict, using: str) -> Iterator[tuple]:
+    """The batch's rows of one model in history id order: as the INSERT returned them, or read back.
+
+    Rows read back are those written without ``RETURNING`` (bulk writes); a row that is gone (deleted
+    in the same transaction) is skipped.
+    """
+    unknown = [history_id for history_id, row in records.items() if row is None]
+    fetched = {row[0]: row for row in _fetch_rows(history_model, unknown, using)} if unknown else {}
+    for history_id in sorted(records):
+        row = records[history_id] if records[history_id] is not None else fetched.get(history_id)
+        if row is not None:
+            yield row
+
+
 def _seal_now(batch: dict, using: str) -> int:
-    """Lock the head and append one link per existing row of ``batch`` ({history model: ids})."""
-    if sum(len(ids) for ids in batch.values()) <= PREPARED_LIMIT:
+    """Lock the head and append one link per existing row of ``batch`` ({history model: {id: row or None}})."""
+    if sum(len(records) for records in batch.values()) <= PREPARED_LIMIT:
         return _seal_prepared(batch, using)
     head = _locked_head(using)
     seq, digest = head.seq, head.digest
@@ -200,7 +245,7 @@ def _seal_now(batch: dict, using: str) -> int:
     for history_model in sorted(batch, key=lambda m: m._meta.label_lower):
         label = history_model._meta.label_lower
         columns = _columns(history_model)
-        for row in _fetch_rows(history_model, batch[history_model], using):
+        for row in _rows(history_model, batch[history_model], using):
             seq += 1
             prev, digest = digest, record_digest(digest, label, row[0], columns, row)
             links.append((seq, label, row[0], digest, prev))
@@ -214,17 +259,30 @@ def _seal_now(batch: dict, using: str) -> int:
     return sealed
 
 
+# PostgreSQL appends a small batch in one statement (migration portal 0005): it runs the transaction's
+# deferred constraint checks, locks the head, chains the payloads with sha256() exactly as
+# ``chained_digest`` does, writes the links and moves the head. The lock is held for that statement and
+# the COMMIT that follows, not for a round trip per step.
+APPEND_SQL = "SELECT portal_chain_append(%s::text[], %s::bigint[], %s::bytea[], %s)"
+
+
 def _seal_prepared(batch: dict, using: str) -> int:
-    """A small batch (one decision, one key change): its records are read and serialised before the head
-    is locked, so every writer in the queue behind the lock waits only for a hash, a COPY and a commit."""
+    """A small batch (one decision, one key change): its records are serialised before the head is
+    locked, so every writer in the queue behind the lock waits only for a hash, an insert and a commit."""
     prepared = []
     for history_model in sorted(batch, key=lambda m: m._meta.label_lower):
         label = history_model._meta.label_lower
         columns = _columns(history_model)
         prepared.extend((label, row[0], record_payload(label, row[0], columns, row))
-                        for row in _fetch_rows(history_model, batch[history_model], using))
+                        for row in _rows(history_model, batch[history_model], using))
     if not prepared:
         return 0
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        labels, ids, payloads = (list(column) for column in zip(*prepared, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(APPEND_SQL, [labels, ids, payloads, timezone.now()])
+        return len(prepared)
     head = _locked_head(using)
     seq, digest = head.seq, head.digest
     links = []
@@ -232,22 +290,8 @@ def _seal_prepared(batch: dict, using: str) -> int:
         seq += 1
         prev, digest = digest, chained_digest(digest, payload)
         links.append((seq, label, history_id, digest, prev))
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        _insert_links(links, using)
-        ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
-        return len(links)
-    # One round trip for the links and the head: the lock is held for as few exchanges as possible.
-    quote = connection.ops.quote_name
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(links))
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH links AS (INSERT INTO {quote(ChainLink._meta.db_table)} "
-            f"(seq, model_label, history_id, digest, prev_digest, sealed_at) VALUES {values}) "
-            f"UPDATE {quote(ChainHead._meta.db_table)} SET seq = %s, digest = %s, updated_at = %s WHERE id = %s",
-            [value for link in links for value in (*link, now)] + [seq, digest, now, HEAD_PK],
-        )
+    _insert_links(links, using)
+    ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
     return len(links)
 
 
@@ -279,13 +323,15 @@ def seal_existing_history(using: str = DEFAULT_DB_ALIAS) -> int:
         head = _locked_head(using)
         if head.seq or ChainLink.objects.using(using).exists():
             raise ChainError(f"The chain already has {head.seq} links: unsealed records are not older than it.")
-        batch = {m: set(m._base_manager.using(using).values_list("pk", flat=True)) for m in governed_history_models()}
+        batch = {m: dict.fromkeys(m._base_manager.using(using).values_list("pk", flat=True))
+                 for m in governed_history_models()}
         return _seal_now(batch, using)
 
 
 def seal_created_record(sender, history_instance, using=None, **kwargs) -> None:
-    """``post_create_historical_record`` receiver: every single save's history record is sealed."""
-    seal_ids(sender, [history_instance.pk], using=using or DEFAULT_DB_ALIAS)
+    """``post_create_historical_record`` receiver: every single save's history record is sealed, from the
+    row its INSERT returned when there is one (``portal.history``)."""
+    _queue(sender, [(history_instance.pk, history_instance._chain_row)], using or DEFAULT_DB_ALIAS)
 
 
 def install_commit_hook(sender, connection, **kwargs) -> None:
@@ -298,12 +344,13 @@ def install_commit_hook(sender, connection, **kwargs) -> None:
     if getattr(connection, "_history_chain_hooked", False):
         return
     commit, rollback = connection.commit, connection.rollback
+    savepoint, savepoint_rollback, savepoint_commit = (
+        connection._savepoint, connection._savepoint_rollback, connection._savepoint_commit)
 
     def sealing_commit():
         pending = _pending(connection)
         if pending:
-            batch = dict(pending)
-            pending.clear()
+            batch = pending.take()
             try:
                 _seal_now(batch, connection.alias)
             except DatabaseError:
@@ -316,8 +363,26 @@ def install_commit_hook(sender, connection, **kwargs) -> None:
         _pending(connection).clear()
         rollback()
 
+    def marking_savepoint(sid):
+        pending = _pending(connection)
+        pending.marks[sid] = len(pending.records)
+        savepoint(sid)
+
+    def cutting_savepoint_rollback(sid):
+        savepoint_rollback(sid)
+        pending = _pending(connection)
+        if sid in pending.marks:
+            del pending.records[pending.marks[sid]:]
+
+    def releasing_savepoint(sid):
+        savepoint_commit(sid)
+        _pending(connection).marks.pop(sid, None)
+
     connection.commit = sealing_commit
     connection.rollback = clearing_rollback
+    connection._savepoint = marking_savepoint
+    connection._savepoint_rollback = cutting_savepoint_rollback
+    connection._savepoint_commit = releasing_savepoint
     connection._history_chain_hooked = True
 
 

@@ -17,9 +17,10 @@ def _pending_items(user) -> int:
 def roles(request):
     user = request.user
     return {
-        "user_is_admin": role_rules.is_admin(user),
-        "user_is_compliance": role_rules.is_compliance(user),
-        "user_sees_everything": role_rules.sees_everything(user),
+        # Read when a template asks (a decided row answered to htmx shows none of them).
+        "user_is_admin": SimpleLazyObject(lambda: role_rules.is_admin(user)),
+        "user_is_compliance": SimpleLazyObject(lambda: role_rules.is_compliance(user)),
+        "user_sees_everything": SimpleLazyObject(lambda: role_rules.sees_everything(user)),
         # Counted only when a page shows the navigation badge.
         "inbox_pending_count": SimpleLazyObject(lambda: _pending_items(user) if user.is_authenticated else 0),
     }

@@ -1,6 +1,7 @@
 """Campaigns (compliance and admins) and attestation items (their reviewers) over REST; every change via campaigns.py."""
 
 from django.db.models import Count, Q
+from django.http import Http404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -154,22 +155,37 @@ class AttestationItemViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], filterset_class=None)
     def decide(self, request, pk=None):
         """Confirm, release, reassign or delegate the item, once. A decided item is a 409 Conflict."""
-        # The decision reads nothing of the joined rows: look the item up on its own.
-        item = get_object_or_404(self._items(), pk=pk)
-        self.check_object_permissions(request, item)
         serializer = DecisionSerializer(data=request.data)
         if not serializer.is_valid():
-            # Not theirs (403) and already decided (409) come before the fields (400).
+            # Unseen (404), not theirs (403) and already decided (409) come before the fields (400).
+            item = self._visible(pk)
             if not can_decide(request.user, item):
                 raise PermissionDenied(NOT_YOURS)
             if item.status != ItemStatus.PENDING:
                 raise Conflict(f"This item was already decided ({item.get_status_display().lower()}).")
             raise ValidationError(serializer.errors)
-        # record_decision checks the permission and the status under the item's lock.
+        # record_decision reads the item under its lock and refuses anyone without the decide permission
+        # (the reviewer and the delegate, who see the item); a refused caller who may not see it gets a 404.
         try:
-            decided = record_decision(item, actor=request.user, **serializer.validated_data)
+            decided = record_decision(AttestationItem(pk=self._item_id(pk)), actor=request.user,
+                                      **serializer.validated_data)
+        except AttestationItem.DoesNotExist:
+            raise Http404 from None
         except NotAllowedToDecide:
+            self._visible(pk)
             raise PermissionDenied(NOT_YOURS) from None
         except AlreadyDecided as refused:
             raise Conflict(refused.messages[0]) from None
         return Response(self.get_serializer(decided.attach_shown_rows(request.user)).data)
+
+    def _visible(self, pk) -> AttestationItem:
+        item = get_object_or_404(self._items(), pk=pk)
+        self.check_object_permissions(self.request, item)
+        return item
+
+    @staticmethod
+    def _item_id(pk) -> int:
+        try:
+            return int(pk)
+        except (TypeError, ValueError):
+            raise Http404 from None

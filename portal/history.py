@@ -1,0 +1,38 @@
+"""History records that the chain can seal without reading them back.
+
+Every governed model declares ``history = ChainedHistoricalRecords()``. Its historical model's INSERT
+returns every stored column (``INSERT … RETURNING``, PostgreSQL and SQLite 3.35+), converted exactly as
+a later read would convert them, and keeps that row on the record for the chain (``portal.chain``):
+the record is sealed from what the database holds, without a query to read it again.
+"""
+
+from django.db import connections, models
+from simple_history.models import HistoricalRecords
+
+
+def stored_columns(history_model) -> list:
+    """Every concrete field of the historical model, its primary key (history_id) first."""
+    pk = history_model._meta.pk
+    return [pk] + [f for f in history_model._meta.concrete_fields if f is not pk]
+
+
+class ReturnsStoredRow:
+    """Base of the historical models: ``_chain_row`` holds the row as stored, (history_id, columns...)."""
+
+    _chain_row = None
+
+    def _do_insert(self, manager, using, fields, returning_fields, raw):
+        if not connections[using].features.can_return_columns_from_insert:
+            return super()._do_insert(manager, using, fields, returning_fields, raw)
+        every = stored_columns(type(self))
+        rows = manager._insert([self], fields=fields, returning_fields=every, using=using, raw=raw)
+        self._chain_row = tuple(rows[0])
+        position = {field: i for i, field in enumerate(every)}
+        return [tuple(self._chain_row[position[field]] for field in returning_fields or ())]
+
+
+class ChainedHistoricalRecords(HistoricalRecords):
+    """``HistoricalRecords`` whose records carry their stored row for the history chain."""
+
+    def __init__(self, *args, bases=(ReturnsStoredRow, models.Model), **kwargs):
+        super().__init__(*args, bases=bases, **kwargs)
