@@ -20,6 +20,7 @@ from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationR
 from keys.models import ApiKey, KeyException
 from portal.chain import bulk_update_with_history, seal_ids
 from portal.errors import ServiceError
+from portal.prepared import PreparedQuery
 
 from . import review_quality
 from .choices import (
@@ -250,6 +251,23 @@ def may_decide(user):
     return Exists(_decide_grants(user).filter(content_object_id=OuterRef("pk")))
 
 
+# A decision's two reads, compiled once per process (they are most of what turning querysets into SQL
+# cost a decision): the item under its lock with its campaign and whether the actor may decide it, and
+# the key under its lock with its workflow and customer and whether the actor registered it.
+_LOCKED_ITEM = PreparedQuery(
+    lambda item, actor: AttestationItem.objects.select_related("campaign").select_for_update(of=("self",))
+    .annotate(actor_may_decide=Exists(_decide_grants(actor).filter(content_object_id=OuterRef("pk"))))
+    .filter(pk=item),
+    "item", "actor",
+)
+_LOCKED_KEY = PreparedQuery(
+    lambda key, actor: ApiKey.objects.select_related("workflow__customer").select_for_update(of=("self",))
+    .annotate(registered_by_actor=review_quality.registered_by(actor))
+    .filter(pk=key),
+    "key", "actor",
+)
+
+
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
                     to=None, reaffirm_exception: bool = False, batch_size: int = 1) -> AttestationItem:
     """Apply one reviewer decision, once.
@@ -270,9 +288,7 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
     with transaction.atomic():
         # The campaign comes with the item; only the item is locked. A close that committed while this
         # waited for the lock has already expired the item (re-read under the lock): refused as decided.
-        item = AttestationItem.objects.select_related("campaign").select_for_update(of=("self",)).annotate(
-            actor_may_decide=may_decide(actor)
-        ).get(pk=item.pk)
+        item = _LOCKED_ITEM.get(item=item.pk, actor=actor.pk)
         if not item.actor_may_decide:
             raise NotAllowedToDecide("Only the assigned reviewer or their delegate can decide this item.")
         if item.status != ItemStatus.PENDING:
@@ -280,14 +296,14 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
         campaign = item.campaign
         if campaign.status != CampaignStatus.ACTIVE:
             raise CampaignError(f"The campaign is {campaign.get_status_display().lower()}: decisions are closed.")
+        if decision in (Decision.CONFIRM, Decision.RELEASE):
+            # The key is locked here, after the item, as the lifecycle would lock it: read once, with the
+            # workflow and customer the answer shows (the portal's row, the API's item).
+            item.key = _LOCKED_KEY.get(key=item.key_id, actor=actor.pk)
+        elif decision == Decision.REASSIGN:
+            item.key = ApiKey.objects.select_related("workflow__customer").annotate(
+                registered_by_actor=review_quality.registered_by(actor)).get(pk=item.key_id)
         if decision != Decision.DELEGATE:
-            # With the workflow and customer the answer shows (the portal's row, the API's item).
-            keys = ApiKey.objects.select_related("workflow__customer").annotate(
-                registered_by_actor=review_quality.registered_by(actor))
-            if decision in (Decision.CONFIRM, Decision.RELEASE):
-                # The key is locked here, after the item, as the lifecycle would lock it: read once.
-                keys = keys.select_for_update(of=("self",))
-            item.key = keys.get(pk=item.key_id)
             item.evidence, item.self_review = review_quality.decision_evidence(
                 item, actor, registered_key=item.key.registered_by_actor)
             item.batch_size = max(batch_size, 1)

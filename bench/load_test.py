@@ -659,6 +659,8 @@ def main() -> int:
         print(f"{len(seeded.tokens)} owners with an API token, {len(signed_in)} signed in through the login form "
               f"in {time.perf_counter() - t:.1f} s")
 
+        reference = reference_loop_seconds()
+        print(f"machine speed: 10,000,000 Python additions in {reference:.2f} s (best of 3; lower is faster)")
         rng = random.Random(args.seed)
         start = time.monotonic()
         deadline = start + args.duration
@@ -681,6 +683,7 @@ def main() -> int:
 
         summary, accepted, errors = report(results, elapsed)
         summary["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
+        summary["reference_loop_seconds"] = round(reference, 3)
         print_cpu(cpu, len(accepted), elapsed)
         print()
         from django.db import connection
@@ -738,6 +741,21 @@ def main() -> int:
     finally:
         stop_process(gunicorn, "gunicorn")
         stop_process(worker, "celery worker")
+
+
+def reference_loop_seconds() -> float:
+    """How fast this machine runs Python now: best of three loops of 10,000,000 additions (lower is faster).
+
+    Decisions per second depend on the CPU as much as on the code; this figure makes runs on different
+    machines (or on one machine whose speed varies) comparable.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def print_cpu(cpu: dict[str, float], decisions: int, elapsed: float) -> None:

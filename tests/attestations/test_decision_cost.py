@@ -68,6 +68,9 @@ def test_portal_decision_htmx_and_plain(client, owner, items, django_assert_max_
         response = client.post(reverse("attestations:decide", args=[items[1].pk]), CONFIRM)
     assert response.status_code == 302
     _decided(items[1], owner)
+    # The decision's two locked reads were compiled once and are run with new values, not rebuilt.
+    assert campaigns._LOCKED_ITEM._compiled["default"] is not None
+    assert campaigns._LOCKED_KEY._compiled["default"] is not None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,104 @@
+"""Querysets of a fixed shape compiled to SQL once per process, for the reads on a decision's hot path.
+
+Turning a queryset into SQL (joins, selected columns, annotations) costs more CPU than PostgreSQL takes
+to run it when the query is a primary-key look-up with a couple of joins. ``PreparedQuery`` builds the
+queryset once with placeholder values, compiles it, remembers where those values sit among the SQL
+parameters, and from then on runs the same SQL with the caller's values. Rows become model instances
+through Django's own iterables (related objects, annotations and field converters included), because
+the compiled query is handed to them as it would be after compiling.
+
+If a placeholder cannot be found among the parameters as the integer given, or is found anywhere else
+too (written into the SQL, or inside another parameter), the query is simply built and compiled on
+every call, as a plain queryset would be.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import QuerySet
+from django.db.transaction import TransactionManagementError
+
+# Placeholder values: integers no table here will reach, distinct per parameter name.
+_FIRST_MARK = 9_007_199_254_740_000
+
+
+class _Compiled:
+    def __init__(self, queryset: QuerySet, compiler, sql: str, params: tuple, slots: dict[str, list[int]]):
+        self.query, self.compiler, self.sql, self.params, self.slots = compiler.query, compiler, sql, params, slots
+        # values() and values_list() keep their row shape on the queryset, not the query.
+        self.iterable_class, self.fields = queryset._iterable_class, queryset._fields
+
+    def queryset(self, using: str, values: dict) -> QuerySet:
+        params = list(self.params)
+        for name, positions in self.slots.items():
+            for position in positions:
+                params[position] = values[name]
+        compiler = copy.copy(self.compiler)
+        compiler.connection = connections[using]  # this thread's connection, not the compiling thread's
+        compiled = (self.sql, tuple(params))
+        compiler.as_sql = lambda *args, **kwargs: compiled
+        query = copy.copy(self.query)
+        query.get_compiler = lambda *args, **kwargs: compiler
+        queryset = QuerySet(model=query.model, query=query, using=using)
+        queryset._iterable_class, queryset._fields = self.iterable_class, self.fields
+        return queryset
+
+
+class PreparedQuery:
+    """``build(**values)`` returns the queryset for those values; ``PreparedQuery(build, *names)``'s
+    ``all(**values)`` returns the list ``build(**values)`` would and ``get(**values)`` what its ``get()``
+    would, compiling only the first time (per database).
+
+    Every value must be an integer (primary keys); ``build`` must use each value as a plain parameter
+    (a filter or a subquery's filter), and nothing else that changes between calls.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], *names: str):
+        self.build, self.names = build, names
+        self._compiled: dict[str, _Compiled | None] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, using: str) -> _Compiled | None:
+        marks = {name: _FIRST_MARK + i for i, name in enumerate(self.names)}
+        queryset = self.build(**marks).using(using)
+        compiler = queryset.query.chain().get_compiler(using=using)
+        sql, params = compiler.as_sql()
+        slots = {name: [i for i, value in enumerate(params) if value == mark and type(value) is int]
+                 for name, mark in marks.items()}
+        if not all(slots.values()):
+            return None
+        # A value that also went in some other form (in a string, say) would stay the placeholder's.
+        taken = {i for positions in slots.values() for i in positions}
+        if any(str(mark) in sql or any(str(mark) in repr(value) for i, value in enumerate(params) if i not in taken)
+               for mark in marks.values()):
+            return None
+        return _Compiled(queryset, compiler, sql, tuple(params), slots)
+
+    def all(self, using: str = DEFAULT_DB_ALIAS, **values) -> list:
+        if set(values) != set(self.names) or not all(type(v) is int for v in values.values()):
+            raise TypeError(f"give integer values for exactly {', '.join(self.names)}")
+        if using not in self._compiled:
+            with self._lock:
+                if using not in self._compiled:
+                    self._compiled[using] = self._compile(using)
+        compiled = self._compiled[using]
+        if compiled is None:
+            return list(self.build(**values).using(using))
+        connection = connections[using]
+        if compiled.query.select_for_update and connection.features.has_select_for_update \
+                and connection.get_autocommit():
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+        return list(compiled.queryset(using, values))
+
+    def get(self, using: str = DEFAULT_DB_ALIAS, **values):
+        rows = self.all(using, **values)
+        if len(rows) == 1:
+            return rows[0]
+        model = self.build(**dict.fromkeys(self.names, 0)).model
+        if not rows:
+            raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+        raise model.MultipleObjectsReturned(f"get() returned more than one {model._meta.object_name}.")
