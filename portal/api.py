@@ -1,5 +1,7 @@
 """Pieces every app's REST API shares: the error format, role permissions, and the history actor."""
 
+import copy
+
 from django.db.models import TextChoices
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent, build_choice_description_list
@@ -78,6 +80,20 @@ class AdminWritesOthersRead(RolePermission):
         if not (request.user and request.user.is_authenticated):
             return False
         return request.method in permissions.SAFE_METHODS or roles.is_admin(request.user)
+
+
+class ReadOnlyFieldsOnce:
+    """For a read-only ModelSerializer shown on every answer of a busy endpoint: its fields are worked out
+    from the model once per class (``ModelSerializer.get_fields`` introspects the model on every
+    instance) and each instance gets a deep copy, as DRF copies declared fields."""
+
+    def get_fields(self):
+        cls = type(self)
+        template = cls.__dict__.get("_fields_once")
+        if template is None:
+            template = super().get_fields()
+            cls._fields_once = template
+        return copy.deepcopy(template)
 
 
 class GovernedModelSerializer(serializers.ModelSerializer):

@@ -7,6 +7,8 @@ the record is sealed from what the database holds, without a query to read it ag
 """
 
 from django.db import connections, models
+from django.utils.functional import cached_property
+from simple_history.manager import HistoryDescriptor
 from simple_history.models import HistoricalRecords
 
 
@@ -31,8 +33,28 @@ class ReturnsStoredRow:
         return [tuple(self._chain_row[position[field]] for field in returning_fields or ())]
 
 
+class ManagerClassOnce(HistoryDescriptor):
+    """simple-history's ``model.history`` descriptor builds a new manager class (``from_queryset``,
+    which inspects every queryset method) on each access, and every save's history record goes through
+    it; the class is the same every time, so it is built once."""
+
+    @cached_property
+    def _manager(self):
+        return self.manager_class.from_queryset(self.queryset_class)
+
+    def __get__(self, instance, owner):
+        return self._manager(self.model, instance)
+
+
 class ChainedHistoricalRecords(HistoricalRecords):
     """``HistoricalRecords`` whose records carry their stored row for the history chain."""
 
     def __init__(self, *args, bases=(ReturnsStoredRow, models.Model), **kwargs):
         super().__init__(*args, bases=bases, **kwargs)
+
+    def finalize(self, sender, **kwargs):
+        super().finalize(sender, **kwargs)
+        descriptor = sender.__dict__.get(self.manager_name)
+        if type(descriptor) is HistoryDescriptor:
+            setattr(sender, self.manager_name, ManagerClassOnce(
+                descriptor.model, manager=descriptor.manager_class, queryset=descriptor.queryset_class))
