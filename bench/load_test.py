@@ -589,14 +589,38 @@ def _backend_pids(database: str) -> set[int]:
 
 
 class CpuMeter:
-    """CPU seconds used during the load by gunicorn, the Celery worker and this database's PostgreSQL backends."""
+    """CPU seconds used during the load by gunicorn, the Celery worker and this database's PostgreSQL backends.
+
+    Backends come and go during the load (a server thread's connection is replaced when it reaches its
+    maximum age): every second the meter notes the CPU of each backend it sees, so one that has ended by
+    the end still counts up to its last reading.
+    """
 
     def __init__(self, database: str, groups: dict[str, int]):
         self.database, self.groups = database, groups
         self.before, self.busy_before = _proc_cpu(), _machine_busy()
         self.backends = _backend_pids(database)
+        self.last_seen: dict[int, float] = {}
+        self._stopping = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="cpu-meter", daemon=True)
+        self._sampler.start()
+
+    def _sample(self):
+        from django.db import connection
+
+        try:
+            while not self._stopping.wait(1.0):
+                self.backends |= _backend_pids(self.database)
+                now = _proc_cpu()
+                for pid in self.backends:
+                    if pid in now:
+                        self.last_seen[pid] = now[pid][1]
+        finally:
+            connection.close()
 
     def stop(self) -> dict[str, float]:
+        self._stopping.set()
+        self._sampler.join(10)
         self.backends |= _backend_pids(self.database)
         after, busy_after = _proc_cpu(), _machine_busy()
 
@@ -604,7 +628,9 @@ class CpuMeter:
             return sum(after[p][1] - self.before.get(p, (0, 0.0))[1] for p in pids if p in after)
 
         spent = {name: used([p for p, (group, _) in after.items() if group == pgid]) for name, pgid in self.groups.items()}
-        spent["postgres"] = used(self.backends)
+        ended = {p for p in self.backends if p not in after}
+        spent["postgres"] = used(self.backends) + sum(
+            self.last_seen.get(p, 0.0) - self.before.get(p, (0, 0.0))[1] for p in ended)
         spent["load client"] = used([os.getpid()])
         busy, total = busy_after[0] - self.busy_before[0], busy_after[1] - self.busy_before[1]
         spent["machine busy"], spent["machine total"] = busy, total
