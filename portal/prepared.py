@@ -15,6 +15,7 @@ every call, as a plain queryset would be.
 from __future__ import annotations
 
 import copy
+import datetime
 import threading
 from collections.abc import Callable
 
@@ -22,8 +23,13 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.db.transaction import TransactionManagementError
 
-# Placeholder values: integers no table here will reach, distinct per parameter name.
+# Placeholder values no table here will hold, distinct per parameter name: integers, and dates of the
+# eleventh century.
 _FIRST_MARK = 9_007_199_254_740_000
+
+
+def _mark(position: int, kind: type):
+    return datetime.date(1001 + position, 2, 3) if kind is datetime.date else _FIRST_MARK + position
 
 
 class _Compiled:
@@ -53,34 +59,38 @@ class PreparedQuery:
     ``all(**values)`` returns the list ``build(**values)`` would and ``get(**values)`` what its ``get()``
     would, compiling only the first time (per database).
 
-    Every value must be an integer (primary keys); ``build`` must use each value as a plain parameter
-    (a filter or a subquery's filter), and nothing else that changes between calls.
+    Every value is an integer (primary keys), or a ``datetime.date`` for the names given in ``dates``;
+    ``build`` must use each value as a plain parameter (a filter or a subquery's filter), and nothing
+    else that changes between calls. (Where the database adapter turns dates into strings, SQLite, a
+    query with dates is built on every call.)
     """
 
-    def __init__(self, build: Callable[..., QuerySet], *names: str):
-        self.build, self.names = build, names
+    def __init__(self, build: Callable[..., QuerySet], *names: str, dates: tuple[str, ...] = ()):
+        self.build, self.names = build, names + tuple(dates)
+        self.kinds = {**dict.fromkeys(names, int), **dict.fromkeys(dates, datetime.date)}
         self._compiled: dict[str, _Compiled | None] = {}
         self._lock = threading.Lock()
 
     def _compile(self, using: str) -> _Compiled | None:
-        marks = {name: _FIRST_MARK + i for i, name in enumerate(self.names)}
+        marks = {name: _mark(i, self.kinds[name]) for i, name in enumerate(self.names)}
         queryset = self.build(**marks).using(using)
         compiler = queryset.query.chain().get_compiler(using=using)
         sql, params = compiler.as_sql()
-        slots = {name: [i for i, value in enumerate(params) if value == mark and type(value) is int]
+        slots = {name: [i for i, value in enumerate(params) if type(value) is type(mark) and value == mark]
                  for name, mark in marks.items()}
         if not all(slots.values()):
             return None
         # A value that also went in some other form (in a string, say) would stay the placeholder's.
         taken = {i for positions in slots.values() for i in positions}
-        if any(str(mark) in sql or any(str(mark) in repr(value) for i, value in enumerate(params) if i not in taken)
-               for mark in marks.values()):
+        others = [f"{value} {value!r}" for i, value in enumerate(params) if i not in taken]
+        if any(text in sql or any(text in other for other in others)
+               for mark in marks.values() for text in {str(mark), repr(mark)}):
             return None
         return _Compiled(queryset, compiler, sql, tuple(params), slots)
 
     def all(self, using: str = DEFAULT_DB_ALIAS, **values) -> list:
-        if set(values) != set(self.names) or not all(type(v) is int for v in values.values()):
-            raise TypeError(f"give integer values for exactly {', '.join(self.names)}")
+        if set(values) != set(self.names) or any(type(v) is not self.kinds[k] for k, v in values.items()):
+            raise TypeError("give values for exactly " + ", ".join(f"{n} ({self.kinds[n].__name__})" for n in self.names))
         if using not in self._compiled:
             with self._lock:
                 if using not in self._compiled:
@@ -98,7 +108,7 @@ class PreparedQuery:
         rows = self.all(using, **values)
         if len(rows) == 1:
             return rows[0]
-        model = self.build(**dict.fromkeys(self.names, 0)).model
+        model = self.build(**{name: _mark(0, self.kinds[name]) for name in self.names}).model
         if not rows:
             raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
         raise model.MultipleObjectsReturned(f"get() returned more than one {model._meta.object_name}.")

@@ -71,6 +71,9 @@ def test_portal_decision_htmx_and_plain(client, owner, items, django_assert_max_
     # The decision's two locked reads were compiled once and are run with new values, not rebuilt.
     assert campaigns._LOCKED_ITEM._compiled["default"] is not None
     assert campaigns._LOCKED_KEY._compiled["default"] is not None
+    assert review_quality._OPEN_EXCEPTIONS._compiled["default"] is not None
+    # The usage read's dates are substituted on PostgreSQL; SQLite's adapter makes them strings.
+    assert (review_quality._USAGE._compiled["default"] is not None) is (connection.vendor == "postgresql")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,6 +2,7 @@
 itself for every set of values, compiled only on the first call, and a plain queryset when the values
 cannot be found among the compiled parameters."""
 
+import datetime
 import threading
 
 import pytest
@@ -9,10 +10,11 @@ from django.db import connection, connections, transaction
 from django.db.models import Exists, OuterRef
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from attestations import campaigns
 from attestations.models import AttestationItem
-from keys.models import ApiKey, LifecycleEvent
+from keys.models import ApiKey, LifecycleEvent, UsageDaily
 from portal.prepared import PreparedQuery
 from tests import factories
 
@@ -121,3 +123,30 @@ def test_compiled_in_one_thread_run_in_others(items, owner):
     for thread in threads:
         thread.join()
     assert found == {item.pk: item.reviewer_id == owner.pk for item in items}
+
+
+def test_dates_are_values_too(items):
+    """On PostgreSQL dates reach the driver as dates and are substituted; SQLite's adapter turns them
+    into strings, so there the query is built on every call. Either way the rows are the queryset's."""
+    today = timezone.localdate()
+    for item in items:
+        for day in range(5):
+            UsageDaily.objects.create(key_id=item.key_id, day=today - datetime.timedelta(days=day), count=day + 1,
+                                      first_seen=timezone.now(), last_seen=timezone.now())
+    calls = []
+
+    def build(key, since, until):
+        calls.append(key)
+        return UsageDaily.objects.filter(key=key, day__gt=since, day__lte=until).order_by("-day").values_list(
+            "day", "count")
+
+    prepared = PreparedQuery(build, "key", dates=("since", "until"))
+    for item in items:
+        for since, until in ((today - datetime.timedelta(days=3), today), (today - datetime.timedelta(days=9),
+                                                                           today - datetime.timedelta(days=2))):
+            assert prepared.all(key=item.key_id, since=since, until=until) == list(
+                build(item.key_id, since, until))
+    compiled = prepared._compiled["default"] is not None
+    assert compiled is (connection.vendor == "postgresql")
+    with pytest.raises(TypeError):
+        prepared.all(key=items[0].key_id, since=timezone.now(), until=today)
