@@ -1,8 +1,10 @@
 """Audit of access: sign-ins, failed sign-ins and lock-outs, second-factor checks, exports downloaded
 and API token use, each recorded with who, when and from where (``AccessRecord``)."""
 
+import hashlib
 import ipaddress
 import logging
+import re
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -77,6 +79,19 @@ def _locked_out(sender, request, username, ip_address, **kwargs):
     record_access(request, AccessAction.LOCKED_OUT, username=str(username or ""))
 
 
+def token_reference(token) -> str:
+    """Names a token in the audit without its secret: an integration token by its id and shown prefix; a
+    personal token (DRF's, whose primary key *is* the secret) by the first 12 hex digits of its SHA-256."""
+    prefix = getattr(token, "token_prefix", None)
+    if prefix is not None:
+        return f"integration token #{token.pk} {prefix}…"
+    return f"personal token sha256:{hashlib.sha256(str(token.pk).encode()).hexdigest()[:12]}"
+
+
+# How the audit named personal tokens before: with the token itself (migration portal 0006 rewrites them).
+LEGACY_PERSONAL_TOKEN = re.compile(r"\(Token #([0-9a-f]{40})\)")
+
+
 class ApiTokenAuditMiddleware:
     """Records every API call authenticated by a token (personal or integration): DRF leaves the
     authenticated token on the Django request as ``request.auth``; session calls leave nothing."""
@@ -89,6 +104,6 @@ class ApiTokenAuditMiddleware:
         token = getattr(request, "auth", None)
         user = getattr(request, "user", None)
         if token is not None and user is not None and user.is_authenticated:
-            target = f"{request.method} {request.path} {response.status_code} ({type(token).__name__} #{token.pk})"
+            target = f"{request.method} {request.path} {response.status_code} ({token_reference(token)})"
             record_access(request, AccessAction.API_TOKEN_USED, target, user=user)
         return response

@@ -1,6 +1,7 @@
 """Login protection and the access audit: django-axes lock-out, TOTP second factor, idle timeout,
 Content-Security-Policy and API token use recorded with who, when and from where."""
 
+import hashlib
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from rest_framework.test import APIClient
 
 from portal import audit, sessions, two_factor
 from portal.models import AccessAction, AccessRecord
+from tests.integration_tokens import make_token, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -168,6 +170,35 @@ def test_api_token_use_is_recorded(admin_user, key):
     record = AccessRecord.objects.get(action=AccessAction.API_TOKEN_USED)
     assert record.user == admin_user and record.ip_address == "192.0.2.10"
     assert record.target.startswith(f"GET /api/v1/keys/{key.pk}/ 200")
+    # A personal token's primary key is the token itself: the audit names it by a digest instead.
+    assert token.key not in record.target and token.key[:12] not in record.target
+    assert record.target.endswith(f"(personal token sha256:{hashlib.sha256(token.key.encode()).hexdigest()[:12]})")
+
+
+def test_integration_token_use_is_recorded_by_id_and_prefix(key):
+    token, plaintext = make_token(issuing_system=key.issuing_system)
+    assert token_client(plaintext).get(reverse("apikey-list")).status_code == 200
+    record = AccessRecord.objects.get(action=AccessAction.API_TOKEN_USED)
+    assert record.user == token.acts_as and plaintext not in record.target
+    assert record.target == f"GET /api/v1/keys/ 200 (integration token #{token.pk} {token.token_prefix}…)"
+    assert plaintext[len(token.token_prefix):] not in record.target
+
+
+def test_migration_rewrites_token_keys_out_of_older_records(owner):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    key = "0c847d3084a694f10c5169dd42f4e52c86afaea2"
+    old = AccessRecord.objects.create(user=owner, username=owner.username, action=AccessAction.API_TOKEN_USED,
+                                      target=f"POST /api/v1/attestations/7/decide/ 200 (Token #{key})")
+    other = AccessRecord.objects.create(username="x", action=AccessAction.LOGIN_FAILED, target="Token #not-hex")
+    import_module("portal.migrations.0006_access_records_without_token_keys").forwards(apps, None)
+    old.refresh_from_db()
+    other.refresh_from_db()
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    assert old.target == f"POST /api/v1/attestations/7/decide/ 200 (personal token sha256:{digest})"
+    assert other.target == "Token #not-hex"
 
 
 def test_session_api_calls_are_not_token_use(owner, key):
