@@ -7,6 +7,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from keys.choices import Environment, RiskTier
 from keys.models import ApiKey, Customer, KeyException, Workflow
 from portal.history import ChainedHistoricalRecords
+from portal.writes import CompiledWrites
 
 from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
 
@@ -113,7 +114,7 @@ class AttestationItemQuerySet(models.QuerySet):
         return self.filter(models.Q(reviewer=user) | models.Q(delegate=user))
 
 
-class AttestationItem(models.Model):
+class AttestationItem(CompiledWrites, models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="attestation_items")
     reviewer = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="review_items")

@@ -7,6 +7,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from portal import roles
 from portal.history import ChainedHistoricalRecords
+from portal.writes import CompiledWrites
 
 from .choices import (
     OPEN_RELEASE_STATUSES,
@@ -130,7 +131,7 @@ class ApiKeyQuerySet(models.QuerySet):
         return self.filter(status__in=[KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED])
 
 
-class ApiKey(models.Model):
+class ApiKey(CompiledWrites, models.Model):
     """A customer-owned API key, known by its prefix and fingerprint. The secret is never stored."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="keys")
@@ -197,7 +198,7 @@ class ApiKeyGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
 
 
-class LifecycleEvent(models.Model):
+class LifecycleEvent(CompiledWrites, models.Model):
     """One step of a key's life, with who did it and why. Append-only."""
 
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="events")

@@ -11,6 +11,8 @@ from django.utils.functional import cached_property
 from simple_history.manager import HistoryDescriptor
 from simple_history.models import HistoricalRecords
 
+from .writes import CompiledWrites
+
 
 def stored_columns(history_model) -> list:
     """Every concrete field of the historical model, its primary key (history_id) first."""
@@ -18,8 +20,9 @@ def stored_columns(history_model) -> list:
     return [pk] + [f for f in history_model._meta.concrete_fields if f is not pk]
 
 
-class ReturnsStoredRow:
-    """Base of the historical models: ``_chain_row`` holds the row as stored, (history_id, columns...)."""
+class ReturnsStoredRow(CompiledWrites):
+    """Base of the historical models: ``_chain_row`` holds the row as stored, (history_id, columns...).
+    The INSERT is compiled once per historical model (``portal.writes``)."""
 
     _chain_row = None
 
@@ -27,7 +30,7 @@ class ReturnsStoredRow:
         if not connections[using].features.can_return_columns_from_insert:
             return super()._do_insert(manager, using, fields, returning_fields, raw)
         every = stored_columns(type(self))
-        rows = manager._insert([self], fields=fields, returning_fields=every, using=using, raw=raw)
+        rows = self._compiled_insert(manager, using, fields, every, raw)
         self._chain_row = tuple(rows[0])
         position = {field: i for i, field in enumerate(every)}
         return [tuple(self._chain_row[position[field]] for field in returning_fields or ())]
