@@ -23,13 +23,20 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.db.transaction import TransactionManagementError
 
-# Placeholder values no table here will hold, distinct per parameter name: integers, and dates of the
-# eleventh century.
-_FIRST_MARK = 9_007_199_254_740_000
+# Placeholder values no table here will hold, distinct per parameter name: integers just below the top of
+# a 32-bit column's range (a larger one in an ``integer`` primary key's filter compiles to "no rows"),
+# dates and times of the eleventh century, and strings no one types.
+_FIRST_MARK = 2_147_483_000
 
 
 def _mark(position: int, kind: type):
-    return datetime.date(1001 + position, 2, 3) if kind is datetime.date else _FIRST_MARK + position
+    if kind is datetime.date:
+        return datetime.date(1001 + position, 2, 3)
+    if kind is datetime.datetime:
+        return datetime.datetime(1001 + position, 2, 3, 4, 5, 6, 789, tzinfo=datetime.UTC)
+    if kind is str:
+        return f"\x1fportal.prepared mark {position}\x1f"
+    return _FIRST_MARK + position
 
 
 class _Compiled:
@@ -59,15 +66,18 @@ class PreparedQuery:
     ``all(**values)`` returns the list ``build(**values)`` would and ``get(**values)`` what its ``get()``
     would, compiling only the first time (per database).
 
-    Every value is an integer (primary keys), or a ``datetime.date`` for the names given in ``dates``;
-    ``build`` must use each value as a plain parameter (a filter or a subquery's filter), and nothing
-    else that changes between calls. (Where the database adapter turns dates into strings, SQLite, a
-    query with dates is built on every call.)
+    Every value is an integer (primary keys), or for the names given in ``dates``, ``datetimes`` and
+    ``strings`` a ``datetime.date``, an aware ``datetime.datetime`` or a ``str``; ``build`` must use each
+    value as a plain parameter (a filter or a subquery's filter), and nothing else that changes between
+    calls. (Where the database adapter turns dates and times into strings, SQLite, a query with them is
+    built on every call.)
     """
 
-    def __init__(self, build: Callable[..., QuerySet], *names: str, dates: tuple[str, ...] = ()):
-        self.build, self.names = build, names + tuple(dates)
-        self.kinds = {**dict.fromkeys(names, int), **dict.fromkeys(dates, datetime.date)}
+    def __init__(self, build: Callable[..., QuerySet], *names: str, dates: tuple[str, ...] = (),
+                 datetimes: tuple[str, ...] = (), strings: tuple[str, ...] = ()):
+        self.build, self.names = build, names + tuple(dates) + tuple(datetimes) + tuple(strings)
+        self.kinds = {**dict.fromkeys(names, int), **dict.fromkeys(dates, datetime.date),
+                      **dict.fromkeys(datetimes, datetime.datetime), **dict.fromkeys(strings, str)}
         self._compiled: dict[str, _Compiled | None] = {}
         self._lock = threading.Lock()
 

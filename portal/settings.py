@@ -138,7 +138,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "portal.backends.ModelBackend",  # Django's, its user read compiled once
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -232,7 +232,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "keys.api.authentication.IntegrationTokenAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "keys.api.authentication.PersonalTokenAuthentication",  # DRF's TokenAuthentication
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -256,6 +256,7 @@ DJANGO_TABLES2_TEMPLATE = "portal/table.html"
 # Never show a submitted secret on an error page, whatever the view forgot to mark.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.security.SecretSafeExceptionReporterFilter"
 
+SESSION_ENGINE = "portal.sessions"  # the database engine, its read compiled once
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
 # A signed-in session unused for this long ends (SESSION_COOKIE_AGE stays the absolute limit).
