@@ -44,6 +44,16 @@ class _Compiled:
         self.query, self.compiler, self.sql, self.params, self.slots = compiler.query, compiler, sql, params, slots
         # values() and values_list() keep their row shape on the queryset, not the query.
         self.iterable_class, self.fields = queryset._iterable_class, queryset._fields
+        # The row converters (field and backend) chosen for the selected columns, per connection: the
+        # same every time, and choosing them is a good part of reading a row.
+        self._converters: dict[int, tuple] = {}
+
+    def converters(self, compiler, connection) -> dict:
+        known = self._converters.get(id(connection))
+        if known is None or known[0] is not connection:
+            columns = [selected[0] for selected in compiler.select[0:compiler.col_count]]
+            known = self._converters[id(connection)] = (connection, compiler.get_converters(columns))
+        return known[1]
 
     def queryset(self, using: str, values: dict) -> QuerySet:
         params = list(self.params)
@@ -54,6 +64,8 @@ class _Compiled:
         compiler.connection = connections[using]  # this thread's connection, not the compiling thread's
         compiled = (self.sql, tuple(params))
         compiler.as_sql = lambda *args, **kwargs: compiled
+        converters = self.converters(compiler, compiler.connection)
+        compiler.get_converters = lambda expressions: converters  # only results_iter asks, for those columns
         query = copy.copy(self.query)
         query.get_compiler = lambda *args, **kwargs: compiler
         queryset = QuerySet(model=query.model, query=query, using=using)
