@@ -289,33 +289,49 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
         # The campaign comes with the item; only the item is locked. A close that committed while this
         # waited for the lock has already expired the item (re-read under the lock): refused as decided.
         item = _LOCKED_ITEM.get(item=item.pk, actor=actor.pk)
-        if not item.actor_may_decide:
-            raise NotAllowedToDecide("Only the assigned reviewer or their delegate can decide this item.")
-        if item.status != ItemStatus.PENDING:
-            raise AlreadyDecided(f"This item was already decided ({item.get_status_display().lower()}).")
-        campaign = item.campaign
-        if campaign.status != CampaignStatus.ACTIVE:
-            raise CampaignError(f"The campaign is {campaign.get_status_display().lower()}: decisions are closed.")
-        if decision in (Decision.CONFIRM, Decision.RELEASE):
-            # The key is locked here, after the item, as the lifecycle would lock it: read once, with the
-            # workflow and customer the answer shows (the portal's row, the API's item).
-            item.key = _LOCKED_KEY.get(key=item.key_id, actor=actor.pk)
-        elif decision == Decision.REASSIGN:
-            item.key = ApiKey.objects.select_related("workflow__customer").annotate(
-                registered_by_actor=review_quality.registered_by(actor)).get(pk=item.key_id)
-        if decision != Decision.DELEGATE:
-            item.evidence, item.self_review = review_quality.decision_evidence(
-                item, actor, registered_key=item.key.registered_by_actor)
-            item.batch_size = max(batch_size, 1)
-        handler = {
-            Decision.CONFIRM: _confirm,
-            Decision.RELEASE: _release,
-            Decision.REASSIGN: _reassign,
-            Decision.DELEGATE: _delegate,
-        }[decision]
-        handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to,
-                reaffirm_exception=reaffirm_exception)
+        refused = _refusal(item)
+        if refused is None:
+            _decide(item, actor=actor, decision=decision, justification=justification, affirm=affirm, to=to,
+                    reaffirm_exception=reaffirm_exception, batch_size=batch_size)
+    if refused is not None:
+        # Raised once the transaction, which wrote nothing, has committed: a rollback would also drop the
+        # connection's prepared statements (psycopg clears them on every ROLLBACK), and double submissions
+        # are common enough for that to cost PostgreSQL a re-plan of every statement of the next decisions.
+        raise refused
     return item
+
+
+def _refusal(item: AttestationItem) -> CampaignError | None:
+    if not item.actor_may_decide:
+        return NotAllowedToDecide("Only the assigned reviewer or their delegate can decide this item.")
+    if item.status != ItemStatus.PENDING:
+        return AlreadyDecided(f"This item was already decided ({item.get_status_display().lower()}).")
+    if item.campaign.status != CampaignStatus.ACTIVE:
+        return CampaignError(f"The campaign is {item.campaign.get_status_display().lower()}: decisions are closed.")
+    return None
+
+
+def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to, reaffirm_exception, batch_size):
+    campaign = item.campaign
+    if decision in (Decision.CONFIRM, Decision.RELEASE):
+        # The key is locked here, after the item, as the lifecycle would lock it: read once, with the
+        # workflow and customer the answer shows (the portal's row, the API's item).
+        item.key = _LOCKED_KEY.get(key=item.key_id, actor=actor.pk)
+    elif decision == Decision.REASSIGN:
+        item.key = ApiKey.objects.select_related("workflow__customer").annotate(
+            registered_by_actor=review_quality.registered_by(actor)).get(pk=item.key_id)
+    if decision != Decision.DELEGATE:
+        item.evidence, item.self_review = review_quality.decision_evidence(
+            item, actor, registered_key=item.key.registered_by_actor)
+        item.batch_size = max(batch_size, 1)
+    handler = {
+        Decision.CONFIRM: _confirm,
+        Decision.RELEASE: _release,
+        Decision.REASSIGN: _reassign,
+        Decision.DELEGATE: _delegate,
+    }[decision]
+    handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to,
+            reaffirm_exception=reaffirm_exception)
 
 
 def _finish(item: AttestationItem, status: str, actor, justification: str, reason: str) -> None:

@@ -4,7 +4,7 @@ and that the cheaper evidence read freezes the same facts as reading them one by
 import datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -187,3 +187,24 @@ def test_evidence_matches_reading_it_fact_by_fact(owner, other_owner, compliance
     item.refresh_from_db()
     assert item.self_review == expected_flags
     assert item.evidence["calls_90d"] == expected["calls_90d"] and item.evidence["sources"] == expected["sources"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_decision_commits_instead_of_rolling_back(owner, other_owner, items, monkeypatch):
+    """psycopg drops a connection's prepared statements on every rollback; a refusal found by the locked
+    read wrote nothing, so its transaction commits and the refusal is raised afterwards."""
+    campaigns.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, affirm=True, justification="x")
+    rollbacks = []
+    wrapper = connections["default"]
+    original = wrapper.rollback  # the chain's commit hook wraps it on the connection
+    monkeypatch.setattr(wrapper, "rollback", lambda: (rollbacks.append(1), original())[1])
+    with pytest.raises(campaigns.AlreadyDecided):
+        campaigns.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, affirm=True, justification="x")
+    with pytest.raises(campaigns.NotAllowedToDecide):
+        campaigns.record_decision(items[1], actor=other_owner, decision=Decision.CONFIRM, affirm=True, justification="x")
+    assert rollbacks == [] and connection.get_autocommit() and not connection.in_atomic_block
+    assert items[1].history.count() == 1  # nothing written for the refused decision
+    # A refusal from the decision itself (a missing affirmation) still rolls back what it began.
+    with pytest.raises(campaigns.CampaignError):
+        campaigns.record_decision(items[1], actor=owner, decision=Decision.CONFIRM, affirm=False, justification="x")
+    assert rollbacks == [1]
