@@ -260,12 +260,15 @@ _LOCKED_ITEM = PreparedQuery(
     .filter(pk=item),
     "item", "actor",
 )
+def _decision_keys(actor):
+    """Keys as a decision reads them: with the workflow and customer the answer shows (the portal's row,
+    the API's item) and whether ``actor`` registered the key."""
+    return ApiKey.objects.select_related("workflow__customer").annotate(
+        registered_by_actor=review_quality.registered_by(actor))
+
+
 _LOCKED_KEY = PreparedQuery(
-    lambda key, actor: ApiKey.objects.select_related("workflow__customer").select_for_update(of=("self",))
-    .annotate(registered_by_actor=review_quality.registered_by(actor))
-    .filter(pk=key),
-    "key", "actor",
-)
+    lambda key, actor: _decision_keys(actor).select_for_update(of=("self",)).filter(pk=key), "key", "actor")
 
 
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
@@ -314,12 +317,10 @@ def _refusal(item: AttestationItem) -> CampaignError | None:
 def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to, reaffirm_exception, batch_size):
     campaign = item.campaign
     if decision in (Decision.CONFIRM, Decision.RELEASE):
-        # The key is locked here, after the item, as the lifecycle would lock it: read once, with the
-        # workflow and customer the answer shows (the portal's row, the API's item).
+        # The key is locked here, after the item, as the lifecycle would lock it: read once.
         item.key = _LOCKED_KEY.get(key=item.key_id, actor=actor.pk)
     elif decision == Decision.REASSIGN:
-        item.key = ApiKey.objects.select_related("workflow__customer").annotate(
-            registered_by_actor=review_quality.registered_by(actor)).get(pk=item.key_id)
+        item.key = _decision_keys(actor).get(pk=item.key_id)
     if decision != Decision.DELEGATE:
         item.evidence, item.self_review = review_quality.decision_evidence(
             item, actor, registered_key=item.key.registered_by_actor)
