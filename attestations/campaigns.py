@@ -18,9 +18,8 @@ from django.utils import timezone
 from keys import lifecycle, releases
 from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
 from keys.models import ApiKey, KeyException
-from portal.chain import bulk_update_with_history, seal_ids
+from portal.chain import bulk_update_with_history, seal_ids, sealed_atomic
 from portal.errors import ServiceError
-from portal.prepared import PreparedQuery
 
 from . import review_quality
 from .choices import (
@@ -139,7 +138,7 @@ def with_recommendation(keys, today: datetime.date):
     )
 
 
-@transaction.atomic
+@sealed_atomic
 def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = None, customers=(), workflows=(),
                     **fields) -> Campaign:
     """A draft campaign, from a schedule's scope and rules or from the given ones."""
@@ -168,7 +167,7 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
     Launching an already launched campaign changes nothing and returns 0. Keys with an undecided
     item in another active campaign are left to that campaign.
     """
-    with transaction.atomic():
+    with sealed_atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status == CampaignStatus.ACTIVE:
             return 0
@@ -251,15 +250,6 @@ def may_decide(user):
     return Exists(_decide_grants(user).filter(content_object_id=OuterRef("pk")))
 
 
-# A decision's two reads, compiled once per process (they are most of what turning querysets into SQL
-# cost a decision): the item under its lock with its campaign and whether the actor may decide it, and
-# the key under its lock with its workflow and customer and whether the actor registered it.
-_LOCKED_ITEM = PreparedQuery(
-    lambda item, actor: AttestationItem.objects.select_related("campaign").select_for_update(of=("self",))
-    .annotate(actor_may_decide=Exists(_decide_grants(actor).filter(content_object_id=OuterRef("pk"))))
-    .filter(pk=item),
-    "item", "actor",
-)
 def _decision_keys(actor):
     """Keys as a decision reads them: with the workflow and customer the answer shows (the portal's row,
     the API's item) and whether ``actor`` registered the key."""
@@ -267,8 +257,11 @@ def _decision_keys(actor):
         registered_by_actor=review_quality.registered_by(actor))
 
 
-_LOCKED_KEY = PreparedQuery(
-    lambda key, actor: _decision_keys(actor).select_for_update(of=("self",)).filter(pk=key), "key", "actor")
+def _locked_item(item_pk: int, actor) -> AttestationItem:
+    """The item under its row lock, with its campaign and whether ``actor`` may decide it."""
+    return (AttestationItem.objects.select_related("campaign").select_for_update(of=("self",))
+            .annotate(actor_may_decide=may_decide(actor))
+            .get(pk=item_pk))
 
 
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
@@ -288,10 +281,10 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
     justification = (justification or "").strip()
     if decision not in Decision.values:
         raise CampaignError("Choose confirm, release, reassign or delegate.", field="decision")
-    with transaction.atomic():
+    with sealed_atomic():
         # The campaign comes with the item; only the item is locked. A close that committed while this
         # waited for the lock has already expired the item (re-read under the lock): refused as decided.
-        item = _LOCKED_ITEM.get(item=item.pk, actor=actor.pk)
+        item = _locked_item(item.pk, actor)
         refused = _refusal(item)
         if refused is None:
             _decide(item, actor=actor, decision=decision, justification=justification, affirm=affirm, to=to,
@@ -318,7 +311,7 @@ def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to
     campaign = item.campaign
     if decision in (Decision.CONFIRM, Decision.RELEASE):
         # The key is locked here, after the item, as the lifecycle would lock it: read once.
-        item.key = _LOCKED_KEY.get(key=item.key_id, actor=actor.pk)
+        item.key = _decision_keys(actor).select_for_update(of=("self",)).get(pk=item.key_id)
     elif decision == Decision.REASSIGN:
         item.key = _decision_keys(actor).get(pk=item.key_id)
     if decision != Decision.DELEGATE:
@@ -444,7 +437,7 @@ def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[
     return done, refused
 
 
-@transaction.atomic
+@sealed_atomic
 def answer_transfer(transfer: OwnershipTransfer, *, actor, accept: bool) -> OwnershipTransfer:
     """The named new owner accepts (ownership moves, rotation required) or declines."""
     transfer = OwnershipTransfer.objects.select_for_update().get(pk=transfer.pk)
@@ -470,7 +463,7 @@ def close_campaign(campaign: Campaign, *, actor) -> dict[str, int]:
 
     Closing a closed campaign changes nothing (safe to retry).
     """
-    with transaction.atomic():
+    with sealed_atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status == CampaignStatus.CLOSED:
             return {}
@@ -516,7 +509,7 @@ def _apply_default_action(key: ApiKey, action: str, *, actor, reason: str) -> No
         lifecycle.flag_unattested(key, actor=actor, reason=reason)
 
 
-@transaction.atomic
+@sealed_atomic
 def cancel_campaign(campaign: Campaign, *, actor, reason: str) -> Campaign:
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     _check_transition(campaign, "cancel")
@@ -605,7 +598,7 @@ def escalation_targets(campaign: Campaign, today: datetime.date, *, actor) -> di
         return {}
     compliance = list(User.objects.filter(groups__name=roles.COMPLIANCE, is_active=True).order_by("pk"))
     targets: dict[int, list[AttestationItem]] = {}
-    with transaction.atomic():
+    with sealed_atomic():
         items = list(
             campaign.items.select_for_update(of=("self",))
             .filter(status=ItemStatus.PENDING, escalated_at__isnull=True)
@@ -629,7 +622,7 @@ def escalation_targets(campaign: Campaign, today: datetime.date, *, actor) -> di
     return targets
 
 
-@transaction.atomic
+@sealed_atomic
 def launch_due_schedule(schedule: CampaignSchedule, *, actor, today: datetime.date | None = None) -> Campaign | None:
     """Launch the schedule's next campaign if its day has come; the next launch moves by the cadence.
 

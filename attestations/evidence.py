@@ -16,13 +16,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.db import transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from keys.choices import KeyStatus, LifecycleAction
 from keys.models import ApiKey, Customer, Exposure, KeyException, LifecycleEvent, RevocationRequest, UsageDaily
 from portal import roles
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from . import review_quality
@@ -106,7 +106,7 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
         parameters["period_start"] = period_start.isoformat()
     if period_end:
         parameters["period_end"] = period_end.isoformat()
-    with transaction.atomic():
+    with sealed_atomic():
         export = EvidenceExport.objects.create(
             kind=kind, campaign=campaign, key=key, customer=customer, period_start=period_start,
             period_end=period_end, parameters=parameters, requested_by=actor, progress_note="Waiting for a worker",

@@ -12,8 +12,9 @@ import logging
 
 from celery import shared_task
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
+
+from portal.chain import sealed_atomic
 
 from . import evidence, evidence_pdf
 from .models import EvidenceExport
@@ -78,7 +79,7 @@ def render_export_chunk(export_id: int, index: int, first_pk: int, last_pk: int)
         return
     try:
         evidence_pdf.render_campaign_chunk(export, index, first_pk, last_pk)
-        with transaction.atomic():
+        with sealed_atomic():
             locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
             done = sum(default_storage.exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
             complete = done == locked.chunks_total and locked.chunks_done < locked.chunks_total

@@ -3,11 +3,10 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
 
 from keys.choices import Environment, RiskTier
 from keys.models import ApiKey, Customer, KeyException, Workflow
-from portal.history import ChainedHistoricalRecords
-from portal.writes import CompiledWrites
 
 from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
 
@@ -65,7 +64,7 @@ class CampaignSchedule(Scope, Rules):
     is_active = models.BooleanField(default=True)
     next_launch_on = models.DateField(default=timezone.localdate)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -85,7 +84,7 @@ class Campaign(Scope, Rules):
     due_on = models.DateField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at"]
@@ -114,7 +113,7 @@ class AttestationItemQuerySet(models.QuerySet):
         return self.filter(models.Q(reviewer=user) | models.Q(delegate=user))
 
 
-class AttestationItem(CompiledWrites, models.Model):
+class AttestationItem(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="attestation_items")
     reviewer = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="review_items")
@@ -146,7 +145,7 @@ class AttestationItem(CompiledWrites, models.Model):
     self_review = models.JSONField(
         default=list, db_default=[], blank=True, help_text="Why the decider was not independent of the key, if they were not."
     )
-    history = ChainedHistoricalRecords(excluded_fields=["shown_at"])
+    history = HistoricalRecords(excluded_fields=["shown_at"])
 
     objects = AttestationItemQuerySet.as_manager()
 
@@ -206,7 +205,7 @@ class OwnershipTransfer(models.Model):
     default_action = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True,
                                       help_text="Successions: what happens to the key if nobody accepts in time.")
     default_action_applied = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-requested_at"]

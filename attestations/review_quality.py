@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from keys.choices import ExceptionStatus, LifecycleAction
 from keys.models import KeyException, LifecycleEvent, UsageDaily
-from portal.prepared import PreparedQuery
 
 from .choices import ItemStatus, Recommendation
 
@@ -32,19 +31,6 @@ SELF_REVIEW_LABELS = {
     "requested_exception": "requested the key's exception",
     "owner_is_steward": "owner is also the steward",
 }
-
-
-# Compiled once per process (portal.prepared): a decision runs both.
-_USAGE = PreparedQuery(
-    lambda key, since, until: UsageDaily.objects.filter(key=key, day__gt=since, day__lte=until)
-    .order_by("-day").values_list("day", "count", "sources"),
-    "key", dates=("since", "until"),
-)
-_OPEN_EXCEPTIONS = PreparedQuery(
-    lambda key: KeyException.objects.filter(key=key, status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED])
-    .order_by("pk").values_list("pk", "kind", "status", "end_date", "review_date", "requested_by_id"),
-    "key",
-)
 
 
 def decision_evidence(item, actor, *, registered_key: bool | None = None,
@@ -64,7 +50,8 @@ def decision_evidence(item, actor, *, registered_key: bool | None = None,
     since_30 = today - datetime.timedelta(days=30)
     calls_30 = calls_90 = 0
     sources: dict[str, None] = {}
-    for day, count, day_sources in _USAGE.all(key=key.pk, since=today - datetime.timedelta(days=90), until=today):
+    usage = UsageDaily.objects.filter(key=key.pk, day__gt=today - datetime.timedelta(days=90), day__lte=today)
+    for day, count, day_sources in usage.order_by("-day").values_list("day", "count", "sources"):
         calls_90 += count
         if day > since_30:
             calls_30 += count
@@ -72,7 +59,10 @@ def decision_evidence(item, actor, *, registered_key: bool | None = None,
             for source in day_sources or []:
                 sources.setdefault(source, None)
     exceptions, requested = [], False
-    for pk, kind, status, end, review, requested_by_id in _OPEN_EXCEPTIONS.all(key=key.pk):
+    open_exceptions = KeyException.objects.filter(
+        key=key.pk, status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED]).order_by("pk")
+    for pk, kind, status, end, review, requested_by_id in open_exceptions.values_list(
+            "pk", "kind", "status", "end_date", "review_date", "requested_by_id"):
         exceptions.append({"id": pk, "kind": kind, "status": status,
                            "due_on": (end or review).isoformat() if (end or review) else None})
         requested = requested or requested_by_id == actor.pk

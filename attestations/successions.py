@@ -26,6 +26,7 @@ from keys.models import ApiKey
 from keys.sweeps import departed_q
 from portal import roles
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 
 from .campaigns import CampaignError, _named_user
 from .choices import CampaignStatus, DefaultAction, ItemStatus, TransferKind, TransferStatus
@@ -78,7 +79,7 @@ def default_action_for(key: ApiKey) -> tuple[str, AttestationItem | None]:
 def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> OwnershipTransfer:
     """Put a departed owner's key to a successor, who must accept it by the deadline."""
     successor = _named_user(successor, "successor")
-    with transaction.atomic():
+    with sealed_atomic():
         key = ApiKey.objects.select_for_update(of=("self",)).select_related("owner__owner_profile").get(pk=key.pk)
         if not may_name_successor(actor, key):
             raise CampaignError("Only the departed owner's manager (or compliance, when there is none) or an admin "
@@ -130,7 +131,7 @@ def lapse_due_successions(now: datetime.datetime | None = None) -> dict[str, int
 
 
 def _lapse(pk: int, *, actor, now) -> bool:
-    with transaction.atomic():
+    with sealed_atomic():
         transfer = OwnershipTransfer.objects.select_for_update().select_related("key", "to_user").get(pk=pk)
         if transfer.status != TransferStatus.PENDING or transfer.deadline is None or transfer.deadline > now:
             return False

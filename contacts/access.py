@@ -32,6 +32,7 @@ from keys import lifecycle
 from keys.choices import ContractStatus
 from keys.models import ApiKey, Customer
 from portal import roles
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from .choices import LinkPurpose, LinkState
@@ -78,7 +79,7 @@ def contact_of(user) -> CustomerContact | None:
     return CustomerContact.objects.select_related("customer").filter(user=user).first()
 
 
-@transaction.atomic
+@sealed_atomic
 def invite_contact(*, actor, customer: Customer, name: str, email: str) -> tuple[CustomerContact, str]:
     """Create the contact (a user with no password, in the customer-contact group) and send a first link.
 
@@ -116,7 +117,7 @@ def invite_contact(*, actor, customer: Customer, name: str, email: str) -> tuple
     return contact, token
 
 
-@transaction.atomic
+@sealed_atomic
 def deactivate_contact(contact: CustomerContact, *, actor, reason: str) -> CustomerContact:
     """End the contact's access: their links stop working. Their keys stay theirs until reassigned."""
     reason = (reason or "").strip()
@@ -148,7 +149,7 @@ def assign_key(contact: CustomerContact, key: ApiKey, *, actor, reason: str = ""
         raise ContactError({"key" if f in ("new_owner", "__all__") else f: m for f, m in error.errors.items()}) from None
 
 
-@transaction.atomic
+@sealed_atomic
 def send_access_link(contact: CustomerContact, *, actor=None, purpose: str = LinkPurpose.MANUAL,
                      note: str = "") -> tuple[AccessLink, str]:
     """Email a new sign-in link; any earlier unused link stops working. Returns the link and its token."""
@@ -207,7 +208,7 @@ def open_link(token: str) -> AccessLink:
     return link
 
 
-@transaction.atomic
+@sealed_atomic
 def send_code(link: AccessLink) -> AccessLink:
     """Email a fresh one-time code for the link (the previous code stops working); a few per link."""
     link = AccessLink.objects.select_for_update().select_related("contact__user", "contact__customer").get(pk=link.pk)
@@ -236,7 +237,7 @@ def verify_code(link: AccessLink, code: str) -> CustomerContact:
     A wrong code counts against the link; ``CONTACT_CODE_MAX_FAILURES`` of them lock it.
     """
     code = "".join((code or "").split())
-    with transaction.atomic():
+    with sealed_atomic():
         link = AccessLink.objects.select_for_update().select_related("contact__user").get(pk=link.pk)
         if link.state != LinkState.VALID:
             raise _refusal(link.state)

@@ -7,10 +7,10 @@ special case) plus this profile. Links and one-time codes are stored only as has
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from keys.models import Customer
 from portal import roles
-from portal.history import ChainedHistoricalRecords
 
 from .choices import LinkPurpose, LinkState
 
@@ -33,7 +33,7 @@ class CustomerContact(models.Model):
     invited_by = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     invited_at = models.DateTimeField(default=timezone.now)
     is_active = models.BooleanField(default=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     objects = CustomerContactQuerySet.as_manager()
 

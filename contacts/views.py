@@ -205,7 +205,7 @@ def code(request):
             form.add_service_errors(error)
         else:
             request.session.pop(PENDING_LINK_KEY, None)
-            login(request, contact.user, backend="portal.backends.ModelBackend")
+            login(request, contact.user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[CONTACT_SESSION_KEY] = contact.pk
             request.session.set_expiry(settings.CONTACT_SESSION_SECONDS)
             record_access(request, AccessAction.CONTACT_SIGNED_IN, f"link #{link.pk}", user=contact.user)

@@ -8,11 +8,11 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 
 from . import exceptions
 from .choices import ExceptionKind
@@ -41,7 +41,7 @@ def send_exception_reminders() -> int:
     actor = system_user()
     sent = 0
     for exception in exceptions.reminder_candidates(today).select_related("key__owner", "requested_by"):
-        with transaction.atomic():
+        with sealed_atomic():
             days = exceptions.claim_reminder(exception, actor=actor, today=today)
             if days is not None:
                 sent += remind(exception, days)

@@ -23,11 +23,11 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from portal import roles
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from .choices import (
@@ -163,7 +163,7 @@ def validate_request(
     return errors
 
 
-@transaction.atomic
+@sealed_atomic
 def request_exception(
     key: ApiKey,
     *,
@@ -236,7 +236,7 @@ def _decide(exception: KeyException, action: str, *, actor, reason: str) -> KeyE
     return exception
 
 
-@transaction.atomic
+@sealed_atomic
 def approve_exception(exception: KeyException, *, actor, reason: str = "") -> KeyException:
     """Compliance approves a requested exception; never the key's owner or steward, nor the requester."""
     exception = _decide(exception, "approve", actor=actor, reason=(reason or "").strip())
@@ -248,7 +248,7 @@ def approve_exception(exception: KeyException, *, actor, reason: str = "") -> Ke
     return _save(exception, actor, label)
 
 
-@transaction.atomic
+@sealed_atomic
 def reject_exception(exception: KeyException, *, actor, reason: str) -> KeyException:
     """Compliance rejects a requested exception, saying why; same segregation of duties as approval."""
     reason = _require_reason(reason, "Say why the exception is rejected.")
@@ -256,7 +256,7 @@ def reject_exception(exception: KeyException, *, actor, reason: str) -> KeyExcep
     return _save(exception, actor, f"rejected: {reason}")
 
 
-@transaction.atomic
+@sealed_atomic
 def withdraw_exception(exception: KeyException, *, actor, reason: str) -> KeyException:
     """The requester, the key's owner or an admin withdraws an open exception (e.g. the migration is done)."""
     reason = _require_reason(reason, "Say why the exception is withdrawn.")
@@ -267,7 +267,7 @@ def withdraw_exception(exception: KeyException, *, actor, reason: str) -> KeyExc
     return _save(exception, actor, f"withdrawn: {reason}")
 
 
-@transaction.atomic
+@sealed_atomic
 def expire_exception(exception: KeyException, *, actor, today: datetime.date | None = None) -> KeyException:
     """Mark an approved exception whose end or review date has passed as lapsed.
 
@@ -288,7 +288,7 @@ def expire_exception(exception: KeyException, *, actor, today: datetime.date | N
     return _save(exception, actor, f"lapsed: risk acceptance not reviewed by {due.isoformat()}")
 
 
-@transaction.atomic
+@sealed_atomic
 def renew_exception(exception: KeyException, *, actor, review_date: datetime.date, reason: str) -> KeyException:
     """Compliance re-reviews an approved permanent exception: a new review date, and it is no longer lapsed."""
     reason = _require_reason(reason, "Say what the re-review found.")
@@ -344,7 +344,7 @@ def claim_reminder(exception: KeyException, *, actor, today: datetime.date) -> i
     a retried or repeated daily run sends nothing twice and the audit trail shows every reminder.
     A missed day is caught up with the most urgent reminder only.
     """
-    with transaction.atomic():
+    with sealed_atomic():
         exception = KeyException.objects.select_for_update().get(pk=exception.pk)
         if exception.status != ExceptionStatus.APPROVED:
             return None

@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from portal import roles
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from . import lifecycle
@@ -76,7 +77,7 @@ def report_exposure(
         errors["source"] = ["Unknown source."]
     if errors:
         raise ExposureError(errors)
-    with transaction.atomic():
+    with sealed_atomic():
         key = (
             ApiKey.objects.select_related("owner", "workflow__customer")
             .filter(fingerprint__in=candidates).first()

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from portal.chain import bulk_create_with_history
+from portal.chain import bulk_create_with_history, sealed_atomic
 from portal.errors import ServiceError
 
 from .choices import ContractStatus, KeyStatus, LifecycleAction, RiskTier, WorkflowStatus
@@ -438,7 +438,7 @@ def _person(username: str, column: str, lookups: _Lookups, errors: list):
     return user
 
 
-@transaction.atomic
+@sealed_atomic
 def _write(keys: list[ApiKey], rows: list[_Row], *, actor, reason: str) -> list[ApiKey]:
     keys = bulk_create_with_history(
         keys, ApiKey, batch_size=WRITE_BATCH, default_user=actor, default_change_reason=reason[:100]

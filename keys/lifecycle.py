@@ -11,9 +11,9 @@ import datetime
 from collections.abc import Iterable
 
 from django.contrib.auth.models import Permission
-from django.db import transaction
 from django.utils import timezone
 
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from . import revocation
@@ -150,7 +150,7 @@ def validate_dates(issued_on, expires_on, next_review_on) -> dict[str, list[str]
     return errors
 
 
-@transaction.atomic
+@sealed_atomic
 def register_key(
     *,
     actor,
@@ -208,7 +208,7 @@ def register_key(
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def approve_key(key: ApiKey, *, actor, reference: str = "", reason: str = "") -> ApiKey:
     """Approve a pending key. Nobody approves a key they own."""
     key = _locked(key, LifecycleAction.APPROVE)
@@ -224,7 +224,7 @@ def approve_key(key: ApiKey, *, actor, reference: str = "", reason: str = "") ->
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def rotate_key(
     key: ApiKey, *, actor, secret: str | None = None, fingerprint: str | None = None,
     prefix: str | None = None, reason: str = "",
@@ -257,17 +257,17 @@ def _move(key: ApiKey, action: str, to_status: str, *, actor, reason: str, detai
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def suspend_key(key: ApiKey, *, actor, reason: str) -> ApiKey:
     return _move(key, LifecycleAction.SUSPEND, KeyStatus.SUSPENDED, actor=actor, reason=_require_reason(reason))
 
 
-@transaction.atomic
+@sealed_atomic
 def reinstate_key(key: ApiKey, *, actor, reason: str) -> ApiKey:
     return _move(key, LifecycleAction.REINSTATE, KeyStatus.ACTIVE, actor=actor, reason=_require_reason(reason))
 
 
-@transaction.atomic
+@sealed_atomic
 def revoke_key(key: ApiKey, *, actor, reason_code: str, reason: str = "", emergency: bool = False) -> ApiKey:
     """Revoke a key for one of the recorded reasons. Revocation is final.
 
@@ -288,7 +288,7 @@ def revoke_key(key: ApiKey, *, actor, reason_code: str, reason: str = "", emerge
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def confirm_revocation_at_issuer(key: ApiKey, *, actor, reason: str, details: dict | None = None) -> ApiKey:
     """Record that the issuer no longer accepts the revoked key. Recorded once."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -301,7 +301,7 @@ def confirm_revocation_at_issuer(key: ApiKey, *, actor, reason: str, details: di
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def expire_key(key: ApiKey, *, actor, reason: str = "") -> ApiKey:
     """Expire a key past its time to live."""
     today = timezone.localdate()
@@ -311,7 +311,7 @@ def expire_key(key: ApiKey, *, actor, reason: str = "") -> ApiKey:
                  reason=reason.strip() or f"Expired on {key.expires_on.isoformat()}")
 
 
-@transaction.atomic
+@sealed_atomic
 def change_owner(key: ApiKey, *, actor, new_owner, reason: str) -> ApiKey:
     """Move ownership: object permissions follow, and the key must be rotated."""
     reason = _require_reason(reason)
@@ -338,7 +338,7 @@ def record_attestation(key: ApiKey, *, actor, reason: str, next_review_on: datet
     ``locked``: the caller read ``key`` with ``select_for_update`` in its transaction, so the key is used
     as it is rather than read again, and a refusal here undoes the caller's whole transaction (no savepoint).
     """
-    with transaction.atomic(savepoint=not locked):
+    with sealed_atomic(savepoint=not locked):
         if not locked:
             key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if key.is_final:
@@ -350,7 +350,7 @@ def record_attestation(key: ApiKey, *, actor, reason: str, next_review_on: datet
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def flag_unattested(key: ApiKey, *, actor, reason: str) -> ApiKey:
     """Keep the key but mark that nobody vouched for it."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -361,7 +361,7 @@ def flag_unattested(key: ApiKey, *, actor, reason: str) -> ApiKey:
     return key
 
 
-@transaction.atomic
+@sealed_atomic
 def flag_orphaned(key: ApiKey, *, actor, reason: str) -> bool:
     """Mark a live key whose owner has left as orphaned, awaiting reassignment.
 
@@ -377,7 +377,7 @@ def flag_orphaned(key: ApiKey, *, actor, reason: str) -> bool:
     return True
 
 
-@transaction.atomic
+@sealed_atomic
 def flag_stale(key: ApiKey, *, actor, reason: str) -> bool:
     """Mark a live key unused for too long as stale. Returns whether it was flagged now."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -389,7 +389,7 @@ def flag_stale(key: ApiKey, *, actor, reason: str) -> bool:
     return True
 
 
-@transaction.atomic
+@sealed_atomic
 def clear_stale(key: ApiKey, *, actor, reason: str) -> bool:
     """Lift the stale flag of a key that is in use again. Returns whether it was lifted now."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -401,7 +401,7 @@ def clear_stale(key: ApiKey, *, actor, reason: str) -> bool:
     return True
 
 
-@transaction.atomic
+@sealed_atomic
 def flag_rotation_due(key: ApiKey, *, actor, reason: str, owner_changed_at: datetime.datetime) -> bool:
     """Record, once per ownership change, that the key has not been rotated since its owner changed.
 
@@ -419,7 +419,7 @@ def flag_rotation_due(key: ApiKey, *, actor, reason: str, owner_changed_at: date
     return True
 
 
-@transaction.atomic
+@sealed_atomic
 def suspend_for_release(key: ApiKey, *, actor, reason: str, details: dict | None = None) -> tuple[ApiKey, str]:
     """Suspend a released key for its grace window; returns the key and the status it had before."""
     key = _locked(key, LifecycleAction.RELEASE_GRACE)
@@ -430,7 +430,7 @@ def suspend_for_release(key: ApiKey, *, actor, reason: str, details: dict | None
     return key, from_status
 
 
-@transaction.atomic
+@sealed_atomic
 def roll_back_release(key: ApiKey, *, actor, reason: str, to_status: str, details: dict | None = None) -> ApiKey:
     """Undo a release in its grace window: the key returns to the status it had before (active or suspended)."""
     if to_status not in (KeyStatus.ACTIVE, KeyStatus.SUSPENDED):

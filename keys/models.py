@@ -4,10 +4,9 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
 
 from portal import roles
-from portal.history import ChainedHistoricalRecords
-from portal.writes import CompiledWrites
 
 from .choices import (
     OPEN_RELEASE_STATUSES,
@@ -45,7 +44,7 @@ class Customer(models.Model):
         USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="managed_customers"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -71,7 +70,7 @@ class Workflow(models.Model):
     )
     decommissioned_on = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["customer__name", "name"]
@@ -87,7 +86,7 @@ class IssuingSystem(models.Model):
     revoke_url = models.URLField(blank=True, help_text="Webhook systems: where signed revocation calls go.")
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -102,7 +101,7 @@ class OwnerProfile(models.Model):
     department = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField(default=True, help_text="Cleared when the person leaves.")
     departed_on = models.DateField(null=True, blank=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["user__username"]
@@ -131,7 +130,7 @@ class ApiKeyQuerySet(models.QuerySet):
         return self.filter(status__in=[KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED])
 
 
-class ApiKey(CompiledWrites, models.Model):
+class ApiKey(models.Model):
     """A customer-owned API key, known by its prefix and fingerprint. The secret is never stored."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="keys")
@@ -166,7 +165,7 @@ class ApiKey(CompiledWrites, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = ChainedHistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at"])
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -198,7 +197,7 @@ class ApiKeyGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
 
 
-class LifecycleEvent(CompiledWrites, models.Model):
+class LifecycleEvent(models.Model):
     """One step of a key's life, with who did it and why. Append-only."""
 
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="events")
@@ -236,7 +235,7 @@ class RevocationRequest(models.Model):
     issuer_reference = models.CharField(max_length=200, blank=True)
     confirmed_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     confirmed_at = models.DateTimeField(null=True, blank=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-requested_at"]
@@ -291,7 +290,7 @@ class KeyRelease(models.Model):
     decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-started_at"]
@@ -341,7 +340,7 @@ class Exposure(models.Model):
     source = models.CharField(max_length=20, choices=ExposureSource.choices)
     reported_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     reported_at = models.DateTimeField(default=timezone.now)
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-reported_at"]
@@ -370,7 +369,7 @@ class IntegrationToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_from = models.GenericIPAddressField(null=True, blank=True)
-    history = ChainedHistoricalRecords(excluded_fields=["last_used_at", "last_used_from"])
+    history = HistoricalRecords(excluded_fields=["last_used_at", "last_used_from"])
 
     class Meta:
         ordering = ["name"]
@@ -414,7 +413,7 @@ class KeyException(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     lapsed_on = models.DateField(null=True, blank=True, help_text="When the end or review date passed unresolved.")
-    history = ChainedHistoricalRecords()
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-requested_at"]

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from portal import roles
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 
 from . import lifecycle
 from .choices import OPEN_RELEASE_STATUSES, KeyStatus, ReleaseStatus, RevocationReason
@@ -76,7 +77,7 @@ def release_key(
         raise LifecycleError(f"A grace window is 0 to {MAX_GRACE_DAYS} days.", field="grace_days")
     if reason_code not in RevocationReason.values:
         raise LifecycleError("Unknown revocation reason.", field="reason_code")
-    with transaction.atomic():
+    with sealed_atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         exposed = reason_code == RevocationReason.EXPOSED or key.exposures.exists()
         if days == 0 or exposed:
@@ -169,7 +170,7 @@ def roll_back(release: KeyRelease, *, actor, reason: str) -> KeyRelease:
     reason = (reason or "").strip()
     if not reason:
         raise LifecycleError("Say why the release is rolled back.", field="reason")
-    with transaction.atomic():
+    with sealed_atomic():
         release = KeyRelease.objects.select_for_update().select_related("key").get(pk=release.pk)
         if not may_decide(actor, release):
             raise LifecycleError("Only the key's owner or steward, compliance or an admin can roll a release back.")
@@ -185,7 +186,7 @@ def roll_back(release: KeyRelease, *, actor, reason: str) -> KeyRelease:
 
 def revoke_now(release: KeyRelease, *, actor, reason: str = "") -> KeyRelease:
     """End an open release early by revoking the key."""
-    with transaction.atomic():
+    with sealed_atomic():
         release = KeyRelease.objects.select_for_update().select_related("key").get(pk=release.pk)
         if not may_decide(actor, release):
             raise LifecycleError("Only the key's owner or steward, compliance or an admin can revoke it.")
@@ -226,7 +227,7 @@ def finalise_due_releases(now: datetime.datetime | None = None) -> dict[str, int
 
 
 def _finalise(pk: int, *, actor, now: datetime.datetime) -> str | None:
-    with transaction.atomic():
+    with sealed_atomic():
         release = KeyRelease.objects.select_for_update().select_related("key").get(pk=pk)
         if not release.is_open:
             return None

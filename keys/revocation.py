@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from . import lifecycle
@@ -136,7 +137,7 @@ def open_revocation_request(
     return request
 
 
-@transaction.atomic
+@sealed_atomic
 def confirm_revocation(request: RevocationRequest, *, actor, reference: str) -> RevocationRequest:
     """An admin confirms the key was revoked at the source (manual systems, or a webhook that gave up).
 
@@ -187,7 +188,7 @@ def deliver(request_id: int) -> DeliveryOutcome:
 
 def _claim(request_id: int) -> tuple[RevocationRequest, RevocationAttempt] | DeliveryOutcome:
     now = timezone.now()
-    with transaction.atomic():
+    with sealed_atomic():
         request = (
             RevocationRequest.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("key__workflow__customer", "issuing_system")
@@ -219,7 +220,7 @@ def _settle(request_id: int, attempt_id: int, status_code: int | None, error: st
     succeeded = status_code is not None and 200 <= status_code < 300
     now = timezone.now()
     actor = system_user()
-    with transaction.atomic():
+    with sealed_atomic():
         request = RevocationRequest.objects.select_for_update().select_related("issuing_system").get(pk=request_id)
         RevocationAttempt.objects.filter(pk=attempt_id).update(
             status_code=status_code, error=error[:2000], duration_ms=duration_ms, succeeded=succeeded

@@ -14,13 +14,13 @@ from collections import defaultdict
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
 from portal import roles
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 
 from . import lifecycle
 from .choices import ContractStatus, KeyStatus, LifecycleAction, RevocationReason, WorkflowStatus
@@ -61,7 +61,7 @@ def sweep_expired_keys() -> dict[str, int]:
     return {"expired": expired, "skipped": skipped}
 
 
-@transaction.atomic
+@sealed_atomic
 def end_contract(customer: Customer, *, actor, reason: str) -> bool:
     """Mark a customer's contract ended. Returns whether it changed now."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from portal import roles
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from .models import Customer, IntegrationToken, IssuingSystem
@@ -34,7 +34,7 @@ def hash_token(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-@transaction.atomic
+@sealed_atomic
 def create_token(
     *, actor, name: str, acts_as, issuing_system: IssuingSystem | None = None, customer: Customer | None = None
 ) -> tuple[IntegrationToken, str]:
@@ -78,7 +78,7 @@ def create_token(
     return token, plaintext
 
 
-@transaction.atomic
+@sealed_atomic
 def revoke_token(token: IntegrationToken, *, actor, reason: str = "") -> IntegrationToken:
     """Revoke a token (admins only): it is refused from the next request on. Revoking twice changes nothing."""
     if not roles.is_admin(actor):

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 
 from . import lifecycle, releases
@@ -95,7 +96,7 @@ def ingest_usage(
     result.rejected.sort(key=lambda row: row["index"])
     if not resolved:
         return result
-    with transaction.atomic():
+    with sealed_atomic():
         counted = _record_receipts(resolved)
         result.accepted = len(counted)
         result.duplicates = len(resolved) - len(counted)

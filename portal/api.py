@@ -1,7 +1,5 @@
 """Pieces every app's REST API shares: the error format, role permissions, and the history actor."""
 
-import copy
-
 from django.db.models import TextChoices
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent, build_choice_description_list
@@ -80,41 +78,6 @@ class AdminWritesOthersRead(RolePermission):
         if not (request.user and request.user.is_authenticated):
             return False
         return request.method in permissions.SAFE_METHODS or roles.is_admin(request.user)
-
-
-class ReadOnlyFieldsOnce:
-    """For a read-only ModelSerializer shown on every answer of a busy endpoint: its fields are worked out
-    from the model once per class (``ModelSerializer.get_fields`` introspects the model on every
-    instance) and each instance gets a deep copy, as DRF copies declared fields.
-
-    Answers are written through one set of fields per class, bound once: a read-only field keeps nothing
-    of the object it shows, so the copies (a new field object per field per answer) are needed only where
-    a field reads the serializer's context (a URL needs the request) or calls back into it (a method
-    field); such a serializer gets its own bound fields, as in DRF.
-    """
-
-    _CONTEXT_FIELDS = (serializers.HyperlinkedRelatedField, serializers.HyperlinkedIdentityField,
-                       serializers.SerializerMethodField, serializers.HiddenField, serializers.FileField)
-
-    def get_fields(self):
-        cls = type(self)
-        template = cls.__dict__.get("_fields_once")
-        if template is None:
-            template = super().get_fields()
-            cls._fields_once = template
-        return copy.deepcopy(template)
-
-    @property
-    def _readable_fields(self):
-        cls = type(self)
-        shared = cls.__dict__.get("_readable_once")
-        if shared is None:
-            bound = [field for field in cls(context={}).fields.values() if not field.write_only]
-            shareable = all(field.read_only and not isinstance(field, self._CONTEXT_FIELDS) for field in bound)
-            shared = cls._readable_once = bound if shareable else False
-        if shared is False:
-            return [field for field in self.fields.values() if not field.write_only]
-        return shared
 
 
 class GovernedModelSerializer(serializers.ModelSerializer):

@@ -2,23 +2,22 @@
 
 One global chain: each link stores ``digest = SHA-256(prev_digest + canonical JSON of the record)``,
 where the canonical JSON covers the model label, the history id and every concrete column of the
-historical model as stored in the database. ``ChainHead`` holds the last seq and digest; its row lock
-serialises sealing, so concurrent writers cannot fork the chain.
+historical model as stored in the database (read back, so the digest is of what an auditor will read).
+``ChainHead`` holds the last seq and digest; its row lock serialises sealing, so concurrent writers
+cannot fork the chain.
 
-Records are sealed by the transaction that writes them, just before it commits: single saves through
-simple-history's ``post_create_historical_record`` signal, from the row their ``INSERT … RETURNING``
-gave back (``portal.history``), bulk writes (which send no signals) by an explicit ``seal_ids`` at the
-write site, read back before sealing. Taking the head lock at commit time rather than at the first
-write matters: a transaction holding the head while waiting for a row lock held by another transaction
-that waits for the head would deadlock (a campaign close racing reviewers' decisions does exactly that).
-Nothing here seals rows it was not told about, so a row inserted behind the application's back stays
-unsealed and ``verify_chain`` reports it.
+Every service writes governed models inside ``sealed_atomic``, which seals the records written in it
+(single saves reach it through simple-history's ``post_create_historical_record`` signal, bulk writes
+through ``seal_ids``) as the last statement of its transaction. Nothing here seals rows it was not
+told about, so a row inserted behind the application's back stays unsealed and ``verify_chain``
+reports it.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import hashlib
 import json
 import uuid
@@ -26,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
+from asgiref.local import Local
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Exists, OuterRef
@@ -131,59 +131,100 @@ def _fetch_rows(history_model, ids: Iterable[int], using: str) -> Iterator[tuple
 
 # Sealing ------------------------------------------------------------------------------------------
 
-class _Pending:
-    """What the current transaction wrote and has not sealed yet: (history model, id, stored row or None).
-
-    A savepoint that is rolled back takes its records with it: the list is cut back to its length when
-    the savepoint was taken, so only records that exist at commit are sealed.
-    """
+class _Scope:
+    """The records written inside this thread's open ``sealed_atomic`` blocks on one database."""
 
     def __init__(self):
-        self.records: list[tuple] = []
-        self.marks: dict[str, int] = {}
-
-    def __bool__(self):
-        return bool(self.records)
+        self.depth = 0
+        self.records: list[tuple] = []  # (history model, history id)
 
     def take(self) -> dict:
-        """{history model: {id: stored row or None}}, and nothing left pending."""
+        """{history model: {ids}}, and nothing left pending."""
         batch: dict = {}
-        for history_model, history_id, row in self.records:
-            rows = batch.setdefault(history_model, {})
-            if row is not None or history_id not in rows:
-                rows[history_id] = row
-        self.clear()
+        for history_model, history_id in self.records:
+            batch.setdefault(history_model, set()).add(history_id)
+        self.records.clear()
         return batch
 
-    def clear(self):
-        self.records.clear()
-        self.marks.clear()
+
+_scopes = Local()
 
 
-def _pending(connection) -> _Pending:
-    if not hasattr(connection, "_history_chain_pending"):
-        connection._history_chain_pending = _Pending()
-    return connection._history_chain_pending
+def _scope(using: str) -> _Scope:
+    scopes = getattr(_scopes, "by_alias", None)
+    if scopes is None:
+        scopes = _scopes.by_alias = {}
+    return scopes.setdefault(using, _Scope())
+
+
+class SealedAtomic:
+    """``transaction.atomic`` that seals the history records written inside it.
+
+    The outermost ``sealed_atomic`` block seals, as its last statement and inside its transaction, every
+    record written in it that still exists: a crash before the commit loses the records and their links
+    together, never one without the other. Records of an inner block that raised are dropped; a record
+    rolled back some other way (a plain savepoint) is no longer there to read, and is skipped.
+    """
+
+    def __init__(self, using: str | None, savepoint: bool, durable: bool):
+        self.using, self.savepoint, self.durable = using or DEFAULT_DB_ALIAS, savepoint, durable
+        self.atomic = transaction.atomic(using=self.using, savepoint=savepoint, durable=durable)
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def sealed(*args, **kwargs):
+            # A new block per call: the decorator is shared by every thread and by recursive calls.
+            with SealedAtomic(self.using, self.savepoint, self.durable):
+                return func(*args, **kwargs)
+
+        return sealed
+
+    def __enter__(self):
+        self.atomic.__enter__()
+        scope = _scope(self.using)
+        self.mark = len(scope.records)
+        scope.depth += 1
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        scope = _scope(self.using)
+        scope.depth -= 1
+        if exc_type is not None:
+            del scope.records[self.mark:]
+        elif scope.depth == 0:
+            batch = scope.take()
+            if not transaction.get_rollback(using=self.using):
+                try:
+                    _seal(batch, self.using)
+                except BaseException as error:
+                    self.atomic.__exit__(type(error), error, error.__traceback__)
+                    raise
+        return self.atomic.__exit__(exc_type, exc_value, traceback)
+
+
+def sealed_atomic(using=None, *, savepoint: bool = True, durable: bool = False):
+    """``transaction.atomic`` for every write of governed models: usable as ``@sealed_atomic``,
+    ``@sealed_atomic(using=...)`` and ``with sealed_atomic():``. See ``SealedAtomic``."""
+    if callable(using):
+        return SealedAtomic(None, savepoint, durable)(using)
+    return SealedAtomic(using, savepoint, durable)
 
 
 def seal_ids(history_model, ids: Iterable[int], *, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Chain these history rows, written by the current transaction, just before it commits.
+    """Chain these history rows, written by the current transaction.
 
-    Outside a transaction (autocommit) they are sealed at once. Rows of a savepoint that is rolled
-    back are not sealed.
+    Inside ``sealed_atomic`` they are sealed when its outermost block ends; elsewhere at once, inside
+    the current transaction if there is one.
     """
-    _queue(history_model, [(history_id, None) for history_id in ids], using)
-
-
-def _queue(history_model, records: list[tuple], using: str) -> None:
-    if not records:
+    ids = list(ids)
+    if not ids:
         return
-    connection = connections[using]
-    if connection.get_autocommit() and not connection.in_atomic_block:
-        with transaction.atomic(using=using):
-            _seal_now({history_model: dict(records)}, using)
+    scope = _scope(using)
+    if scope.depth:
+        scope.records.extend((history_model, history_id) for history_id in ids)
         return
-    _pending(connection).records.extend((history_model, history_id, row) for history_id, row in records)
+    with transaction.atomic(using=using):
+        _seal({history_model: set(ids)}, using)
 
 
 def seal(history_records: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -193,16 +234,6 @@ def seal(history_records: Iterable, *, using: str = DEFAULT_DB_ALIAS) -> None:
         by_model.setdefault(type(record), []).append(record.pk)
     for history_model, ids in by_model.items():
         seal_ids(history_model, ids, using=using)
-
-
-def seal_pending(using: str = DEFAULT_DB_ALIAS) -> int:
-    """Seal now what the current transaction has written so far (normally done at commit)."""
-    pending = _pending(connections[using])
-    if not pending:
-        return 0
-    batch = pending.take()
-    with transaction.atomic(using=using):
-        return _seal_now(batch, using)
 
 
 def _locked_head(using: str) -> ChainHead:
@@ -220,97 +251,46 @@ def _locked_head(using: str) -> ChainHead:
     return head
 
 
-def _rows(history_model, records: dict, using: str) -> Iterator[tuple]:
-    """The batch's rows of one model in history id order: as the INSERT returned them, or read back.
+def _payloads(batch: dict, using: str) -> Iterator[tuple[str, int, bytes]]:
+    """(label, history id, canonical JSON) of every row of ``batch`` that exists, by label and id."""
+    for history_model in sorted(batch, key=lambda m: m._meta.label_lower):
+        label = history_model._meta.label_lower
+        columns = _columns(history_model)
+        for row in _fetch_rows(history_model, batch[history_model], using):
+            yield label, row[0], record_payload(label, row[0], columns, row)
 
-    Rows read back are those written without ``RETURNING`` (bulk writes); a row that is gone (deleted
-    in the same transaction) is skipped.
+
+def _seal(batch: dict, using: str) -> int:
+    """Lock the head and append one link per existing row of ``batch`` ({history model: ids}).
+
+    The head lock is the last lock the transaction takes, just before it commits: a writer holding the
+    head while it waits for a row lock held by a writer that waits for the head would deadlock (a
+    campaign close racing reviewers' decisions does exactly that). A small batch (a decision, a key
+    change) is read and serialised before the lock, so writers queue only for a hash and an insert.
     """
-    unknown = [history_id for history_id, row in records.items() if row is None]
-    fetched = {row[0]: row for row in _fetch_rows(history_model, unknown, using)} if unknown else {}
-    for history_id in sorted(records):
-        row = records[history_id] if records[history_id] is not None else fetched.get(history_id)
-        if row is not None:
-            yield row
-
-
-def _seal_now(batch: dict, using: str) -> int:
-    """Lock the head and append one link per existing row of ``batch`` ({history model: {id: row or None}})."""
-    if sum(len(records) for records in batch.values()) <= PREPARED_LIMIT:
-        return _seal_prepared(batch, using)
+    if not any(batch.values()):
+        return 0
+    payloads = _payloads(batch, using)
+    if sum(len(ids) for ids in batch.values()) <= PREPARED_LIMIT:
+        payloads = list(payloads)
+        if not payloads:
+            return 0
     head = _locked_head(using)
     seq, digest = head.seq, head.digest
     sealed = 0
     links = []
-    for history_model in sorted(batch, key=lambda m: m._meta.label_lower):
-        label = history_model._meta.label_lower
-        columns = _columns(history_model)
-        for row in _rows(history_model, batch[history_model], using):
-            seq += 1
-            prev, digest = digest, record_digest(digest, label, row[0], columns, row)
-            links.append((seq, label, row[0], digest, prev))
-            if len(links) >= LINK_BATCH:
-                sealed += _insert_links(links, using)
-                links = []
-    if links:
-        sealed += _insert_links(links, using)
-    if sealed:
-        ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
-    return sealed
-
-
-# PostgreSQL appends a small batch in one statement (migration portal 0005): it runs the transaction's
-# deferred constraint checks, locks the head, chains the payloads with sha256() exactly as
-# ``chained_digest`` does, writes the links and moves the head. The lock is held for that statement and
-# the COMMIT that follows, not for a round trip per step.
-APPEND_SQL = "SELECT portal_chain_append(%s::text[], %s::bigint[], %s::bytea[], %s)"
-
-
-def _seal_prepared(batch: dict, using: str) -> int:
-    """A small batch (one decision, one key change): its records are serialised before the head is
-    locked, so every writer in the queue behind the lock waits only for a hash, an insert and a commit."""
-    prepared = []
-    for history_model in sorted(batch, key=lambda m: m._meta.label_lower):
-        label = history_model._meta.label_lower
-        columns = _columns(history_model)
-        prepared.extend((label, row[0], record_payload(label, row[0], columns, row))
-                        for row in _rows(history_model, batch[history_model], using))
-    if not prepared:
-        return 0
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        labels, ids, payloads = (list(column) for column in zip(*prepared, strict=True))
-        with connection.cursor() as cursor:
-            cursor.execute(APPEND_SQL, [labels, ids, payloads, timezone.now()])
-        return len(prepared)
-    head = _locked_head(using)
-    seq, digest = head.seq, head.digest
-    links = []
-    for label, history_id, payload in prepared:
+    for label, history_id, payload in payloads:
         seq += 1
         prev, digest = digest, chained_digest(digest, payload)
-        links.append((seq, label, history_id, digest, prev))
-    _insert_links(links, using)
-    ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest)
-    return len(links)
-
-
-def _insert_links(links: list[tuple], using: str) -> int:
-    """Insert (seq, model_label, history_id, digest, prev_digest) rows: COPY on PostgreSQL, else executemany."""
-    connection = connections[using]
-    table = connection.ops.quote_name(ChainLink._meta.db_table)
-    columns = "seq, model_label, history_id, digest, prev_digest, sealed_at"
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for link in links:
-                    copy.write_row((*link, now))
-        else:
-            sealed_at = connection.ops.adapt_datetimefield_value(now)
-            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s)",
-                               [(*link, sealed_at) for link in links])
-    return len(links)
+        links.append(ChainLink(seq=seq, model_label=label, history_id=history_id, digest=digest, prev_digest=prev))
+        if len(links) >= LINK_BATCH:
+            sealed += len(ChainLink.objects.using(using).bulk_create(links))
+            links = []
+    if links:
+        sealed += len(ChainLink.objects.using(using).bulk_create(links))
+    if sealed:
+        ChainHead.objects.using(using).filter(pk=HEAD_PK).update(seq=seq, digest=digest, updated_at=timezone.now())
+    return sealed
 
 
 def seal_existing_history(using: str = DEFAULT_DB_ALIAS) -> int:
@@ -323,67 +303,13 @@ def seal_existing_history(using: str = DEFAULT_DB_ALIAS) -> int:
         head = _locked_head(using)
         if head.seq or ChainLink.objects.using(using).exists():
             raise ChainError(f"The chain already has {head.seq} links: unsealed records are not older than it.")
-        batch = {m: dict.fromkeys(m._base_manager.using(using).values_list("pk", flat=True))
-                 for m in governed_history_models()}
-        return _seal_now(batch, using)
+        batch = {m: set(m._base_manager.using(using).values_list("pk", flat=True)) for m in governed_history_models()}
+        return _seal(batch, using)
 
 
 def seal_created_record(sender, history_instance, using=None, **kwargs) -> None:
-    """``post_create_historical_record`` receiver: every single save's history record is sealed, from the
-    row its INSERT returned when there is one (``portal.history``)."""
-    _queue(sender, [(history_instance.pk, history_instance._chain_row)], using or DEFAULT_DB_ALIAS)
-
-
-def install_commit_hook(sender, connection, **kwargs) -> None:
-    """``connection_created`` receiver: seal the transaction's pending records right before it commits.
-
-    Django has no pre-commit signal; ``Atomic.__exit__`` and ``transaction.commit()`` both go
-    through ``connection.commit()``, and an error raised here rolls the whole transaction back.
-    """
-    _pending(connection).clear()
-    if getattr(connection, "_history_chain_hooked", False):
-        return
-    commit, rollback = connection.commit, connection.rollback
-    savepoint, savepoint_rollback, savepoint_commit = (
-        connection._savepoint, connection._savepoint_rollback, connection._savepoint_commit)
-
-    def sealing_commit():
-        pending = _pending(connection)
-        if pending:
-            batch = pending.take()
-            try:
-                _seal_now(batch, connection.alias)
-            except DatabaseError:
-                raise
-            except Exception as exc:  # Atomic.__exit__ rolls back only on DatabaseError
-                raise DatabaseError(f"sealing the history chain failed: {exc}") from exc
-        commit()
-
-    def clearing_rollback():
-        _pending(connection).clear()
-        rollback()
-
-    def marking_savepoint(sid):
-        pending = _pending(connection)
-        pending.marks[sid] = len(pending.records)
-        savepoint(sid)
-
-    def cutting_savepoint_rollback(sid):
-        savepoint_rollback(sid)
-        pending = _pending(connection)
-        if sid in pending.marks:
-            del pending.records[pending.marks[sid]:]
-
-    def releasing_savepoint(sid):
-        savepoint_commit(sid)
-        _pending(connection).marks.pop(sid, None)
-
-    connection.commit = sealing_commit
-    connection.rollback = clearing_rollback
-    connection._savepoint = marking_savepoint
-    connection._savepoint_rollback = cutting_savepoint_rollback
-    connection._savepoint_commit = releasing_savepoint
-    connection._history_chain_hooked = True
+    """``post_create_historical_record`` receiver: every single save's history record is sealed."""
+    seal_ids(sender, [history_instance.pk], using=using or DEFAULT_DB_ALIAS)
 
 
 def connect_signals() -> None:
@@ -400,7 +326,7 @@ def bulk_create_with_history(objs, model, *, default_user, default_change_reason
 
     Needs a database that returns the created primary keys (PostgreSQL, SQLite 3.35+).
     """
-    with transaction.atomic(using=model._default_manager.db, savepoint=False):
+    with sealed_atomic(using=model._default_manager.db, savepoint=False):
         objs = model._default_manager.bulk_create(objs, batch_size=batch_size)
         if objs and objs[0].pk is None:
             raise DatabaseError("bulk_create did not return primary keys: the history chain needs SQLite 3.35+ or PostgreSQL.")
@@ -412,7 +338,7 @@ def bulk_create_with_history(objs, model, *, default_user, default_change_reason
 
 def bulk_update_with_history(objs, model, fields, *, default_user, default_change_reason: str, batch_size=None) -> int:
     """simple-history's ``bulk_update_with_history``, with the history records it writes sealed."""
-    with transaction.atomic(using=model._default_manager.db, savepoint=False):
+    with sealed_atomic(using=model._default_manager.db, savepoint=False):
         rows = model._default_manager.bulk_update(objs, fields, batch_size=batch_size) if fields else 0
         records = model.history.bulk_history_create(objs, batch_size=batch_size, update=True, default_user=default_user,
                                                     default_change_reason=default_change_reason)
@@ -449,9 +375,7 @@ def verify_chain(*, chunk_size: int = 5000, using: str = DEFAULT_DB_ALIAS) -> Ch
     Each link is checked on its own (its stored digest against the recomputed one, its prev_digest
     against the previous link's digest), so one altered row is reported as exactly that row. Memory
     stays bounded: links are read ``chunk_size`` at a time by seq, their rows per model by id.
-    Records the current transaction wrote but has not sealed yet are sealed first.
     """
-    seal_pending(using)
     models_by_label = {m._meta.label_lower: m for m in governed_history_models()}
     problems: list[ChainProblem] = []
 

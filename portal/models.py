@@ -3,8 +3,6 @@
 from django.conf import settings
 from django.db import models
 
-from .writes import CompiledWrites
-
 
 class ChainHead(models.Model):
     """The single head of the history chain; its row lock serialises sealing."""
@@ -51,7 +49,7 @@ class AccessAction(models.TextChoices):
     CONTACT_REFUSED = "contact_refused", "Contact refused outside their pages"
 
 
-class AccessRecord(CompiledWrites, models.Model):
+class AccessRecord(models.Model):
     """Who reached the portal, when, from where, and what they did: sign-ins (failed ones too), exports
     downloaded and API token use. Written by ``portal.audit.record_access``; never edited."""
 

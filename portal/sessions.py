@@ -1,5 +1,4 @@
-"""Sessions: the database session engine with its read compiled once (``SESSION_ENGINE =
-"portal.sessions"``), and an idle timeout on top of SESSION_COOKIE_AGE's absolute limit."""
+"""Sessions: an idle timeout on top of SESSION_COOKIE_AGE's absolute limit."""
 
 import time
 
@@ -8,27 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.auth.views import redirect_to_login
-from django.contrib.sessions.backends import db
-from django.contrib.sessions.models import Session
 from django.dispatch import receiver
-from django.utils import timezone
-
-from .prepared import PreparedQuery
-
-_SESSION = PreparedQuery(
-    lambda key, now: Session.objects.filter(session_key=key, expire_date__gt=now), datetimes=("now",), strings=("key",))
-
-
-class SessionStore(db.SessionStore):
-    """Django's database sessions; every signed-in request reads its session, with SQL compiled once."""
-
-    def _get_session_from_db(self):
-        if type(self.session_key) is not str or self.model is not Session:
-            return super()._get_session_from_db()
-        try:
-            return _SESSION.get(key=self.session_key, now=timezone.now())
-        except Session.DoesNotExist:
-            self._session_key = None
 
 LAST_SEEN_KEY = "_last_seen"
 # Refresh the stored time at most this often, so a busy session is not written on every request.

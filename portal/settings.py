@@ -145,7 +145,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "portal.backends.ModelBackend",  # Django's, its user read compiled once
+    "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -239,7 +239,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "keys.api.authentication.IntegrationTokenAuthentication",
-        "keys.api.authentication.PersonalTokenAuthentication",  # DRF's TokenAuthentication
+        "rest_framework.authentication.TokenAuthentication",  # a user's personal token
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -263,7 +263,18 @@ DJANGO_TABLES2_TEMPLATE = "portal/table.html"
 # Never show a submitted secret on an error page, whatever the view forgot to mark.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.security.SecretSafeExceptionReporterFilter"
 
-SESSION_ENGINE = "portal.sessions"  # the database engine, its read compiled once
+# A shared cache (Redis, the broker production already runs): CACHE_URL, or in production a redis://
+# CELERY_BROKER_URL. Sessions are then Django's cached_db engine (read from the cache, written through to
+# the database); without a shared cache each process keeps its own memory cache and sessions stay in
+# the database.
+CACHE_URL = env("CACHE_URL") or (CELERY_BROKER_URL if PRODUCTION and CELERY_BROKER_URL.startswith("redis") else "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": env("CACHE_KEY_PREFIX", "portal")}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
 # A signed-in session unused for this long ends (SESSION_COOKIE_AGE stays the absolute limit).

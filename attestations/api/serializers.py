@@ -5,7 +5,6 @@ from rest_framework import serializers
 
 from keys.choices import Environment, KeyStatus, RiskTier
 from keys.models import ApiKey, Customer, Workflow
-from portal.api import ReadOnlyFieldsOnce
 
 from ..campaigns import campaign_progress
 from ..choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
@@ -132,7 +131,7 @@ class CampaignCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class ItemKeySerializer(ReadOnlyFieldsOnce, serializers.ModelSerializer):
+class ItemKeySerializer(serializers.ModelSerializer):
     """What a reviewer needs to know about the key to decide."""
 
     status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
@@ -152,7 +151,7 @@ class ItemKeySerializer(ReadOnlyFieldsOnce, serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AttestationItemSerializer(ReadOnlyFieldsOnce, serializers.ModelSerializer):
+class AttestationItemSerializer(serializers.ModelSerializer):
     key = ItemKeySerializer(read_only=True)
     campaign_name = serializers.CharField(source="campaign.name", read_only=True)
     due_on = serializers.DateField(source="campaign.due_on", read_only=True, allow_null=True)

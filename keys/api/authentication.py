@@ -1,8 +1,7 @@
 """Authentication by integration token (``Authorization: Token kpt_…``).
 
-Tokens that do not start with ``kpt_`` are left to ``PersonalTokenAuthentication`` (DRF's
-TokenAuthentication, its look-up compiled once), which comes after this class in REST_FRAMEWORK's
-DEFAULT_AUTHENTICATION_CLASSES.
+Tokens that do not start with ``kpt_`` are left to DRF's ``TokenAuthentication`` (a user's personal
+token), which comes after this class in REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES.
 """
 
 import datetime
@@ -10,12 +9,8 @@ import hmac
 import ipaddress
 
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
-from rest_framework.authtoken.models import Token
-
-from portal.prepared import PreparedQuery
 
 from .. import tokens
 from ..models import IntegrationToken
@@ -77,24 +72,6 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
             return
         # Telemetry, excluded from the token's history: a plain UPDATE, no history record.
         IntegrationToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
-
-
-_PERSONAL_TOKEN = PreparedQuery(lambda key: Token.objects.select_related("user").filter(key=key), strings=("key",))
-
-
-class PersonalTokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token authentication (a user's personal token), with its look-up compiled once."""
-
-    def authenticate_credentials(self, key):
-        if self.get_model() is not Token or type(key) is not str:
-            return super().authenticate_credentials(key)
-        try:
-            token = _PERSONAL_TOKEN.get(key=key)
-        except Token.DoesNotExist:
-            raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
-        if not token.user.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        return token.user, token
 
 
 class IntegrationTokenScheme(OpenApiAuthenticationExtension):

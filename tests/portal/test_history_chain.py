@@ -65,6 +65,11 @@ def import_csv(count: int, owner) -> str:
     return out.getvalue()
 
 
+def forget_the_chain():
+    ChainLink.objects.all().delete()
+    ChainHead.objects.all().delete()
+
+
 def raw(sql: str, params=()):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -84,7 +89,6 @@ def test_lifecycle_events_are_sealed_in_history_order(owner, compliance_user):
     lifecycle.suspend_key(key, actor=compliance_user, reason="investigating")
     lifecycle.reinstate_key(key, actor=compliance_user, reason="cleared")
     lifecycle.revoke_key(key, actor=compliance_user, reason_code=RevocationReason.EXPOSED, reason="leaked")
-    chain.seal_pending()
     key_links = ChainLink.objects.filter(model_label=KEY_HISTORY)
     assert list(key_links.values_list("history_id", flat=True)) == list(
         key.history.order_by("history_id").values_list("history_id", flat=True))
@@ -124,6 +128,55 @@ def test_rolled_back_writes_leave_no_links(owner, compliance_user):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_sealed_atomic_seals_as_the_last_statement_of_its_outermost_block(owner, compliance_user):
+    key = factories.ApiKeyFactory(owner=owner)
+    before = ChainLink.objects.count()
+    with chain.sealed_atomic():
+        lifecycle.suspend_key(key, actor=compliance_user, reason="first")
+        with chain.sealed_atomic():
+            lifecycle.reinstate_key(ApiKey.objects.get(pk=key.pk), actor=compliance_user, reason="second")
+        assert ChainLink.objects.count() == before  # nothing sealed before the outermost block ends
+    assert ChainLink.objects.count() == before + 2
+    assert_whole_chain()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sealed_atomic_drops_the_records_of_an_inner_block_that_raised(owner, compliance_user):
+    key = factories.ApiKeyFactory(owner=owner)
+    with chain.sealed_atomic():
+        lifecycle.suspend_key(key, actor=compliance_user, reason="kept")
+        with pytest.raises(RuntimeError), chain.sealed_atomic():
+            lifecycle.reinstate_key(ApiKey.objects.get(pk=key.pk), actor=compliance_user, reason="dropped")
+            raise RuntimeError
+        # A plain savepoint rolled back: its record is gone from the database, and is skipped.
+        try:
+            with transaction.atomic():
+                lifecycle.reinstate_key(ApiKey.objects.get(pk=key.pk), actor=compliance_user, reason="also dropped")
+                raise RuntimeError
+        except RuntimeError:
+            pass
+    assert list(key.history.values_list("history_change_reason", flat=True))[:1] == ["kept"]
+    assert_whole_chain()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_seal_rolls_the_whole_block_back(owner, compliance_user, monkeypatch):
+    key = factories.ApiKeyFactory(owner=owner)
+    records, links = history_count(), ChainLink.objects.count()
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the head is unavailable")
+
+    monkeypatch.setattr(chain, "_locked_head", refuse)
+    with pytest.raises(RuntimeError, match="unavailable"):
+        lifecycle.suspend_key(key, actor=compliance_user, reason="never committed")
+    monkeypatch.undo()
+    assert (history_count(), ChainLink.objects.count()) == (records, links)
+    assert ApiKey.objects.get(pk=key.pk).status == key.status
+    assert_whole_chain()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_bulk_import_launch_escalation_and_close_are_sealed(owner, compliance_user):
     imported = import_keys(import_csv(150, owner), actor=compliance_user, reason="Gateway inventory")
     assert imported.count == 150
@@ -146,7 +199,6 @@ def test_altered_row_is_reported_exactly(owner, compliance_user):
     keys = [factories.ApiKeyFactory(owner=owner) for _ in range(3)]
     for key in keys:
         lifecycle.suspend_key(key, actor=compliance_user, reason="investigating")
-    chain.seal_pending()
     target = keys[1].history.latest()
     raw("UPDATE keys_historicalapikey SET history_change_reason = %s WHERE history_id = %s",
         ["nothing happened", target.history_id])
@@ -162,7 +214,6 @@ def test_deleted_row_is_reported(owner, compliance_user):
     key = factories.ApiKeyFactory(owner=owner)
     lifecycle.suspend_key(key, actor=compliance_user, reason="investigating")
     lifecycle.reinstate_key(key, actor=compliance_user, reason="cleared")
-    chain.seal_pending()
     victim = key.history.get(history_change_reason="investigating")
     raw("DELETE FROM keys_historicalapikey WHERE history_id = %s", [victim.history_id])
     result = chain.verify_chain()
@@ -174,7 +225,6 @@ def test_deleted_row_is_reported(owner, compliance_user):
 def test_inserted_row_is_reported(owner, compliance_user):
     key = factories.ApiKeyFactory(owner=owner)
     lifecycle.suspend_key(key, actor=compliance_user, reason="investigating")
-    chain.seal_pending()
     model = ApiKey.history.model
     columns = ", ".join(f.column for f in model._meta.concrete_fields if f.column != "history_id")
     raw(f"INSERT INTO keys_historicalapikey ({columns}) SELECT {columns} FROM keys_historicalapikey "
@@ -190,7 +240,6 @@ def test_inserted_row_is_reported(owner, compliance_user):
 def test_tampered_link_breaks_continuity_not_the_records(owner, compliance_user):
     for _ in range(3):
         factories.ApiKeyFactory(owner=owner)
-    chain.seal_pending()
     middle = ChainLink.objects.get(seq=2)
     ChainLink.objects.filter(pk=middle.pk).delete()
     result = chain.verify_chain()
@@ -204,7 +253,6 @@ def test_tampered_link_breaks_continuity_not_the_records(owner, compliance_user)
 @pytest.mark.django_db
 def test_head_mismatch_is_reported(owner):
     factories.ApiKeyFactory(owner=owner)
-    chain.seal_pending()
     ChainHead.objects.update(seq=1, digest="f" * 64)
     result = chain.verify_chain()
     assert [p.kind for p in result.problems] == ["head_mismatch"]
@@ -238,12 +286,11 @@ def test_verify_history_command(owner, compliance_user, capsys):
 @pytest.mark.django_db
 def test_seal_existing_history_adopts_only_into_an_empty_chain(owner, capsys):
     factories.ApiKeyFactory(owner=owner)
-    connection._history_chain_pending.clear()  # as if written before the chain existed
+    forget_the_chain()  # as if written before the chain existed
     assert {p.kind for p in chain.verify_chain().problems} == {"inserted"}
     call_command("seal_existing_history")
     assert_whole_chain()
     factories.ApiKeyFactory(owner=owner)
-    connection._history_chain_pending.clear()
     with pytest.raises(CommandError, match="already has"):
         call_command("seal_existing_history")
 

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.db.models import Count, ProtectedError
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from keys.choices import (
 from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
 from portal import roles
 from portal.actors import system_user
+from portal.chain import sealed_atomic
 
 DEMO_PASSWORD = "demo"
 DEMO_ID_PREFIX = "DEMO-"
@@ -190,7 +190,7 @@ class Command(BaseCommand):
         self.rng = random.Random(SEED)
         self.today = timezone.localdate()
         self.now = timezone.now()
-        with transaction.atomic():
+        with sealed_atomic():
             users = self.ensure_users()
             if reset:
                 self.delete_demo_data()
