@@ -20,6 +20,7 @@ from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationR
 from keys.models import ApiKey, KeyException
 from portal.chain import bulk_update_with_history, seal_ids, sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from . import review_quality
 from .choices import (
@@ -153,8 +154,7 @@ def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = Non
         customers = customers or list(schedule.customers.all())
         workflows = workflows or list(schedule.workflows.all())
     campaign = Campaign(name=name, schedule=schedule, created_by=actor, **fields)
-    campaign._history_user = actor
-    campaign._change_reason = "created"
+    attribute_change(campaign, actor, "created")
     campaign.save()
     campaign.customers.set(customers)
     campaign.workflows.set(workflows)
@@ -183,8 +183,7 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
         campaign.launched_at = timezone.now()
         campaign.launched_by = actor
         campaign.due_on = today + datetime.timedelta(days=campaign.duration_days)
-        campaign._history_user = actor
-        campaign._change_reason = f"launched with {created} items"
+        attribute_change(campaign, actor, f"launched with {created} items")
         campaign.save()
     from . import tasks
 
@@ -333,8 +332,7 @@ def _finish(item: AttestationItem, status: str, actor, justification: str, reaso
     item.decided_by = actor
     item.decided_at = timezone.now()
     item.justification = justification
-    item._history_user = actor
-    item._change_reason = reason[:100]
+    attribute_change(item, actor, reason)
     item.save()
 
 
@@ -396,8 +394,7 @@ def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
     item.reassigned_to = to
     transfer = OwnershipTransfer(key=item.key, item=item, from_user_id=item.key.owner_id, to_user=to,
                                  requested_by=actor, reason=justification)
-    transfer._history_user = actor
-    transfer._change_reason = f"reassigned in campaign {campaign.name}"
+    attribute_change(transfer, actor, f"reassigned in campaign {campaign.name}")
     transfer.save()
     _finish(item, ItemStatus.REASSIGNED, actor, justification, f"reassigned to {to.get_username()}")
     from . import tasks
@@ -418,8 +415,7 @@ def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
         content_object_id=item.pk, user=to, permission=_decide_permission()
     )
     item.delegate = to
-    item._history_user = actor
-    item._change_reason = f"decision delegated to {to.get_username()}"[:100]
+    attribute_change(item, actor, f"decision delegated to {to.get_username()}")
     item.save()
 
 
@@ -449,8 +445,7 @@ def answer_transfer(transfer: OwnershipTransfer, *, actor, accept: bool) -> Owne
         raise CampaignError("The time to accept this key has passed: its default action applies.")
     transfer.status = TransferStatus.ACCEPTED if accept else TransferStatus.DECLINED
     transfer.answered_at = timezone.now()
-    transfer._history_user = actor
-    transfer._change_reason = "accepted" if accept else "declined"
+    attribute_change(transfer, actor, "accepted" if accept else "declined")
     transfer.save()
     if accept:
         lifecycle.change_owner(transfer.key, actor=actor, new_owner=actor,
@@ -471,8 +466,7 @@ def close_campaign(campaign: Campaign, *, actor) -> dict[str, int]:
         campaign.status = CampaignStatus.CLOSED
         campaign.closed_at = timezone.now()
         campaign.closed_by = actor
-        campaign._history_user = actor
-        campaign._change_reason = "closed"
+        attribute_change(campaign, actor, "closed")
         campaign.save()
         applied = {DefaultAction.SUSPEND: 0, DefaultAction.REVOKE: 0, DefaultAction.KEEP_AND_FLAG: 0}
         pending = (
@@ -518,8 +512,7 @@ def cancel_campaign(campaign: Campaign, *, actor, reason: str) -> Campaign:
     campaign.status = CampaignStatus.CANCELLED
     campaign.closed_at = timezone.now()
     campaign.closed_by = actor
-    campaign._history_user = actor
-    campaign._change_reason = f"cancelled: {reason.strip()}"[:100]
+    attribute_change(campaign, actor, f"cancelled: {reason.strip()}")
     campaign.save()
     return campaign
 
@@ -633,8 +626,7 @@ def launch_due_schedule(schedule: CampaignSchedule, *, actor, today: datetime.da
     if not schedule.is_active or schedule.next_launch_on > today:
         return None
     schedule.next_launch_on = today + datetime.timedelta(days=schedule.cadence_days)
-    schedule._history_user = actor
-    schedule._change_reason = "launched its campaign"
+    attribute_change(schedule, actor, "launched its campaign")
     schedule.save()
     campaign = create_campaign(actor=actor, name=f"{schedule.name} {today.isoformat()}", schedule=schedule)
     if not scope_queryset(campaign).exists():

@@ -27,6 +27,7 @@ from keys.sweeps import departed_q
 from portal import roles
 from portal.actors import system_user
 from portal.chain import sealed_atomic
+from portal.history import attribute_change
 
 from .campaigns import CampaignError, _named_user
 from .choices import CampaignStatus, DefaultAction, ItemStatus, TransferKind, TransferStatus
@@ -104,8 +105,7 @@ def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> Owners
             requested_by=actor, reason=reason, default_action=action,
             deadline=timezone.now() + datetime.timedelta(days=settings.SUCCESSION_ACCEPT_DAYS),
         )
-        transfer._history_user = actor
-        transfer._change_reason = f"successor named: {successor.get_username()}"[:100]
+        attribute_change(transfer, actor, f"successor named: {successor.get_username()}")
         transfer.save()
     from . import tasks
 
@@ -149,7 +149,6 @@ def _lapse(pk: int, *, actor, now) -> bool:
         transfer.status = TransferStatus.LAPSED
         transfer.answered_at = now
         transfer.default_action_applied = action
-        transfer._history_user = actor
-        transfer._change_reason = f"lapsed: {DefaultAction(action).label.lower()}"[:100]
+        attribute_change(transfer, actor, f"lapsed: {DefaultAction(action).label.lower()}")
         transfer.save()
     return True

@@ -34,6 +34,7 @@ from keys.models import ApiKey, Customer
 from portal import roles
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from .choices import LinkPurpose, LinkState
 from .models import AccessLink, CustomerContact
@@ -110,8 +111,7 @@ def invite_contact(*, actor, customer: Customer, name: str, email: str) -> tuple
     user.save()
     user.groups.add(Group.objects.get_or_create(name=roles.CUSTOMER_CONTACT)[0])
     contact = CustomerContact(user=user, customer=customer, name=name, email=email, invited_by=actor)
-    contact._history_user = actor
-    contact._change_reason = f"invited by {actor.get_username()}"
+    attribute_change(contact, actor, f"invited by {actor.get_username()}")
     contact.save()
     _, token = send_access_link(contact, actor=actor, purpose=LinkPurpose.INVITATION)
     return contact, token
@@ -127,8 +127,7 @@ def deactivate_contact(contact: CustomerContact, *, actor, reason: str) -> Custo
     if not contact.is_active:
         raise ContactError("The contact is already deactivated.")
     contact.is_active = False
-    contact._history_user = actor
-    contact._change_reason = f"deactivated: {reason}"[:100]
+    attribute_change(contact, actor, f"deactivated: {reason}")
     contact.save()
     AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True).update(
         superseded_at=timezone.now()

@@ -24,6 +24,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
+from portal.history import attribute_change
+
 from . import exceptions, lifecycle
 from .choices import RevocationReason, RiskTier
 from .fingerprints import MAX_PREFIX_LENGTH
@@ -332,7 +334,7 @@ class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             raise PermissionDenied("Keys are added through register_key.")
-        obj._change_reason = "Edited in the Django admin"
+        attribute_change(obj, request.user, "Edited in the Django admin")
         super().save_model(request, obj, form, change)
 
     @method_decorator(sensitive_post_parameters("secret"))

@@ -29,6 +29,7 @@ from django.utils import timezone
 from portal import roles
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from .choices import (
     EXCEPTION_TRANSITIONS,
@@ -96,8 +97,7 @@ def may_renew(user, exception: KeyException) -> bool:
 
 
 def _save(exception: KeyException, actor, reason: str) -> KeyException:
-    exception._history_user = actor
-    exception._change_reason = reason[:100]
+    attribute_change(exception, actor, reason)
     exception.save()
     return exception
 

@@ -24,6 +24,7 @@ from portal import roles
 from portal.actors import system_user
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from . import lifecycle
 from .choices import ExposureSource, RevocationReason
@@ -86,8 +87,7 @@ def report_exposure(
             key=key, fingerprint=key.fingerprint if key else candidates[0], location=location, notes=notes,
             source=source, reported_by=reporter,
         )
-        exposure._history_user = reporter
-        exposure._change_reason = "Exposure reported" + (" and matched" if key else ", no matching key")
+        attribute_change(exposure, reporter, "Exposure reported" + (" and matched" if key else ", no matching key"))
         exposure.save()
         if key is not None:
             _respond(exposure, key, reporter)

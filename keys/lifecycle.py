@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from . import revocation
 from .choices import (
@@ -82,8 +83,7 @@ def resolve_identity(
 
 
 def _record(key: ApiKey, action: str, actor, reason: str, from_status: str = "", details: dict | None = None):
-    key._history_user = actor
-    key._change_reason = reason[:100]
+    attribute_change(key, actor, reason)
     key.save()
     return LifecycleEvent.objects.create(
         key=key,

@@ -26,6 +26,7 @@ from django.utils import timezone
 from portal import roles
 from portal.actors import system_user
 from portal.chain import sealed_atomic
+from portal.history import attribute_change
 
 from . import lifecycle
 from .choices import OPEN_RELEASE_STATUSES, KeyStatus, ReleaseStatus, RevocationReason
@@ -55,8 +56,7 @@ def may_decide(user, release: KeyRelease) -> bool:
 
 
 def _save(release: KeyRelease, actor, reason: str) -> None:
-    release._history_user = actor
-    release._change_reason = reason[:100]
+    attribute_change(release, actor, reason)
     release.save()
 
 

@@ -30,6 +30,7 @@ from django.utils import timezone
 from portal.actors import system_user
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from . import lifecycle
 from .choices import (
@@ -127,8 +128,7 @@ def open_revocation_request(
         emergency=emergency,
         status=RevocationRequestStatus.PENDING if webhook else RevocationRequestStatus.AWAITING_CONFIRMATION,
     )
-    request._history_user = actor
-    request._change_reason = f"Revocation requested: {reason}"[:100]
+    attribute_change(request, actor, f"Revocation requested: {reason}")
     request.save()
     if webhook:
         from . import tasks
@@ -154,8 +154,7 @@ def confirm_revocation(request: RevocationRequest, *, actor, reference: str) -> 
     request.confirmed_by = actor
     request.confirmed_at = timezone.now()
     request.issuer_reference = reference[:200]
-    request._history_user = actor
-    request._change_reason = f"Confirmed at the source: {reference}"[:100]
+    attribute_change(request, actor, f"Confirmed at the source: {reference}")
     request.save()
     lifecycle.confirm_revocation_at_issuer(
         request.key, actor=actor, reason=f"Revocation confirmed at {request.issuing_system.name} by an admin",
@@ -206,8 +205,7 @@ def _claim(request_id: int) -> tuple[RevocationRequest, RevocationAttempt] | Del
         RevocationAttempt.objects.filter(request=request, status_code__isnull=True, error="").update(error=NO_RESULT)
         request.attempts += 1
         request.next_attempt_at = now + lease()
-        request._history_user = system_user()
-        request._change_reason = f"Call {request.attempts} to {request.issuing_system.name}"[:100]
+        attribute_change(request, system_user(), f"Call {request.attempts} to {request.issuing_system.name}")
         request.save()
         attempt = RevocationAttempt.objects.create(
             request=request, number=request.attempts, at=now, url=request.issuing_system.revoke_url[:200]
@@ -229,14 +227,13 @@ def _settle(request_id: int, attempt_id: int, status_code: int | None, error: st
         if request.status not in SENDABLE_REVOCATION_STATUSES:
             # Settled meanwhile (an admin confirmed it by hand): keep the record of the call only.
             return DeliveryOutcome(request.status)
-        request._history_user = actor
         if succeeded:
             request.status = RevocationRequestStatus.ACKNOWLEDGED
             request.acknowledged_at = now
             request.next_attempt_at = None
             request.last_error = ""
             request.issuer_reference = reference[:200]
-            request._change_reason = f"Acknowledged by {system} (HTTP {status_code})"[:100]
+            attribute_change(request, actor, f"Acknowledged by {system} (HTTP {status_code})")
             request.save()
             lifecycle.confirm_revocation_at_issuer(
                 request.key, actor=actor, reason=f"Revocation acknowledged by {system} (HTTP {status_code})",
@@ -247,14 +244,14 @@ def _settle(request_id: int, attempt_id: int, status_code: int | None, error: st
         if request.attempts >= settings.REVOCATION_MAX_ATTEMPTS:
             request.status = RevocationRequestStatus.GAVE_UP
             request.next_attempt_at = None
-            request._change_reason = f"Gave up after {request.attempts} calls to {system}"[:100]
+            attribute_change(request, actor, f"Gave up after {request.attempts} calls to {system}")
             request.save()
             log.warning("revocation request %s: gave up after %s calls: %s", request.pk, request.attempts, error)
             return DeliveryOutcome(request.status)
         wait = backoff(request.attempts)
         request.status = RevocationRequestStatus.RETRYING
         request.next_attempt_at = now + wait
-        request._change_reason = f"Call {request.attempts} failed; retry in {int(wait.total_seconds())}s"[:100]
+        attribute_change(request, actor, f"Call {request.attempts} failed; retry in {int(wait.total_seconds())}s")
         request.save()
         log.info("revocation request %s: call %s failed (%s); retry in %s", request.pk, request.attempts, error, wait)
         return DeliveryOutcome(request.status, retry_in=wait.total_seconds())

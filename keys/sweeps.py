@@ -21,6 +21,7 @@ from django.utils import timezone
 from portal import roles
 from portal.actors import system_user
 from portal.chain import sealed_atomic
+from portal.history import attribute_change
 
 from . import lifecycle
 from .choices import ContractStatus, KeyStatus, LifecycleAction, RevocationReason, WorkflowStatus
@@ -68,8 +69,7 @@ def end_contract(customer: Customer, *, actor, reason: str) -> bool:
     if customer.contract_status == ContractStatus.ENDED:
         return False
     customer.contract_status = ContractStatus.ENDED
-    customer._history_user = actor
-    customer._change_reason = reason[:100]
+    attribute_change(customer, actor, reason)
     customer.save()
     return True
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from portal import roles
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.history import attribute_change
 
 from .models import Customer, IntegrationToken, IssuingSystem
 
@@ -72,8 +73,7 @@ def create_token(
         acts_as=acts_as,
         created_by=actor,
     )
-    token._history_user = actor
-    token._change_reason = "Token created"
+    attribute_change(token, actor, "Token created")
     token.save()
     return token, plaintext
 
@@ -87,8 +87,7 @@ def revoke_token(token: IntegrationToken, *, actor, reason: str = "") -> Integra
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()
-    token._history_user = actor
-    token._change_reason = (reason.strip() or "Token revoked")[:100]
+    attribute_change(token, actor, reason.strip() or "Token revoked")
     token.save()
     return token
 

@@ -19,7 +19,6 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import psycopg
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -191,16 +190,6 @@ def _resolve_keys(events: list[_Event], scope) -> dict[int | str, int | str]:
     return found
 
 
-def _bound_cursor():
-    """A PostgreSQL cursor with server-side binding, wrapped like Django's own (query logging and counts).
-
-    Django's psycopg cursors bind client-side: a 10,000-element array would be quoted into the SQL
-    text in Python and parsed back by the server. Here the arrays travel as binary parameters (%b).
-    """
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
-
-
 def _receipt_id(key_id: int, event_id: str) -> str:
     # Ids are namespaced by key and hashed to a fixed width: two integrations' "1" do not collide.
     return hashlib.sha256(f"{key_id}:{event_id}".encode()).hexdigest()
@@ -216,10 +205,10 @@ def _record_receipts(resolved: list[tuple[_Event, int]]) -> list[tuple[_Event, i
     inserted: list[str] = []
     if connection.vendor == "postgresql":
         receipt_ids = sorted(by_receipt)
-        with _bound_cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (event_id, key_id, received_at) "
-                f"SELECT e, k, %b FROM unnest(%b::text[], %b::bigint[]) AS t(e, k) "
+                f"SELECT e, k, %s FROM unnest(%s::text[], %s::bigint[]) AS t(e, k) "
                 f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                 [now, receipt_ids, [by_receipt[r][1] for r in receipt_ids]],
             )
@@ -270,8 +259,8 @@ def _add_to_daily(counted: list[tuple[_Event, int]]) -> None:
 # sources (distinct, in order) not yet in the row are appended, as many as fit.
 _UPSERT_DAILY_POSTGRESQL = """
 INSERT INTO {table} AS d (key_id, day, count, first_seen, last_seen, sources)
-SELECT k, dy, c, f, l, s::jsonb FROM unnest(%b::bigint[], %b::date[], %b::int[], %b::timestamptz[],
-                                            %b::timestamptz[], %b::text[]) AS t(k, dy, c, f, l, s)
+SELECT k, dy, c, f, l, s::jsonb FROM unnest(%s::bigint[], %s::date[], %s::int[], %s::timestamptz[],
+                                            %s::timestamptz[], %s::text[]) AS t(k, dy, c, f, l, s)
 ON CONFLICT (key_id, day) DO UPDATE SET
     count = d.count + EXCLUDED.count,
     first_seen = LEAST(d.first_seen, EXCLUDED.first_seen),
@@ -289,7 +278,7 @@ ON CONFLICT (key_id, day) DO UPDATE SET
 
 def _upsert_daily_postgresql(totals: dict) -> None:
     rows = sorted(totals.items(), key=lambda item: item[0])  # one lock order for concurrent batches
-    with _bound_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             _UPSERT_DAILY_POSTGRESQL.format(table=UsageDaily._meta.db_table, cap=MAX_SOURCES),
             [[k for (k, _), _ in rows], [d for (_, d), _ in rows], [t[0] for _, t in rows], [t[1] for _, t in rows],
@@ -339,9 +328,9 @@ def _move_last_used(counted: list[tuple[_Event, int]], actor) -> None:
     table = ApiKey._meta.db_table
     if connection.vendor == "postgresql":
         key_ids = sorted(latest)
-        with _bound_cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET last_used_at = t.at FROM unnest(%b::bigint[], %b::timestamptz[]) AS t(id, at) "
+                f"UPDATE {table} SET last_used_at = t.at FROM unnest(%s::bigint[], %s::timestamptz[]) AS t(id, at) "
                 f"WHERE {table}.id = t.id AND ({table}.last_used_at IS NULL OR {table}.last_used_at < t.at)",
                 [key_ids, [latest[k] for k in key_ids]],
             )

@@ -1,18 +1,13 @@
 """Pieces every app's REST API shares: the error format, role permissions, and the history actor."""
 
-from django.db.models import TextChoices
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.plumbing import ResolvedComponent, build_choice_description_list
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from attestations import choices as attestation_choices
-from keys import choices as key_choices
-
 from . import roles
 from .errors import ServiceError
+from .history import attribute_change
 
 
 class Conflict(exceptions.APIException):
@@ -95,16 +90,14 @@ class GovernedModelSerializer(serializers.ModelSerializer):
         many = {name: validated_data.pop(name) for name in list(validated_data)
                 if isinstance(self.fields.get(name), serializers.ManyRelatedField)}
         instance = self.Meta.model(**validated_data)
-        instance._history_user = self._actor()
-        instance._change_reason = "created through the API"
+        attribute_change(instance, self._actor(), "created through the API")
         instance.save()
         for name, values in many.items():
             getattr(instance, name).set(values)
         return instance
 
     def update(self, instance, validated_data):
-        instance._history_user = self._actor()
-        instance._change_reason = "changed through the API"
+        attribute_change(instance, self._actor(), "changed through the API")
         return super().update(instance, validated_data)
 
 
@@ -114,48 +107,3 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-# Every choice set the API exposes, documented once as an enum component named after its class
-# (KeyStatusEnum, CampaignStatusEnum, ...): several models have a "status" with different states, and
-# drf-spectacular's automatic naming by field name would collide.
-NAMED_CHOICES: tuple[type[TextChoices], ...] = (
-    key_choices.ContractStatus, key_choices.Environment, key_choices.WorkflowStatus, key_choices.RiskTier,
-    key_choices.KeyStatus, key_choices.RevocationReason, key_choices.LifecycleAction,
-    attestation_choices.CampaignStatus, attestation_choices.ItemStatus, attestation_choices.Decision,
-    attestation_choices.DefaultAction, attestation_choices.Recommendation,
-)
-_CHOICES_BY_VALUES = {frozenset(set(c.values) - {""}): c for c in NAMED_CHOICES}
-
-
-class NamedChoicesExtension(OpenApiSerializerFieldExtension):
-    """Map a choice field whose choices are one of NAMED_CHOICES to a reference to that set's component."""
-
-    target_class = "rest_framework.fields.ChoiceField"
-    match_subclasses = True
-
-    def map_serializer_field(self, auto_schema, direction):
-        field = self.target
-        values = [value for value in field.choices if value is not None]
-        choices_class = None
-        if not isinstance(field, serializers.MultipleChoiceField):
-            choices_class = _CHOICES_BY_VALUES.get(frozenset(set(values) - {""}))
-        if choices_class is None:
-            return auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
-        name = f"{choices_class.__name__}Enum"
-        enum = [value for value in choices_class.values if value != ""]
-        components = [self._component(auto_schema, name, {
-            "type": "string", "enum": enum,
-            "description": build_choice_description_list([(v, choices_class(v).label) for v in enum]),
-        })]
-        if "" in values or field.allow_blank:
-            components.append(self._component(auto_schema, "BlankEnum", {"enum": [""]}))
-        if field.allow_null:
-            components.append(self._component(auto_schema, "NullEnum", {"enum": [None]}))
-        refs = [component.ref for component in components]
-        return refs[0] if len(refs) == 1 else {"oneOf": refs}
-
-    @staticmethod
-    def _component(auto_schema, name: str, schema: dict) -> ResolvedComponent:
-        # object=name, as drf-spectacular's own enum hook does, so the two never look like a collision.
-        component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, schema=schema, object=name)
-        auto_schema.registry.register_on_missing(component)
-        return component

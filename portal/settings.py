@@ -256,6 +256,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Each state and kind is one named component, whichever serializer uses it.
+    "ENUM_NAME_OVERRIDES": {
+        f"{name}Enum": f"{module}.{name}" for module, names in {
+            "keys.choices": ("ContractStatus", "Environment", "WorkflowStatus", "RiskTier", "KeyStatus",
+                             "RevocationReason", "LifecycleAction"),
+            "attestations.choices": ("CampaignStatus", "ItemStatus", "Decision", "DefaultAction", "Recommendation"),
+        }.items() for name in names
+    },
 }
 
 DJANGO_TABLES2_TEMPLATE = "portal/table.html"

@@ -29,6 +29,7 @@ from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
 from portal import roles
 from portal.actors import system_user
 from portal.chain import sealed_atomic
+from portal.history import attribute_change
 
 DEMO_PASSWORD = "demo"
 DEMO_ID_PREFIX = "DEMO-"
@@ -356,15 +357,13 @@ class Command(BaseCommand):
             hours_ago = days * 24 if days else self.rng.randint(1, 24 * 10)
             key.last_used_at = self.now - datetime.timedelta(hours=hours_ago)
             key.stale = days is not None and days > stale_after
-            key._history_user = actor
-            key._change_reason = "Demo usage data"
+            attribute_change(key, actor, "Demo usage data")
             key.save(update_fields=["last_used_at", "stale", "updated_at"])
 
     def decommission(self, workflow, actor):
         workflow.status = WorkflowStatus.DECOMMISSIONED
         workflow.decommissioned_on = self.today - datetime.timedelta(days=30)
-        workflow._history_user = actor
-        workflow._change_reason = "Replaced by the customer's new loyalty platform"
+        attribute_change(workflow, actor, "Replaced by the customer's new loyalty platform")
         workflow.save()
 
     def depart(self, user, actor):
@@ -372,15 +371,13 @@ class Command(BaseCommand):
         profile = user.owner_profile
         profile.is_active = False
         profile.departed_on = self.today - datetime.timedelta(days=10)
-        profile._history_user = actor
-        profile._change_reason = "Left the company"
+        attribute_change(profile, actor, "Left the company")
         profile.save()
         user.is_active = False
         user.save(update_fields=["is_active"])
         for key in ApiKey.objects.live().filter(owner=user):
             key.orphaned = True
-            key._history_user = actor
-            key._change_reason = "Owner departed"
+            attribute_change(key, actor, "Owner departed")
             key.save(update_fields=["orphaned", "updated_at"])
 
     def print_summary(self):
