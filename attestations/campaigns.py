@@ -11,7 +11,7 @@ import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from keys.models import ApiKey, KeyException
 from portal.chain import bulk_update_with_history, seal_ids, sealed_atomic
 from portal.errors import ServiceError
 from portal.history import attribute_change
+from portal.jobs import enqueue_on_commit
 
 from . import review_quality
 from .choices import (
@@ -185,9 +186,7 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
         campaign.due_on = today + datetime.timedelta(days=campaign.duration_days)
         attribute_change(campaign, actor, f"launched with {created} items")
         campaign.save()
-    from . import tasks
-
-    transaction.on_commit(lambda: tasks.notify_campaign_launched.delay(campaign.pk))
+    enqueue_on_commit("attestations.tasks.notify_campaign_launched", campaign.pk)
     return created
 
 
@@ -397,9 +396,7 @@ def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
     attribute_change(transfer, actor, f"reassigned in campaign {campaign.name}")
     transfer.save()
     _finish(item, ItemStatus.REASSIGNED, actor, justification, f"reassigned to {to.get_username()}")
-    from . import tasks
-
-    transaction.on_commit(lambda: tasks.notify_transfer_requested.delay(transfer.pk))
+    enqueue_on_commit("attestations.tasks.notify_transfer_requested", transfer.pk)
 
 
 def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):

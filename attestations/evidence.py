@@ -24,6 +24,7 @@ from keys.models import ApiKey, Customer, Exposure, KeyException, LifecycleEvent
 from portal import roles
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
+from portal.jobs import enqueue_on_commit
 
 from . import review_quality
 from .choices import DefaultAction, ItemStatus
@@ -111,9 +112,7 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
             kind=kind, campaign=campaign, key=key, customer=customer, period_start=period_start,
             period_end=period_end, parameters=parameters, requested_by=actor, progress_note="Waiting for a worker",
         )
-        from . import evidence_tasks
-
-        evidence_tasks.render_export.delay_on_commit(export.pk)
+        enqueue_on_commit("attestations.evidence_tasks.render_export", export.pk)
     return export
 
 

@@ -16,7 +16,6 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,6 +27,7 @@ from portal import roles
 from portal.actors import system_user
 from portal.chain import sealed_atomic
 from portal.history import attribute_change
+from portal.jobs import enqueue_on_commit
 
 from .campaigns import CampaignError, _named_user
 from .choices import CampaignStatus, DefaultAction, ItemStatus, TransferKind, TransferStatus
@@ -107,9 +107,7 @@ def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> Owners
         )
         attribute_change(transfer, actor, f"successor named: {successor.get_username()}")
         transfer.save()
-    from . import tasks
-
-    transaction.on_commit(lambda: tasks.notify_transfer_requested.delay(transfer.pk))
+    enqueue_on_commit("attestations.tasks.notify_transfer_requested", transfer.pk)
     return transfer
 
 

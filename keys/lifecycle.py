@@ -16,13 +16,15 @@ from django.utils import timezone
 from portal.chain import sealed_atomic
 from portal.errors import ServiceError
 from portal.history import attribute_change
+from portal.jobs import enqueue_on_commit
 
-from . import revocation
 from .choices import (
     KEY_TRANSITIONS,
+    IssuingSystemKind,
     KeyStatus,
     LifecycleAction,
     RevocationReason,
+    RevocationRequestStatus,
     RevocationState,
     RiskTier,
     WorkflowStatus,
@@ -35,7 +37,7 @@ from .fingerprints import (
     fingerprint_secret,
     normalise_fingerprint,
 )
-from .models import ApiKey, ApiKeyUserObjectPermission, IssuingSystem, LifecycleEvent, Workflow
+from .models import ApiKey, ApiKeyUserObjectPermission, IssuingSystem, LifecycleEvent, RevocationRequest, Workflow
 
 OWNER_PERMISSIONS = ("view_apikey", "change_apikey")
 
@@ -284,7 +286,7 @@ def revoke_key(key: ApiKey, *, actor, reason_code: str, reason: str = "", emerge
     key.revocation_reason = reason_code
     key.revocation_state = RevocationState.PENDING
     _record(key, LifecycleAction.REVOKE, actor, reason, from_status, {"reason_code": reason_code})
-    revocation.open_revocation_request(key, actor=actor, reason_code=reason_code, reason=reason, emergency=emergency)
+    open_revocation_request(key, actor=actor, reason_code=reason_code, reason=reason, emergency=emergency)
     return key
 
 
@@ -449,3 +451,30 @@ def scope_change_refusal(key: ApiKey) -> str:
     if key.orphaned:
         return "The key's owner has left: its scopes are frozen until a successor accepts it."
     return ""
+
+
+def open_revocation_request(
+    key: ApiKey, *, actor, reason_code: str, reason: str, emergency: bool = False
+) -> RevocationRequest:
+    """Open the request that carries a revocation to the key's issuing system.
+
+    Called by ``revoke_key`` inside its transaction. Webhook systems: the delivery task is
+    enqueued once the transaction commits (and ``retry_due_revocations`` catches it if that enqueue
+    is lost). Manual systems: the request waits for an admin's confirmation.
+    """
+    system = key.issuing_system
+    webhook = system.kind == IssuingSystemKind.WEBHOOK
+    request = RevocationRequest(
+        key=key,
+        issuing_system=system,
+        reason_code=reason_code,
+        reason=reason,
+        requested_by=actor,
+        emergency=emergency,
+        status=RevocationRequestStatus.PENDING if webhook else RevocationRequestStatus.AWAITING_CONFIRMATION,
+    )
+    attribute_change(request, actor, f"Revocation requested: {reason}")
+    request.save()
+    if webhook:
+        enqueue_on_commit("keys.tasks.deliver_revocation", request.pk)
+    return request

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from portal.actors import system_user
@@ -39,7 +38,7 @@ from .choices import (
     IssuingSystemKind,
     RevocationRequestStatus,
 )
-from .models import ApiKey, IssuingSystem, RevocationAttempt, RevocationRequest
+from .models import IssuingSystem, RevocationAttempt, RevocationRequest
 
 log = logging.getLogger(__name__)
 
@@ -106,35 +105,6 @@ def payload(request: RevocationRequest) -> dict:
         "requested_at": request.requested_at.isoformat(),
         "emergency": request.emergency,
     }
-
-
-def open_revocation_request(
-    key: ApiKey, *, actor, reason_code: str, reason: str, emergency: bool = False
-) -> RevocationRequest:
-    """Open the request that carries a revocation to the key's issuing system.
-
-    Called by ``lifecycle.revoke_key`` inside its transaction. Webhook systems: the delivery task is
-    enqueued once the transaction commits (and ``retry_due_revocations`` catches it if that enqueue
-    is lost). Manual systems: the request waits for an admin's confirmation.
-    """
-    system = key.issuing_system
-    webhook = system.kind == IssuingSystemKind.WEBHOOK
-    request = RevocationRequest(
-        key=key,
-        issuing_system=system,
-        reason_code=reason_code,
-        reason=reason,
-        requested_by=actor,
-        emergency=emergency,
-        status=RevocationRequestStatus.PENDING if webhook else RevocationRequestStatus.AWAITING_CONFIRMATION,
-    )
-    attribute_change(request, actor, f"Revocation requested: {reason}")
-    request.save()
-    if webhook:
-        from . import tasks
-
-        transaction.on_commit(lambda: tasks.deliver_revocation.delay(request.pk))
-    return request
 
 
 @sealed_atomic
