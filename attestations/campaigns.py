@@ -369,7 +369,7 @@ def _release(item, campaign, *, actor, justification, affirm, to, reaffirm_excep
     _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name}")
 
 
-def _named_user(to, field_name="to"):
+def named_user(to, field_name="to"):
     if to is None or to == "":
         raise CampaignError("Name the person.", field=field_name)
     if isinstance(to, str):
@@ -383,7 +383,7 @@ def _named_user(to, field_name="to"):
 
 
 def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    to = _named_user(to)
+    to = named_user(to)
     if to.pk == item.key.owner_id:
         raise CampaignError("This person already owns the key.", field="to")
     if not justification:
@@ -400,7 +400,7 @@ def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
 
 
 def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    to = _named_user(to)
+    to = named_user(to)
     if actor.pk != item.reviewer_id:
         raise CampaignError("Only the assigned reviewer can delegate the decision.")
     if to.pk == actor.pk:

@@ -29,7 +29,7 @@ from portal.chain import sealed_atomic
 from portal.history import attribute_change
 from portal.jobs import enqueue_on_commit
 
-from .campaigns import CampaignError, _named_user
+from .campaigns import CampaignError, named_user
 from .choices import CampaignStatus, DefaultAction, ItemStatus, TransferKind, TransferStatus
 from .models import AttestationItem, OwnershipTransfer
 
@@ -79,7 +79,7 @@ def default_action_for(key: ApiKey) -> tuple[str, AttestationItem | None]:
 
 def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> OwnershipTransfer:
     """Put a departed owner's key to a successor, who must accept it by the deadline."""
-    successor = _named_user(successor, "successor")
+    successor = named_user(successor, "successor")
     with sealed_atomic():
         key = ApiKey.objects.select_for_update(of=("self",)).select_related("owner__owner_profile").get(pk=key.pk)
         if not may_name_successor(actor, key):
