@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from portal import roles
 
-from .choices import Environment, KeyStatus, RiskTier
-from .models import ApiKey, Customer, Workflow
+from .choices import Environment, ExceptionKind, ExceptionStatus, KeyStatus, RiskTier
+from .exceptions import overdue_q
+from .models import ApiKey, Customer, KeyException, Workflow
 from .tokens import customer_scope_q, request_token, workflow_scope_q
 
 REVIEW_HORIZON_DAYS = 30
@@ -86,3 +87,25 @@ class ApiKeyFilterSet(django_filters.FilterSet):
             return queryset
         cutoff = timezone.now() - datetime.timedelta(days=int(value))
         return queryset.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+
+
+class KeyExceptionFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
+    kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices, empty_label="Any kind")
+    customer = django_filters.ModelChoiceFilter(
+        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+    )
+    overdue = django_filters.BooleanFilter(
+        method="filter_overdue", label="Due date",
+        widget=forms.Select(choices=[("", "Any due date"), ("true", "Past due"), ("false", "Not past due")]),
+    )
+
+    class Meta:
+        model = KeyException
+        fields = ["status", "kind", "customer"]
+
+    def filter_overdue(self, queryset, name, value):
+        if value is None:
+            return queryset
+        overdue = overdue_q(timezone.localdate())
+        return queryset.filter(overdue) if value else queryset.exclude(overdue)

@@ -1,7 +1,7 @@
 import django_tables2 as tables
 from django.utils.html import format_html
 
-from .models import ApiKey
+from .models import ApiKey, KeyException
 
 
 def badge(kind: str, value: str, display: str) -> str:
@@ -38,3 +38,30 @@ class ApiKeyTable(tables.Table):
 
     def render_environment(self, record):
         return record.workflow.get_environment_display()
+
+
+class KeyExceptionTable(tables.Table):
+    id = tables.Column(verbose_name="#", linkify=("keys:exception", {"pk": tables.A("pk")}))
+    key = tables.Column(accessor="key__label", verbose_name="Key", linkify=lambda record: record.key.get_absolute_url())
+    customer = tables.Column(accessor="key__workflow__customer__name", verbose_name="Customer")
+    kind = tables.Column()
+    status = tables.Column()
+    due = tables.DateColumn(accessor="due_on", verbose_name="Due", short=True, orderable=False)
+    requested_by = tables.Column(accessor="requested_by__username", verbose_name="Requested by")
+    requested_at = tables.DateColumn(verbose_name="Requested", short=True)
+    decided_by = tables.Column(accessor="decided_by__username", verbose_name="Decided by", default="—")
+
+    class Meta:
+        model = KeyException
+        fields = ("id", "key", "customer", "kind", "status", "due", "requested_by", "requested_at", "decided_by")
+        attrs = {"class": "data-table"}
+        empty_text = "No exceptions match these filters."
+
+    def render_kind(self, record):
+        return record.get_kind_display().split(" (")[0]
+
+    def render_status(self, record):
+        text = badge("exception", record.status, record.get_status_display())
+        if record.lapsed_on:
+            text += " " + badge("flag", "lapsed", "Lapsed")
+        return text
