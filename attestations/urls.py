@@ -14,11 +14,11 @@ urlpatterns = [
     path("campaigns/new/", campaign_views.campaign_create, name="campaign-create"),
     path("campaigns/<int:pk>/", campaign_views.CampaignDetailView.as_view(), name="campaign"),
     path("campaigns/<int:pk>/<slug:action>/", campaign_views.campaign_action, name="campaign-action"),
-    path("exports/", evidence_views.export_list, name="exports"),
+    path("exports/", evidence_views.ExportListView.as_view(), name="exports"),
     path("exports/new/", evidence_views.export_create, name="export-create"),
     path("exports/<int:pk>/", evidence_views.export_detail, name="export"),
     path("exports/<int:pk>/download/", evidence_views.export_download, name="export-download"),
     path("exports/<int:pk>/progress/", evidence_views.export_progress, name="export-progress"),
-    path("successions/", succession_views.succession_list, name="successions"),
+    path("successions/", succession_views.SuccessionListView.as_view(), name="successions"),
     path("successions/<int:pk>/name/", succession_views.name_successor, name="succession-name"),
 ]
