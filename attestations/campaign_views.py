@@ -10,20 +10,17 @@ from functools import wraps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
-from django_filters.views import FilterView
-from django_tables2 import RequestConfig, SingleTableMixin
 
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 from portal import roles
 from portal.errors import ServiceError
+from portal.lists import STAFF, ObjectListView
 
 from . import campaigns, review_quality
 from .campaign_forms import CampaignForm, CancelCampaignForm, NoInputForm
@@ -48,29 +45,16 @@ def compliance_required(view):
     return login_required(wrapper)
 
 
-class CampaignListView(LoginRequiredMixin, SingleTableMixin, FilterView):
+class CampaignListView(ObjectListView):
+    queryset = with_progress(Campaign.objects.select_related("schedule"))
     table_class = CampaignTable
     filterset_class = CampaignFilterSet
     template_name = "attestations/campaign_list.html"
-    table_pagination = {"per_page": 25}
-
-    def dispatch(self, request, *args, **kwargs):
-        if request.user.is_authenticated and not roles.sees_everything(request.user):
-            raise PermissionDenied("Only compliance and admins manage campaigns.")
-        return super().dispatch(request, *args, **kwargs)
-
-    def get_queryset(self):
-        return with_progress(Campaign.objects.select_related("schedule")).order_by("-created_at", "-pk")
-
-    def get_template_names(self):
-        if self.request.htmx:
-            return ["attestations/campaign_table.html"]
-        return [self.template_name]
-
-    def render_to_response(self, context, **response_kwargs):
-        response = super().render_to_response(context, **response_kwargs)
-        patch_vary_headers(response, ["HX-Request"])
-        return response
+    ordering = ("-created_at", "-pk")
+    table_id = "campaign-table"
+    refresh_in_place = True
+    allowed_roles = STAFF
+    permission_denied_message = "Only compliance and admins manage campaigns."
 
 
 class UnsavedScope:
@@ -202,62 +186,78 @@ def _notifications(campaign: Campaign) -> dict:
     return {"totals": totals, "recent": recent, "more": sum(t["messages"] for t in totals) > len(recent)}
 
 
-def _items_table(request, campaign: Campaign):
-    items = AttestationItem.objects.filter(campaign=campaign).select_related(
-        "key__workflow__customer", "reviewer", "delegate", "decided_by"
-    )
-    filterset = AttestationItemFilterSet(request.GET, queryset=items, campaign=campaign, request=request)
-    table = AttestationItemTable(filterset.qs if filterset.is_valid() else items.none())
-    RequestConfig(request, paginate={"per_page": ITEMS_PER_PAGE}).configure(table)
-    return filterset, table
+class CampaignDetailView(ObjectListView):
+    """A campaign's page: its progress, its steps and, as the list, its items."""
 
+    table_class = AttestationItemTable
+    filterset_class = AttestationItemFilterSet
+    template_name = "attestations/campaign_detail.html"
+    per_page = ITEMS_PER_PAGE
+    table_id = "campaign-items"
+    refresh_in_place = True
+    allowed_roles = STAFF
+    permission_denied_message = "Only compliance and admins manage campaigns."
+    # A step the service refused, as (action, form): the page is shown again with its errors (400).
+    refused: tuple[CampaignAction, object] | None = None
 
-def _render_detail(request, campaign: Campaign, failed: tuple[CampaignAction, object] | None = None, status=200):
-    filterset, table = _items_table(request, campaign)
-    if request.htmx and request.htmx.target == "campaign-items":
-        response = render(request, "attestations/campaign_items.html", {"table": table})
-        patch_vary_headers(response, ["HX-Request"])
+    def get(self, request, *args, **kwargs):
+        self.campaign = get_object_or_404(_campaigns(), pk=kwargs["pk"])
+        response = super().get(request, *args, **kwargs)
+        if self.refused:
+            response.status_code = 400
         return response
-    progress = campaigns.campaign_progress(campaign)
-    overdue = progress["totals"]["overdue"] > 0
-    panels = []
-    for action in CAMPAIGN_ACTIONS.values():
-        if not action.is_available(campaign):
-            continue
-        if failed and failed[0].slug == action.slug:
-            panels.append({"action": action, "form": failed[1], "open": True})
-        else:
-            panels.append({"action": action, "form": action.form(), "open": False})
-    context = {
-        "campaign": campaign,
-        "scope": _scope_summary(campaign),
-        "progress": progress,
-        "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
-        "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),
-        "notifications": _notifications(campaign),
-        "reviewer_quality": review_quality.reviewer_quality_rows(campaign),
-        "reminder_days": campaigns.reminder_schedule(campaign),
-        "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
-                               else campaign.release_grace_days),
-        "filter": filterset,
-        "table": table,
-        "action_panels": panels,
-        "refused_action": failed[0] if failed else None,
-        "refused_messages": [m for errors in failed[1].errors.values() for m in errors] if failed else [],
-    }
-    response = render(request, "attestations/campaign_detail.html", context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+
+    def post(self, request, *args, **kwargs):
+        if self.refused is None:
+            return self.http_method_not_allowed(request, *args, **kwargs)
+        return self.get(request, *args, **kwargs)
+
+    def visible_to(self, user):
+        return AttestationItem.objects.filter(campaign=self.campaign).select_related(
+            "key__workflow__customer", "reviewer", "delegate", "decided_by"
+        )
+
+    def get_filterset_kwargs(self, filterset_class):
+        return super().get_filterset_kwargs(filterset_class) | {"campaign": self.campaign}
+
+    def get_list_url(self) -> str:
+        return self.campaign.get_absolute_url()  # also when a refused step shows the page at the step's URL
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if self.is_partial():
+            return context
+        campaign, refused = self.campaign, self.refused
+        progress = campaigns.campaign_progress(campaign)
+        overdue = progress["totals"]["overdue"] > 0
+        panels = []
+        for action in CAMPAIGN_ACTIONS.values():
+            if not action.is_available(campaign):
+                continue
+            if refused and refused[0].slug == action.slug:
+                panels.append({"action": action, "form": refused[1], "open": True})
+            else:
+                panels.append({"action": action, "form": action.form(), "open": False})
+        context.update({
+            "campaign": campaign,
+            "scope": _scope_summary(campaign),
+            "progress": progress,
+            "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
+            "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),
+            "notifications": _notifications(campaign),
+            "reviewer_quality": review_quality.reviewer_quality_rows(campaign),
+            "reminder_days": campaigns.reminder_schedule(campaign),
+            "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
+                                   else campaign.release_grace_days),
+            "action_panels": panels,
+            "refused_action": refused[0] if refused else None,
+            "refused_messages": [m for errors in refused[1].errors.values() for m in errors] if refused else [],
+        })
+        return context
 
 
 def _campaigns():
     return Campaign.objects.select_related("schedule", "created_by", "launched_by", "closed_by")
-
-
-@compliance_required
-def campaign_detail(request, pk):
-    campaign = get_object_or_404(_campaigns(), pk=pk)
-    return _render_detail(request, campaign)
 
 
 @compliance_required
@@ -276,5 +276,4 @@ def campaign_action(request, pk, action):
         else:
             messages.success(request, message)
             return redirect(campaign)
-    campaign.refresh_from_db()
-    return _render_detail(request, campaign, failed=(spec, form), status=400)
+    return CampaignDetailView.as_view(refused=(spec, form))(request, pk=pk)

@@ -6,29 +6,36 @@ Who sees which export is ``evidence.exports_visible_to``: an export the user may
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
 from portal import audit, roles
+from portal.lists import ObjectListView
 from portal.models import AccessAction
 
 from . import evidence
 from .evidence_forms import ExportRequestForm
+from .filters import EvidenceExportFilterSet
 from .models import EvidenceExport
+from .tables import EvidenceExportTable
 
 EXPORTS_PER_PAGE = 50
 
 
-@login_required
-def export_list(request):
-    exports = evidence.exports_visible_to(request.user).order_by("-requested_at", "-pk")
-    page = Paginator(exports, EXPORTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "attestations/export_list.html", {
-        "page": page, "exports": page.object_list, "can_request_reports": roles.sees_everything(request.user),
-    })
+class ExportListView(ObjectListView):
+    table_class = EvidenceExportTable
+    filterset_class = EvidenceExportFilterSet
+    template_name = "attestations/export_list.html"
+    ordering = ("-requested_at", "-pk")
+    per_page = EXPORTS_PER_PAGE
+
+    def visible_to(self, user):
+        return evidence.exports_visible_to(user)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs) | {"can_request_reports": roles.sees_everything(self.request.user)}
 
 
 @login_required

@@ -2,10 +2,10 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 
-from keys.models import Customer
+from keys.models import ApiKey, Customer
 
 from .choices import CampaignStatus, ItemStatus, Recommendation
-from .models import AttestationItem, Campaign, CampaignSchedule
+from .models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport
 
 
 class CampaignFilterSet(django_filters.FilterSet):
@@ -55,3 +55,24 @@ class AttestationItemFilterSet(django_filters.FilterSet):
         self.filters["reviewer"].queryset = (
             get_user_model().objects.filter(review_items__campaign=campaign).distinct().order_by("username")
         )
+
+
+class EvidenceExportFilterSet(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=EvidenceExport.Kind.choices, empty_label="Any kind")
+    status = django_filters.ChoiceFilter(choices=EvidenceExport.Status.choices, empty_label="Any status")
+
+    class Meta:
+        model = EvidenceExport
+        fields = ["kind", "status"]
+
+
+class SuccessionFilterSet(django_filters.FilterSet):
+    """Departed owners' keys waiting for a successor."""
+
+    owner = django_filters.CharFilter(
+        field_name="owner__username", lookup_expr="icontains", label="Departed owner", max_length=150
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["owner"]

@@ -4,17 +4,19 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from keys.models import ApiKey
 from portal.errors import ServiceError
+from portal.lists import ObjectListView
 
 from . import successions
 from .choices import TransferStatus
+from .filters import SuccessionFilterSet
 from .models import OwnershipTransfer
+from .tables import SuccessionTable
 
 
 class SuccessorForm(forms.Form):
@@ -22,23 +24,20 @@ class SuccessorForm(forms.Form):
     reason = forms.CharField(max_length=2000, required=False, label="Note to the successor")
 
 
-class SuccessionFilterForm(forms.Form):
-    owner = forms.CharField(required=False, max_length=150, label="Departed owner")
+class SuccessionListView(ObjectListView):
+    """The keys of departed owners that the user may name a successor for (attestations.successions)."""
 
+    table_class = SuccessionTable
+    filterset_class = SuccessionFilterSet
+    template_name = "attestations/succession_list.html"
+    ordering = ("owner__username", "label", "pk")
+    per_page = 50
 
-@login_required
-def succession_list(request):
-    filter_form = SuccessionFilterForm(request.GET or None)
-    keys = successions.keys_awaiting_successor(request.user).prefetch_related(
-        Prefetch("transfers", OwnershipTransfer.objects.filter(status=TransferStatus.PENDING).select_related("to_user"),
-                 to_attr="pending_transfers")
-    ).order_by("owner__username", "label", "pk")
-    if filter_form.is_valid() and filter_form.cleaned_data["owner"]:
-        keys = keys.filter(owner__username__icontains=filter_form.cleaned_data["owner"])
-    page = Paginator(keys, 50).get_page(request.GET.get("page"))
-    return render(request, "attestations/succession_list.html", {
-        "page": page, "filter_form": filter_form, "form": SuccessorForm(),
-    })
+    def visible_to(self, user):
+        return successions.keys_awaiting_successor(user).prefetch_related(
+            Prefetch("transfers", OwnershipTransfer.objects.filter(status=TransferStatus.PENDING)
+                     .select_related("to_user"), to_attr="pending_transfers")
+        )
 
 
 @login_required

@@ -2,11 +2,12 @@ import django_tables2 as tables
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from keys.tables import badge
 
 from .choices import ItemStatus
-from .models import AttestationItem, Campaign
+from .models import AttestationItem, Campaign, EvidenceExport
 
 
 def with_progress(campaigns):
@@ -104,3 +105,67 @@ class AttestationItemTable(tables.Table):
 
     def render_item(self, record):
         return format_html('<a href="{}">#{}</a>', record.get_absolute_url(), record.pk)
+
+
+class EvidenceExportTable(tables.Table):
+    export = tables.TemplateColumn(
+        '<a href="{% url \'attestations:export\' record.pk %}">{{ record.get_kind_display }} #{{ record.pk }}</a>',
+        verbose_name="Export",
+    )
+    subject = tables.TemplateColumn("{{ record.parameters.subject }}", verbose_name="Subject")
+    requested_at = tables.TemplateColumn(
+        '<time datetime="{{ record.requested_at|date:\'c\' }}">{{ record.requested_at|date:"DATETIME_FORMAT" }}</time>',
+        verbose_name="Requested",
+    )
+    requested_by = tables.Column(verbose_name="By")
+    status = tables.Column(attrs={"td": {"class": lambda record: f"export-status-{record.status}"}})
+    page_count = tables.Column(verbose_name="Pages", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
+    sha256 = tables.TemplateColumn(
+        "{% if record.sha256 %}<code>{{ record.sha256|truncatechars:13 }}</code>{% endif %}", verbose_name="SHA-256"
+    )
+    download = tables.Column(accessor="pk", verbose_name=mark_safe('<span class="visually-hidden">Download</span>'))
+
+    class Meta:
+        attrs = {"class": "data-table"}
+        orderable = False
+        empty_text = "No export matches."
+
+    def render_requested_by(self, record):
+        return record.requested_by.get_username()
+
+    def render_status(self, record):
+        if record.status == EvidenceExport.Status.RENDERING:
+            return f"{record.get_status_display()} ({record.progress}%)"
+        return record.get_status_display()
+
+    def render_page_count(self, record):
+        return record.page_count or ""
+
+    def render_download(self, record):
+        if record.status != EvidenceExport.Status.DONE:
+            return ""
+        return format_html('<a href="{}">Download</a>', reverse("attestations:export-download", args=[record.pk]))
+
+
+class SuccessionTable(tables.Table):
+    """Departed owners' live keys, each with the successor asked or the form naming one."""
+
+    key = tables.TemplateColumn(
+        '<a href="{{ record.get_absolute_url }}">{{ record.label }}</a> <code class="prefix">{{ record.prefix }}…</code>',
+        verbose_name="Key",
+    )
+    workflow = tables.TemplateColumn(
+        '{{ record.workflow.customer.name }}<br><span class="muted">{{ record.workflow.name }}</span>',
+        verbose_name="Customer / workflow",
+    )
+    owner = tables.Column(verbose_name="Departed owner")
+    successor = tables.TemplateColumn(template_name="attestations/_succession_successor.html", verbose_name="Successor")
+
+    class Meta:
+        attrs = {"class": "data-table"}
+        row_attrs = {"id": lambda record: f"succession-key-{record.pk}"}
+        orderable = False
+        empty_text = "No departed owner's key is waiting for you."
+
+    def render_owner(self, record):
+        return record.owner.get_username()

@@ -63,14 +63,6 @@ class CodeForm(ServiceErrorsMixin, forms.Form):
     )
 
 
-class ContactFilterForm(forms.Form):
-    customer = forms.ModelChoiceField(queryset=Customer.objects.order_by("name"), required=False,
-                                      empty_label="Any customer")
-    q = forms.CharField(required=False, max_length=200, label="Name or email")
-    active = forms.ChoiceField(choices=[("", "Active and deactivated"), ("yes", "Active"), ("no", "Deactivated")],
-                               required=False, label="Status")
-
-
 class ContactItemFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Waiting for you"), ("decided", "Decided")], required=False,
                                label="Show")

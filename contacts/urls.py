@@ -4,7 +4,7 @@ from . import views
 
 app_name = "contacts"
 urlpatterns = [
-    path("contacts/", views.contact_list, name="list"),
+    path("contacts/", views.ContactListView.as_view(), name="list"),
     path("contacts/invite/", views.invite, name="invite"),
     path("contacts/<int:pk>/", views.contact_detail, name="detail"),
     path("contacts/<int:pk>/send-link/", views.send_link, name="send-link"),

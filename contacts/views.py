@@ -16,13 +16,16 @@ from attestations.forms import DECISION_FORMS, DecisionForm
 from portal import roles
 from portal.audit import record_access
 from portal.errors import ServiceError
+from portal.lists import STAFF, ObjectListView
 from portal.models import AccessAction
 
 from . import access
 from .access import ContactError, LinkRefused
-from .forms import AssignKeyForm, CodeForm, ContactFilterForm, ContactItemFilterForm, DeactivateForm, InviteForm
+from .filters import CustomerContactFilterSet
+from .forms import AssignKeyForm, CodeForm, ContactItemFilterForm, DeactivateForm, InviteForm
 from .middleware import CONTACT_SESSION_KEY, is_contact_session
 from .models import AccessLink, CustomerContact
+from .tables import CustomerContactTable
 
 PER_PAGE = 50
 ITEMS_PER_PAGE = 25
@@ -35,27 +38,21 @@ def _require_compliance(request):
         raise PermissionDenied("Customer contacts are managed by compliance and admins.")
 
 
-@login_required
-def contact_list(request):
-    _require_compliance(request)
-    contacts = CustomerContact.objects.visible_to(request.user).select_related("customer", "invited_by").annotate(
+class ContactListView(ObjectListView):
+    queryset = CustomerContact.objects.select_related("customer", "invited_by").annotate(
         key_count=Count("user__owned_keys", distinct=True),
         pending_count=Count("user__review_items", filter=Q(user__review_items__status=ItemStatus.PENDING), distinct=True),
     )
-    filters = ContactFilterForm(request.GET or None)
-    if filters.is_valid():
-        data = filters.cleaned_data
-        if data["customer"]:
-            contacts = contacts.filter(customer=data["customer"])
-        if data["q"]:
-            contacts = contacts.filter(Q(name__icontains=data["q"]) | Q(email__icontains=data["q"]))
-        if data["active"]:
-            contacts = contacts.filter(is_active=data["active"] == "yes")
-    page = Paginator(contacts.order_by("customer__name", "name", "pk"), PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "contacts/contact_list.html", {
-        "filters": filters, "page": page, "page_range": page.paginator.get_elided_page_range(page.number),
-        "query": request.GET.copy(),
-    })
+    table_class = CustomerContactTable
+    filterset_class = CustomerContactFilterSet
+    template_name = "contacts/contact_list.html"
+    ordering = ("customer__name", "name", "pk")
+    per_page = PER_PAGE
+    allowed_roles = STAFF
+    permission_denied_message = "Customer contacts are managed by compliance and admins."
+
+    def test_func(self) -> bool:
+        return not is_contact_session(self.request) and super().test_func()
 
 
 @login_required

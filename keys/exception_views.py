@@ -3,106 +3,36 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import django_filters
-import django_tables2 as tables
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
-from django_filters.views import FilterView
-from django_tables2 import SingleTableMixin
 
 from portal import roles
+from portal.lists import ObjectListView
 
 from . import exceptions
 from .choices import EXCEPTION_TRANSITIONS, ExceptionKind, ExceptionStatus
 from .exception_forms import ApproveExceptionForm, ExceptionRequestForm, ReasonForm, RenewExceptionForm
 from .exceptions import KeyExceptionError
-from .filters import visible_customers
+from .filters import KeyExceptionFilterSet
 from .forms import LifecycleForm
 from .models import KeyException
-from .tables import badge
+from .tables import KeyExceptionTable
 from .views import visible_keys
 
 
-def overdue_q(today) -> Q:
-    """Approved or expired exceptions whose end or review date has passed."""
-    return Q(status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED]) & (
-        Q(kind=ExceptionKind.TRANSITIONAL, end_date__lt=today) | Q(kind=ExceptionKind.PERMANENT, review_date__lt=today)
-    )
-
-
-class KeyExceptionFilterSet(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
-    kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices, empty_label="Any kind")
-    customer = django_filters.ModelChoiceFilter(
-        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
-    )
-    overdue = django_filters.BooleanFilter(
-        method="filter_overdue", label="Due date",
-        widget=forms.Select(choices=[("", "Any due date"), ("true", "Past due"), ("false", "Not past due")]),
-    )
-
-    class Meta:
-        model = KeyException
-        fields = ["status", "kind", "customer"]
-
-    def filter_overdue(self, queryset, name, value):
-        if value is None:
-            return queryset
-        overdue = overdue_q(timezone.localdate())
-        return queryset.filter(overdue) if value else queryset.exclude(overdue)
-
-
-class KeyExceptionTable(tables.Table):
-    id = tables.Column(verbose_name="#", linkify=("keys:exception", {"pk": tables.A("pk")}))
-    key = tables.Column(accessor="key__label", verbose_name="Key", linkify=lambda record: record.key.get_absolute_url())
-    customer = tables.Column(accessor="key__workflow__customer__name", verbose_name="Customer")
-    kind = tables.Column()
-    status = tables.Column()
-    due = tables.DateColumn(accessor="due_on", verbose_name="Due", short=True, orderable=False)
-    requested_by = tables.Column(accessor="requested_by__username", verbose_name="Requested by")
-    requested_at = tables.DateColumn(verbose_name="Requested", short=True)
-    decided_by = tables.Column(accessor="decided_by__username", verbose_name="Decided by", default="—")
-
-    class Meta:
-        model = KeyException
-        fields = ("id", "key", "customer", "kind", "status", "due", "requested_by", "requested_at", "decided_by")
-        attrs = {"class": "data-table"}
-        empty_text = "No exceptions match these filters."
-
-    def render_kind(self, record):
-        return record.get_kind_display().split(" (")[0]
-
-    def render_status(self, record):
-        text = badge("exception", record.status, record.get_status_display())
-        if record.lapsed_on:
-            text += " " + badge("flag", "lapsed", "Lapsed")
-        return text
-
-
-class ExceptionListView(LoginRequiredMixin, SingleTableMixin, FilterView):
+class ExceptionListView(ObjectListView):
     table_class = KeyExceptionTable
     filterset_class = KeyExceptionFilterSet
     template_name = "keys/exception_list.html"
-    table_pagination = {"per_page": 25}
+    table_id = "exception-table"
 
-    def get_queryset(self):
-        return exceptions.visible_exceptions(self.request.user).select_related(
-            "key__workflow__customer", "requested_by", "decided_by"
-        )
-
-    def render_to_response(self, context, **response_kwargs):
-        response = super().render_to_response(context, **response_kwargs)
-        patch_vary_headers(response, ["HX-Request"])
-        return response
+    def visible_to(self, user):
+        return exceptions.visible_exceptions(user).select_related("key__workflow__customer", "requested_by", "decided_by")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,13 @@ def visible_exceptions(user):
     return KeyException.objects.filter(key__in=ApiKey.objects.visible_to(user))
 
 
+def overdue_q(today: datetime.date) -> Q:
+    """Approved or expired exceptions whose end or review date has passed."""
+    return Q(status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED]) & (
+        Q(kind=ExceptionKind.TRANSITIONAL, end_date__lt=today) | Q(kind=ExceptionKind.PERMANENT, review_date__lt=today)
+    )
+
+
 def control_labels(exception: KeyException) -> list[str]:
     labels = dict(CompensatingControl.choices)
     return [labels.get(value, value) for value in exception.compensating_controls or []]

@@ -7,18 +7,17 @@ may not see the matched key gets the same answer as for no match.
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.generic import ListView
 
-from portal import roles
+from portal.lists import STAFF, ObjectListView
 
 from .choices import ExposureSource
 from .exposures import ExposureError, report_exposure
+from .filters import ExposureFilterSet
 from .forms import LifecycleForm, SecretField
 from .models import ApiKey, Exposure
+from .tables import ExposureTable
 
 NO_MATCH = "Thank you: the report is recorded. It matches none of the keys you can see."
 
@@ -53,15 +52,11 @@ def report_exposure_view(request):
     return render(request, "keys/exposure_report.html", {"form": form}, status=400 if form.errors else 200)
 
 
-class ExposureListView(LoginRequiredMixin, ListView):
+class ExposureListView(ObjectListView):
+    queryset = Exposure.objects.select_related("key__workflow__customer", "reported_by")
+    table_class = ExposureTable
+    filterset_class = ExposureFilterSet
     template_name = "keys/exposure_list.html"
-    paginate_by = 25
-    context_object_name = "exposures"
-
-    def dispatch(self, request, *args, **kwargs):
-        if request.user.is_authenticated and not roles.sees_everything(request.user):
-            raise PermissionDenied("Only compliance and admins see exposure reports.")
-        return super().dispatch(request, *args, **kwargs)
-
-    def get_queryset(self):
-        return Exposure.objects.select_related("key__workflow__customer", "reported_by").order_by("-reported_at", "-pk")
+    ordering = ("-reported_at", "-pk")
+    allowed_roles = STAFF
+    permission_denied_message = "Only compliance and admins see exposure reports."

@@ -7,11 +7,36 @@ from django.utils import timezone
 
 from portal import roles
 
-from .choices import Environment, KeyStatus, RiskTier
-from .models import ApiKey, Customer, Workflow
+from .choices import (
+    OPEN_RELEASE_STATUSES,
+    OPEN_REVOCATION_STATUSES,
+    Environment,
+    ExceptionKind,
+    ExceptionStatus,
+    ExposureSource,
+    IssuingSystemKind,
+    KeyStatus,
+    ReleaseStatus,
+    RevocationRequestStatus,
+    RiskTier,
+)
+from .exceptions import overdue_q
+from .models import (
+    ApiKey,
+    Customer,
+    Exposure,
+    IntegrationToken,
+    IssuingSystem,
+    KeyException,
+    KeyRelease,
+    RevocationRequest,
+    Workflow,
+)
 from .tokens import customer_scope_q, request_token, workflow_scope_q
 
 REVIEW_HORIZON_DAYS = 30
+# The choice that stands for every status still waiting for someone (releases, revocations).
+OPEN = "open"
 
 
 def visible_customers(request):
@@ -86,3 +111,121 @@ class ApiKeyFilterSet(django_filters.FilterSet):
             return queryset
         cutoff = timezone.now() - datetime.timedelta(days=int(value))
         return queryset.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+
+
+def key_search_q(value: str, prefix: str = "key__") -> Q:
+    return Q(**{f"{prefix}label__icontains": value}) | Q(**{f"{prefix}prefix__icontains": value})
+
+
+class KeyExceptionFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
+    kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices, empty_label="Any kind")
+    customer = django_filters.ModelChoiceFilter(
+        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+    )
+    overdue = django_filters.BooleanFilter(
+        method="filter_overdue", label="Due date",
+        widget=forms.Select(choices=[("", "Any due date"), ("true", "Past due"), ("false", "Not past due")]),
+    )
+
+    class Meta:
+        model = KeyException
+        fields = ["status", "kind", "customer"]
+
+    def filter_overdue(self, queryset, name, value):
+        if value is None:
+            return queryset
+        overdue = overdue_q(timezone.localdate())
+        return queryset.filter(overdue) if value else queryset.exclude(overdue)
+
+
+class KeyReleaseFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Key", widget=forms.TextInput(
+        attrs={"placeholder": "Label or prefix", "type": "search"}
+    ))
+    state = django_filters.ChoiceFilter(label="Status", method="filter_state", empty_label="Any status",
+                                        choices=[(OPEN, "Open (watching or held)"), *ReleaseStatus.choices])
+    customer = django_filters.ModelChoiceFilter(
+        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+    )
+
+    class Meta:
+        model = KeyRelease
+        fields = ["q", "state", "customer"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(key_search_q(value)) if value else queryset
+
+    def filter_state(self, queryset, name, value):
+        if value == OPEN:
+            return queryset.filter(status__in=OPEN_RELEASE_STATUSES)
+        return queryset.filter(status=value) if value else queryset
+
+
+class RevocationRequestFilterSet(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(
+        label="Status", method="filter_state", empty_label="Any status",
+        choices=[(OPEN, "Open (not yet confirmed at the issuer)"), *RevocationRequestStatus.choices],
+    )
+    issuing_system = django_filters.ModelChoiceFilter(
+        queryset=IssuingSystem.objects.all(), empty_label="Any issuing system"
+    )
+    kind = django_filters.ChoiceFilter(
+        field_name="issuing_system__kind", label="Kind", choices=IssuingSystemKind.choices, empty_label="Any kind"
+    )
+    emergency = django_filters.BooleanFilter(
+        widget=forms.Select(choices=[("", "Any urgency"), ("true", "Emergency only"), ("false", "Routine only")])
+    )
+
+    class Meta:
+        model = RevocationRequest
+        fields = ["state", "issuing_system", "kind", "emergency"]
+
+    def __init__(self, data=None, *args, **kwargs):
+        # Open requests unless asked otherwise: that is the work waiting for someone.
+        if data is None or "state" not in data:
+            data = data.copy() if data is not None else {}
+            data["state"] = OPEN
+        super().__init__(data, *args, **kwargs)
+
+    def filter_state(self, queryset, name, value):
+        if value == OPEN:
+            return queryset.filter(status__in=OPEN_REVOCATION_STATUSES)
+        return queryset.filter(status=value) if value else queryset
+
+
+class ExposureFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search", widget=forms.TextInput(
+        attrs={"placeholder": "Location, notes or key", "type": "search"}
+    ))
+    matched = django_filters.BooleanFilter(
+        field_name="key", lookup_expr="isnull", exclude=True, label="Match",
+        widget=forms.Select(choices=[("", "Matched or not"), ("true", "Matches a key"), ("false", "No matching key")]),
+    )
+    source = django_filters.ChoiceFilter(choices=ExposureSource.choices, empty_label="Any source")
+
+    class Meta:
+        model = Exposure
+        fields = ["q", "matched", "source"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(location__icontains=value) | Q(notes__icontains=value) | key_search_q(value))
+
+
+class IntegrationTokenFilterSet(django_filters.FilterSet):
+    active = django_filters.BooleanFilter(
+        field_name="revoked_at", lookup_expr="isnull", label="Status",
+        widget=forms.Select(choices=[("", "Active and revoked"), ("true", "Active"), ("false", "Revoked")]),
+    )
+    issuing_system = django_filters.ModelChoiceFilter(
+        queryset=IssuingSystem.objects.all(), empty_label="Any issuing system"
+    )
+    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.all(), empty_label="Any customer")
+
+    class Meta:
+        model = IntegrationToken
+        fields = ["active", "issuing_system", "customer"]

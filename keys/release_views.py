@@ -1,37 +1,22 @@
 """Releases in their grace window: the list, and rolling back or revoking early (keys.releases)."""
 
-import django_filters
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
-from django_filters.views import FilterView
+
+from portal.lists import ObjectListView
 
 from . import releases
-from .choices import OPEN_RELEASE_STATUSES, ReleaseStatus
+from .filters import KeyReleaseFilterSet
 from .forms import LifecycleForm
 from .lifecycle import LifecycleError
 from .models import ApiKey, KeyRelease
+from .tables import KeyReleaseTable
 
-OPEN = "open"
 RELEASE_ACTIONS = {"rollback": releases.roll_back, "revoke": releases.revoke_now}
-
-
-class ReleaseFilterSet(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(label="Status", method="filter_state", empty_label="Any status",
-                                        choices=[(OPEN, "Open (watching or held)"), *ReleaseStatus.choices])
-
-    class Meta:
-        model = KeyRelease
-        fields = ["state"]
-
-    def filter_state(self, queryset, name, value):
-        if value == OPEN:
-            return queryset.filter(status__in=OPEN_RELEASE_STATUSES)
-        return queryset.filter(status=value) if value else queryset
 
 
 class ReleaseDecisionForm(forms.Form):
@@ -59,13 +44,15 @@ def visible_releases(user):
         "key__workflow__customer", "key__owner", "requested_by", "decided_by")
 
 
-class ReleaseListView(LoginRequiredMixin, FilterView):
+class ReleaseListView(ObjectListView):
+    table_class = KeyReleaseTable
+    filterset_class = KeyReleaseFilterSet
     template_name = "keys/release_list.html"
-    filterset_class = ReleaseFilterSet
-    paginate_by = 50
+    ordering = ("-started_at", "-pk")
+    per_page = 50
 
-    def get_queryset(self):
-        return visible_releases(self.request.user).order_by("-started_at", "-pk")
+    def visible_to(self, user):
+        return visible_releases(user)
 
 
 @login_required

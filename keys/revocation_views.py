@@ -4,57 +4,22 @@ Admins and compliance see the list (compliance reads everything); only admins co
 keys.revocation.confirm_revocation.
 """
 
-import django_filters
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
-from django_filters.views import FilterView
 
 from portal import roles
+from portal.lists import STAFF, ObjectListView
 
 from . import revocation
-from .choices import CONFIRMABLE_REVOCATION_STATUSES, OPEN_REVOCATION_STATUSES, IssuingSystemKind, RevocationRequestStatus
-from .models import IssuingSystem, RevocationRequest
-
-OPEN = "open"
-
-
-class RevocationRequestFilterSet(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(
-        label="Status", method="filter_state", empty_label="Any status",
-        choices=[(OPEN, "Open (not yet confirmed at the issuer)"), *RevocationRequestStatus.choices],
-    )
-    issuing_system = django_filters.ModelChoiceFilter(
-        queryset=IssuingSystem.objects.all(), empty_label="Any issuing system"
-    )
-    kind = django_filters.ChoiceFilter(
-        field_name="issuing_system__kind", label="Kind", choices=IssuingSystemKind.choices, empty_label="Any kind"
-    )
-    emergency = django_filters.BooleanFilter(
-        widget=forms.Select(choices=[("", "Any urgency"), ("true", "Emergency only"), ("false", "Routine only")])
-    )
-
-    class Meta:
-        model = RevocationRequest
-        fields = ["state", "issuing_system", "kind", "emergency"]
-
-    def __init__(self, data=None, *args, **kwargs):
-        # Open requests unless asked otherwise: that is the work waiting for someone.
-        if data is None or "state" not in data:
-            data = data.copy() if data is not None else {}
-            data["state"] = OPEN
-        super().__init__(data, *args, **kwargs)
-
-    def filter_state(self, queryset, name, value):
-        if value == OPEN:
-            return queryset.filter(status__in=OPEN_REVOCATION_STATUSES)
-        return queryset.filter(status=value) if value else queryset
+from .filters import RevocationRequestFilterSet
+from .models import RevocationRequest
+from .tables import RevocationRequestTable
 
 
 class ConfirmRevocationForm(forms.Form):
@@ -64,33 +29,19 @@ class ConfirmRevocationForm(forms.Form):
     )
 
 
-class RevocationListView(LoginRequiredMixin, FilterView):
+class RevocationListView(ObjectListView):
+    queryset = RevocationRequest.objects.select_related(
+        "key__workflow__customer", "issuing_system", "requested_by", "confirmed_by"
+    )
+    table_class = RevocationRequestTable
     filterset_class = RevocationRequestFilterSet
     template_name = "keys/revocations.html"
-    paginate_by = 25
+    ordering = ("-emergency", "-requested_at", "-pk")
+    allowed_roles = STAFF
+    permission_denied_message = "Only admins and compliance see revocation requests."
 
-    def dispatch(self, request, *args, **kwargs):
-        if request.user.is_authenticated and not roles.sees_everything(request.user):
-            raise PermissionDenied("Only admins and compliance see revocation requests.")
-        return super().dispatch(request, *args, **kwargs)
-
-    def get_queryset(self):
-        return RevocationRequest.objects.select_related(
-            "key__workflow__customer", "issuing_system", "requested_by", "confirmed_by"
-        ).order_by("-emergency", "-requested_at", "-pk")
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        can_confirm = roles.is_admin(self.request.user)
-        context["can_confirm"] = can_confirm
-        context["confirmable"] = {
-            r.pk for r in context["object_list"] if can_confirm and r.status in CONFIRMABLE_REVOCATION_STATUSES
-        }
-        context["confirm_form"] = ConfirmRevocationForm(auto_id=False)
-        query = self.request.GET.copy()
-        query.pop("page", None)
-        context["filter_query"] = query.urlencode()
-        return context
+    def get_table_kwargs(self):
+        return {} if roles.is_admin(self.request.user) else {"exclude": ("confirm",)}
 
 
 @login_required

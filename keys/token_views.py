@@ -8,15 +8,19 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect, render
+from django.db.models import F
+from django.shortcuts import get_object_or_404, redirect
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
 from portal import roles
+from portal.lists import ObjectListView
 
 from . import tokens
+from .filters import IntegrationTokenFilterSet
 from .forms import LifecycleForm
 from .models import Customer, IntegrationToken, IssuingSystem
+from .tables import IntegrationTokenTable
 
 User = get_user_model()
 
@@ -37,40 +41,53 @@ class TokenForm(LifecycleForm):
                                            "(not an admin or compliance user).",
     )
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "id_token_%s")  # the filter bar on the same page has fields of these names
+        super().__init__(*args, **kwargs)
+
 
 def _require_admin(request):
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins manage integration tokens.")
 
 
-def _render(request, form, plaintext=None, created=None, status=200):
-    context = {
-        "form": form,
-        "tokens": IntegrationToken.objects.select_related("issuing_system", "customer", "acts_as", "created_by")
-        .order_by("revoked_at", "name", "pk"),
-        "plaintext": plaintext,
-        "created": created,
-    }
-    response = render(request, "keys/tokens.html", context, status=status)
-    add_never_cache_headers(response)
-    return response
+class TokenListView(ObjectListView):
+    """The tokens, and the form creating one: its answer shows the new token, once."""
 
+    queryset = IntegrationToken.objects.select_related("issuing_system", "customer", "acts_as", "created_by")
+    table_class = IntegrationTokenTable
+    filterset_class = IntegrationTokenFilterSet
+    template_name = "keys/tokens.html"
+    ordering = (F("revoked_at").asc(nulls_first=True), "name", "pk")  # active tokens first
+    per_page = 50
+    allowed_roles = (roles.ADMIN,)
+    permission_denied_message = "Only admins manage integration tokens."
 
-@login_required
-def tokens_view(request):
-    _require_admin(request)
-    if request.method != "POST":
-        return _render(request, TokenForm())
-    form = TokenForm(request.POST)
-    if form.is_valid():
-        try:
-            token, plaintext = tokens.create_token(actor=request.user, **form.cleaned_data)
-        except tokens.TokenError as error:
-            form.add_lifecycle_errors(error)
-        else:
-            # Shown in this one response, never again: there is nothing to show it from later.
-            return _render(request, TokenForm(), plaintext=plaintext, created=token, status=201)
-    return _render(request, form, status=400)
+    def post(self, request, *args, **kwargs):
+        form = TokenForm(request.POST)
+        context, status = {"form": form}, 400
+        if form.is_valid():
+            try:
+                token, plaintext = tokens.create_token(actor=request.user, **form.cleaned_data)
+            except tokens.TokenError as error:
+                form.add_lifecycle_errors(error)
+            else:
+                # Shown in this one response, never again: there is nothing to show it from later.
+                context, status = {"form": TokenForm(), "plaintext": plaintext, "created": token}, 201
+        self.extra_context = context
+        response = self.get(request, *args, **kwargs)
+        response.status_code = status
+        return response
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.setdefault("form", TokenForm())
+        return context
+
+    def render_to_response(self, context, **response_kwargs):
+        response = super().render_to_response(context, **response_kwargs)
+        add_never_cache_headers(response)
+        return response
 
 
 @login_required

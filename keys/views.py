@@ -6,18 +6,15 @@ from dataclasses import dataclass, field
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
-from django_filters.views import FilterView
-from django_tables2 import SingleTableMixin
 
 from portal import roles
+from portal.lists import ObjectListView
 
 from . import exceptions, lifecycle, releases
 from .choices import KEY_TRANSITIONS, LifecycleAction
@@ -49,24 +46,13 @@ def visible_keys(user):
     )
 
 
-class KeyListView(LoginRequiredMixin, SingleTableMixin, FilterView):
+class KeyListView(ObjectListView):
+    queryset = ApiKey.objects.select_related("workflow__customer", "owner")
     table_class = ApiKeyTable
     filterset_class = ApiKeyFilterSet
     template_name = "keys/key_list.html"
-    table_pagination = {"per_page": 25}
-
-    def get_queryset(self):
-        return ApiKey.objects.visible_to(self.request.user).select_related("workflow__customer", "owner")
-
-    def get_template_names(self):
-        if self.request.htmx:
-            return ["keys/_key_table.html"]
-        return [self.template_name]
-
-    def render_to_response(self, context, **response_kwargs):
-        response = super().render_to_response(context, **response_kwargs)
-        patch_vary_headers(response, ["HX-Request"])
-        return response
+    table_id = "key-table"
+    refresh_in_place = True
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ from django.utils import timezone
 from rest_framework import serializers, viewsets
 
 from ..choices import CompensatingControl, ExceptionKind, ExceptionStatus
-from ..exception_views import overdue_q
-from ..exceptions import visible_exceptions
+from ..exceptions import overdue_q, visible_exceptions
 from ..models import KeyException
 
 

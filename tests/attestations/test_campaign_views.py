@@ -323,6 +323,8 @@ def test_cancel_needs_a_reason(client, compliance_user, draft):
     assert response.context["refused_action"].slug == "cancel"
     assert [p["action"].slug for p in response.context["action_panels"] if p["open"]] == ["cancel"]
     assert "field-invalid" in response.text
+    # The page shown at the step's URL still filters its items at the campaign's.
+    assert f'action="{campaign_url(draft)}" class="filter-bar"' in response.text
     draft.refresh_from_db()
     assert draft.status == CampaignStatus.DRAFT
 

@@ -1,0 +1,28 @@
+import django_filters
+from django.db.models import Q
+
+from keys.models import Customer
+
+from .models import CustomerContact
+
+
+class CustomerContactFilterSet(django_filters.FilterSet):
+    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.order_by("name"), empty_label="Any customer")
+    q = django_filters.CharFilter(method="search", label="Name or email", max_length=200)
+    active = django_filters.ChoiceFilter(
+        method="filter_active", label="Status", empty_label="Active and deactivated",
+        choices=[("yes", "Active"), ("no", "Deactivated")],
+    )
+
+    class Meta:
+        model = CustomerContact
+        fields = ["customer", "q", "active"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(email__icontains=value))
+
+    def filter_active(self, queryset, name, value):
+        return queryset.filter(is_active=value == "yes") if value else queryset
