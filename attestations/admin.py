@@ -1,10 +1,10 @@
 """The Django admin for campaigns: schedules are edited here; campaigns and items change state only
 through attestations.campaigns (admin actions), never by a plain save."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.errors import ServiceError
+from portal.admin import ReadOnlyAdminMixin, apply_to_selected
 
 from . import campaigns
 from .choices import CampaignStatus
@@ -25,43 +25,25 @@ class CampaignScheduleAdmin(SimpleHistoryAdmin):
     )
 
 
-class ReadOnlyAdmin(SimpleHistoryAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Campaign)
-class CampaignAdmin(ReadOnlyAdmin):
+class CampaignAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "status", "schedule", "launched_at", "due_on", "closed_at", "default_action")
     list_filter = ("status", "default_action", "schedule")
     search_fields = ("name",)
     list_select_related = ("schedule",)
     actions = ["launch", "close"]
 
-    def _run(self, request, queryset, step, done_word):
-        done = 0
-        for campaign in queryset:
-            try:
-                step(campaign, actor=request.user)
-                done += 1
-            except ServiceError as exc:
-                self.message_user(request, f"{campaign}: {exc}", messages.ERROR)
-        if done:
-            self.message_user(request, f"{done} campaign(s) {done_word}.", messages.SUCCESS)
-
     @admin.action(description="Launch the selected draft campaigns")
     def launch(self, request, queryset):
-        self._run(request, queryset.filter(status=CampaignStatus.DRAFT), campaigns.launch_campaign, "launched")
+        apply_to_selected(self, request, queryset.filter(status=CampaignStatus.DRAFT),
+                          lambda campaign, actor: campaigns.launch_campaign(campaign, actor=actor),
+                          verb="launched", noun="campaign")
 
     @admin.action(description="Close the selected active campaigns (applies the default action)")
     def close(self, request, queryset):
-        self._run(request, queryset.filter(status=CampaignStatus.ACTIVE), campaigns.close_campaign, "closed")
+        apply_to_selected(self, request, queryset.filter(status=CampaignStatus.ACTIVE),
+                          lambda campaign, actor: campaigns.close_campaign(campaign, actor=actor),
+                          verb="closed", noun="campaign")
 
     def has_change_permission(self, request, obj=None):
         # Actions need change permission; the form itself stays read-only through get_readonly_fields.
@@ -72,7 +54,7 @@ class CampaignAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AttestationItem)
-class AttestationItemAdmin(ReadOnlyAdmin):
+class AttestationItemAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("key", "campaign", "reviewer", "delegate", "status", "recommendation", "decided_at")
     list_filter = ("status", "campaign", "recommendation", "exception_lapsed")
     search_fields = ("key__label", "key__prefix", "reviewer__username")
@@ -81,14 +63,14 @@ class AttestationItemAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OwnershipTransfer)
-class OwnershipTransferAdmin(ReadOnlyAdmin):
+class OwnershipTransferAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("key", "from_user", "to_user", "status", "requested_at", "answered_at")
     list_filter = ("status",)
     list_select_related = ("key", "from_user", "to_user")
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("campaign", "kind", "recipient", "sequence", "item_count", "sent_at")
     list_filter = ("kind",)
     list_select_related = ("campaign", "recipient")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
@@ -35,15 +34,14 @@ from .choices import (
 )
 from .models import (
     AttestationItem,
-    AttestationItemUserObjectPermission,
     Campaign,
     CampaignSchedule,
     Notification,
     OwnershipTransfer,
+    may_decide,
 )
 
 User = get_user_model()
-DECIDE = "decide_attestationitem"
 UNUSED_DAYS = 90
 
 
@@ -52,15 +50,11 @@ class CampaignError(ServiceError):
 
 
 class NotAllowedToDecide(CampaignError):
-    """The actor holds no decide permission on the item."""
+    """The actor is neither the item's reviewer nor its delegate (``may_decide``)."""
 
 
 class AlreadyDecided(CampaignError):
     """The item is no longer pending."""
-
-
-def _decide_permission() -> Permission:
-    return Permission.objects.get(content_type__app_label="attestations", codename=DECIDE)
 
 
 def _check_transition(campaign: Campaign, action: str) -> None:
@@ -191,9 +185,9 @@ def launch_campaign(campaign: Campaign, *, actor) -> int:
 
 
 def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
-    """Write the items, their history records and the reviewers' decide permissions set-based.
+    """Write the items and their history records set-based.
 
-    Three INSERT ... SELECT statements, so launching scales with the database rather than with
+    Two INSERT ... SELECT statements, so launching scales with the database rather than with
     Python objects; the history rows carry the actor and reason like any other history record.
     """
     quote = connection.ops.quote_name
@@ -221,31 +215,12 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
             [timezone.now(), reason, "+", actor.pk, campaign.pk],
         )
         seal_ids(history_model, [row[0] for row in cursor.fetchall()])
-        cursor.execute(
-            f"INSERT INTO {quote(AttestationItemUserObjectPermission._meta.db_table)} "
-            f"(permission_id, user_id, content_object_id) "
-            f"SELECT %s, reviewer_id, id FROM {item_table} WHERE campaign_id = %s",
-            [_decide_permission().pk, campaign.pk],
-        )
     return created
 
 
-def _decide_grants(user):
-    return AttestationItemUserObjectPermission.objects.filter(user=user, permission__codename=DECIDE)
-
-
 def can_decide(user, item: AttestationItem) -> bool:
-    """The assigned reviewer and their delegate hold the decide permission on the item."""
-    if not user.is_authenticated:
-        return False
-    return _decide_grants(user).filter(content_object_id=item.pk).exists()
-
-
-def may_decide(user):
-    """``can_decide`` as an annotation, so the check is read with the item (and under its lock)."""
-    if not user.is_authenticated:
-        return Value(False)
-    return Exists(_decide_grants(user).filter(content_object_id=OuterRef("pk")))
+    """The assigned reviewer and their delegate (``AttestationItem.objects.decidable_by``)."""
+    return AttestationItem.objects.decidable_by(user).filter(pk=item.pk).exists()
 
 
 def _decision_keys(actor):
@@ -258,7 +233,7 @@ def _decision_keys(actor):
 def _locked_item(item_pk: int, actor) -> AttestationItem:
     """The item under its row lock, with its campaign and whether ``actor`` may decide it."""
     return (AttestationItem.objects.select_related("campaign").select_for_update(of=("self",))
-            .annotate(actor_may_decide=may_decide(actor))
+            .annotate(actor_may_decide=Case(When(may_decide(actor), then=True), default=False))
             .get(pk=item_pk))
 
 
@@ -405,12 +380,6 @@ def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
         raise CampaignError("Only the assigned reviewer can delegate the decision.")
     if to.pk == actor.pk:
         raise CampaignError("You cannot delegate to yourself.", field="to")
-    AttestationItemUserObjectPermission.objects.filter(content_object_id=item.pk, user_id=item.delegate_id).exclude(
-        user_id=item.reviewer_id
-    ).delete()
-    AttestationItemUserObjectPermission.objects.get_or_create(
-        content_object_id=item.pk, user=to, permission=_decide_permission()
-    )
     item.delegate = to
     attribute_change(item, actor, f"decision delegated to {to.get_username()}")
     item.save()
@@ -646,7 +615,7 @@ def mark_shown(user, item_ids) -> int:
     if not user.is_authenticated:
         return 0
     return (
-        AttestationItem.objects.filter(pk__in=list(item_ids), status=ItemStatus.PENDING, shown_at__isnull=True)
-        .filter(Q(reviewer=user) | Q(delegate=user))
+        AttestationItem.objects.decidable_by(user)
+        .filter(pk__in=list(item_ids), status=ItemStatus.PENDING, shown_at__isnull=True)
         .update(shown_at=timezone.now())
     )

@@ -98,19 +98,27 @@ class Campaign(Scope, Rules):
 
 class AttestationItemQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Compliance and admins see every item; anyone else sees items they review or were delegated."""
+        """Compliance and admins see every item; anyone else sees the items they may decide."""
         from portal import roles
 
         if not user.is_authenticated:
             return self.none()
         if roles.sees_everything(user):
             return self
-        return self.filter(models.Q(reviewer=user) | models.Q(delegate=user))
+        return self.decidable_by(user)
 
     def decidable_by(self, user):
+        """The items ``user`` may decide (``may_decide``): the inbox, the API, the contact pages, the
+        item's visibility and the decision itself all read this one rule."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(models.Q(reviewer=user) | models.Q(delegate=user))
+        return self.filter(may_decide(user))
+
+
+def may_decide(user) -> models.Q:
+    """Who may decide an item: its reviewer, and the delegate the reviewer named (a delegation replaces the
+    one before). ``user``: a user or a user's pk."""
+    return models.Q(reviewer=user) | models.Q(delegate=user)
 
 
 class AttestationItem(models.Model):

@@ -74,12 +74,6 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}{'•' * max(len(local) - 1, 2)}@{domain}"
 
 
-def contact_of(user) -> CustomerContact | None:
-    if not user.is_authenticated:
-        return None
-    return CustomerContact.objects.select_related("customer").filter(user=user).first()
-
-
 @sealed_atomic
 def invite_contact(*, actor, customer: Customer, name: str, email: str) -> tuple[CustomerContact, str]:
     """Create the contact (a user with no password, in the customer-contact group) and send a first link.

@@ -4,22 +4,13 @@ contact pages (contacts.access), so each change has its actor, reason and email.
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
+from portal.admin import ReadOnlyAdminMixin
+
 from .models import AccessLink, CustomerContact
 
 
-class ReadOnlyAdmin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(CustomerContact)
-class CustomerContactAdmin(ReadOnlyAdmin, SimpleHistoryAdmin):
+class CustomerContactAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("name", "email", "customer", "is_active", "invited_by", "invited_at")
     list_filter = ("is_active", "customer")
     search_fields = ("name", "email", "customer__name")
@@ -27,7 +18,7 @@ class CustomerContactAdmin(ReadOnlyAdmin, SimpleHistoryAdmin):
 
 
 @admin.register(AccessLink)
-class AccessLinkAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class AccessLinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("contact", "purpose", "created_at", "expires_at", "used_at", "superseded_at", "failed_attempts")
     list_filter = ("purpose",)
     search_fields = ("contact__email",)

@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
+from portal.admin import ReadOnlyAdminMixin, apply_to_selected
 from portal.history import attribute_change
 
 from . import exceptions, lifecycle
@@ -216,22 +217,13 @@ class ApiKeyRegistrationForm(forms.Form):
             return None
 
 
-class LifecycleEventInline(admin.TabularInline):
+class LifecycleEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = LifecycleEvent
     fields = ("at", "action", "from_status", "to_status", "actor", "reason")
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
@@ -382,16 +374,8 @@ class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
         if reason_required and not reason:
             self.message_user(request, f"Give a reason to {verb} keys.", messages.ERROR)
             return
-        done = 0
-        for key in queryset.select_related("owner"):
-            try:
-                step(key, request.user, reason)
-            except lifecycle.LifecycleError as exc:
-                self.message_user(request, f"{key}: {exc}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"{verb.capitalize()}: {done} key{'s' if done != 1 else ''}.", messages.SUCCESS)
+        apply_to_selected(self, request, queryset.select_related("owner"),
+                          lambda key, actor: step(key, actor, reason), verb=verb, noun="key")
 
     @admin.action(description="Approve selected pending keys", permissions=["change"])
     def approve_selected(self, request, queryset):
@@ -420,7 +404,7 @@ class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(LifecycleEvent)
-class LifecycleEventAdmin(admin.ModelAdmin):
+class LifecycleEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Append-only: events are written by keys.lifecycle and only read here."""
 
     list_display = ("at", "key", "action", "from_status", "to_status", "actor", "short_reason")
@@ -432,15 +416,6 @@ class LifecycleEventAdmin(admin.ModelAdmin):
     @admin.display(description="Reason")
     def short_reason(self, obj):
         return obj.reason if len(obj.reason) <= 80 else f"{obj.reason[:79]}…"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ObjectPermissionAdmin(admin.ModelAdmin):
@@ -541,17 +516,8 @@ class KeyExceptionAdmin(SimpleHistoryAdmin):
 
     def _apply(self, request, queryset, verb, step):
         reason = (request.POST.get("reason") or "").strip()
-        done = 0
-        for exception in queryset.select_related("key"):
-            try:
-                step(exception, request.user, reason)
-            except exceptions.KeyExceptionError as exc:
-                self.message_user(request, f"{exception}: {exc}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"{verb.capitalize()}: {done} exception{'s' if done != 1 else ''}.",
-                              messages.SUCCESS)
+        apply_to_selected(self, request, queryset.select_related("key"),
+                          lambda exception, actor: step(exception, actor, reason), verb=verb, noun="exception")
 
     @admin.action(description="Approve selected requested exceptions (compliance)", permissions=["view"])
     def approve_selected(self, request, queryset):
@@ -570,7 +536,7 @@ class KeyExceptionAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(IntegrationToken)
-class IntegrationTokenAdmin(SimpleHistoryAdmin):
+class IntegrationTokenAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     """Read-only: tokens are created (and shown once) and revoked on the portal's token page, through keys.tokens.
     Only the token's SHA-256 is stored; its plaintext exists nowhere to show."""
 
@@ -582,18 +548,9 @@ class IntegrationTokenAdmin(SimpleHistoryAdmin):
     readonly_fields = ("name", "token_prefix", "token_hash", "issuing_system", "customer", "acts_as", "created_by",
                        "created_at", "revoked_at", "last_used_at", "last_used_from")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Exposure)
-class ExposureAdmin(SimpleHistoryAdmin):
+class ExposureAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     """Read-only: exposures are reported in the portal or the API, through keys.exposures."""
 
     list_display = ("pk", "reported_at", "key", "location", "source", "reported_by")
@@ -601,12 +558,3 @@ class ExposureAdmin(SimpleHistoryAdmin):
     search_fields = ("location", "key__label", "key__prefix")
     list_select_related = ("key", "reported_by")
     readonly_fields = ("key", "fingerprint", "location", "notes", "source", "reported_by", "reported_at")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -39,10 +39,6 @@ def normalise_fingerprint(value: str) -> str | None:
     return value if FINGERPRINT_RE.match(value) else None
 
 
-def fingerprints_match(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
 def default_prefix(secret: str) -> str:
     """A display prefix that gives away at most a quarter of the secret."""
     return secret[: min(12, len(secret) // 4)]

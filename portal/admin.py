@@ -1,11 +1,43 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from . import roles
+from .errors import ServiceError
 from .models import AccessRecord
 
 
+class ReadOnlyAdminMixin:
+    """Records written only by their service (events, audit, tokens, decisions): the admin shows them and
+    changes nothing. Before a ModelAdmin (or an inline) in the bases."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def apply_to_selected(model_admin, request, queryset, step, *, verb: str, noun: str) -> int:
+    """An admin action through a service: ``step(obj, actor)`` on each selected object, each applied or refused
+    on its own; every refusal is listed by object and the applied ones are counted."""
+    done = 0
+    for obj in queryset:
+        try:
+            step(obj, request.user)
+        except ServiceError as refused:
+            model_admin.message_user(request, f"{obj}: {refused}", messages.ERROR)
+        else:
+            done += 1
+    if done:
+        model_admin.message_user(request, f"{verb.capitalize()}: {done} {noun}{'s' if done != 1 else ''}.",
+                                 messages.SUCCESS)
+    return done
+
+
 @admin.register(AccessRecord)
-class AccessRecordAdmin(admin.ModelAdmin):
+class AccessRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The access audit, read-only: records are written by ``portal.audit.record_access`` and never edited."""
 
     list_display = ("at", "username", "action", "target", "ip_address", "user_agent")
@@ -20,12 +52,3 @@ class AccessRecordAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return roles.is_admin(request.user)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -50,13 +50,6 @@ class RolePermission(permissions.BasePermission):
         return bool(request.user and request.user.is_authenticated and self.allows(request.user))
 
 
-class IsPortalAdmin(RolePermission):
-    message = "Only admins may do this."
-
-    def allows(self, user) -> bool:
-        return roles.is_admin(user)
-
-
 class SeesEverything(RolePermission):
     message = "Only compliance and admins may do this."
 

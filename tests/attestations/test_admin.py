@@ -31,8 +31,9 @@ def test_campaign_admin_pages_and_launch_action(client, admin_user, compliance_u
         assert client.get(reverse(f"admin:attestations_{name}_changelist")).status_code == 200
     assert client.get(reverse("admin:attestations_campaign_change", args=[campaign.pk])).status_code == 200
     response = client.post(reverse("admin:attestations_campaign_changelist"),
-                           {"action": "launch", "_selected_action": [campaign.pk]})
-    assert response.status_code == 302
+                           {"action": "launch", "_selected_action": [campaign.pk]}, follow=True)
+    assert response.redirect_chain[0][1] == 302
+    assert "Launched: 1 campaign." in [str(m) for m in response.context["messages"]]
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.ACTIVE
 
 
