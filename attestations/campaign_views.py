@@ -4,7 +4,6 @@ Every state change goes through attestations.campaigns; these views only transla
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
@@ -23,6 +22,7 @@ from django_tables2 import RequestConfig, SingleTableMixin
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 from portal import roles
+from portal.actions import Action, offered_panels
 from portal.errors import ServiceError
 
 from . import campaigns, review_quality
@@ -111,23 +111,10 @@ def campaign_create(request):
     return render(request, "attestations/campaign_form.html", {"form": form})
 
 
-@dataclass(frozen=True)
-class CampaignAction:
-    """One campaign step offered on the detail page: its form and the service call it makes."""
-
-    slug: str
-    label: str
-    form_class: type
-    perform: Callable[[Campaign, object, dict], str]
-    button_class: str = "button"
-    explanation: str = ""
-
-    def is_available(self, campaign: Campaign) -> bool:
-        allowed_from, _ = CAMPAIGN_TRANSITIONS[self.slug]
-        return campaign.status in allowed_from
-
-    def form(self, data=None):
-        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
+def _offered_from(step: str) -> Callable[[Campaign], bool]:
+    """Offered while the campaign's status allows the step (CAMPAIGN_TRANSITIONS)."""
+    allowed_from, _ = CAMPAIGN_TRANSITIONS[step]
+    return lambda campaign: campaign.status in allowed_from
 
 
 def _launch(campaign, actor, data) -> str:
@@ -147,20 +134,21 @@ def _cancel(campaign, actor, data) -> str:
     return f"Cancelled {campaign.name}."
 
 
-CAMPAIGN_ACTIONS: dict[str, CampaignAction] = {
+# The campaign steps of the detail page; perform(campaign, actor, data) returns what the page says.
+CAMPAIGN_ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
-        CampaignAction(
-            "launch", "Launch", NoInputForm, _launch, button_class="button button-primary",
+        Action(
+            "launch", "Launch", NoInputForm, _launch, button_class="button-primary", offered=_offered_from("launch"),
             explanation="Creates one item per key in scope, assigned to its owner, and notifies the owners.",
         ),
-        CampaignAction(
-            "close", "Close", NoInputForm, _close, button_class="button button-warning",
+        Action(
+            "close", "Close", NoInputForm, _close, button_class="button-warning", offered=_offered_from("close"),
             explanation="Every undecided item gets the default action now.",
         ),
-        CampaignAction(
-            "cancel", "Cancel campaign", CancelCampaignForm, _cancel, button_class="button button-danger",
-            explanation="Stops the campaign without applying any default action.",
+        Action(
+            "cancel", "Cancel campaign", CancelCampaignForm, _cancel, button_class="button-danger",
+            offered=_offered_from("cancel"), explanation="Stops the campaign without applying any default action.",
         ),
     )
 }
@@ -212,7 +200,7 @@ def _items_table(request, campaign: Campaign):
     return filterset, table
 
 
-def _render_detail(request, campaign: Campaign, failed: tuple[CampaignAction, object] | None = None, status=200):
+def _render_detail(request, campaign: Campaign, failed: tuple[str, object] | None = None, status=200):
     filterset, table = _items_table(request, campaign)
     if request.htmx and request.htmx.target == "campaign-items":
         response = render(request, "attestations/campaign_items.html", {"table": table})
@@ -220,14 +208,7 @@ def _render_detail(request, campaign: Campaign, failed: tuple[CampaignAction, ob
         return response
     progress = campaigns.campaign_progress(campaign)
     overdue = progress["totals"]["overdue"] > 0
-    panels = []
-    for action in CAMPAIGN_ACTIONS.values():
-        if not action.is_available(campaign):
-            continue
-        if failed and failed[0].slug == action.slug:
-            panels.append({"action": action, "form": failed[1], "open": True})
-        else:
-            panels.append({"action": action, "form": action.form(), "open": False})
+    panels = offered_panels(CAMPAIGN_ACTIONS.values(), campaign, failed=failed)
     context = {
         "campaign": campaign,
         "scope": _scope_summary(campaign),
@@ -242,7 +223,7 @@ def _render_detail(request, campaign: Campaign, failed: tuple[CampaignAction, ob
         "filter": filterset,
         "table": table,
         "action_panels": panels,
-        "refused_action": failed[0] if failed else None,
+        "refused_action": CAMPAIGN_ACTIONS[failed[0]] if failed else None,
         "refused_messages": [m for errors in failed[1].errors.values() for m in errors] if failed else [],
     }
     response = render(request, "attestations/campaign_detail.html", context, status=status)
@@ -277,4 +258,4 @@ def campaign_action(request, pk, action):
             messages.success(request, message)
             return redirect(campaign)
     campaign.refresh_from_db()
-    return _render_detail(request, campaign, failed=(spec, form), status=400)
+    return _render_detail(request, campaign, failed=(spec.slug, form), status=400)

@@ -1,8 +1,5 @@
 """The exception pages: list, request, detail with history, and decisions. keys.exceptions decides."""
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import django_filters
 import django_tables2 as tables
 from django import forms
@@ -20,6 +17,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from portal import roles
+from portal.actions import Action, offered_panels
 
 from . import exceptions
 from .choices import EXCEPTION_TRANSITIONS, ExceptionKind, ExceptionStatus
@@ -105,40 +103,25 @@ class ExceptionListView(LoginRequiredMixin, SingleTableMixin, FilterView):
         return response
 
 
-@dataclass(frozen=True)
-class ExceptionAction:
-    """One step offered on an exception's page: its form, who is offered it, and the service call."""
-
-    slug: str
-    label: str
-    form_class: type[LifecycleForm]
-    offered: Callable[[object, KeyException], bool]
-    perform: Callable[..., KeyException]
-    button_class: str = "button"
-    done: str = ""
-
-    def form(self, data=None) -> LifecycleForm:
-        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
-
-
 def _legal(action: str, exception: KeyException) -> bool:
     return exception.status in EXCEPTION_TRANSITIONS[action][0]
 
 
-EXCEPTION_ACTIONS: dict[str, ExceptionAction] = {
+# The steps of an exception's page, offered(user, exception); perform(exception, actor, data) calls keys.exceptions.
+EXCEPTION_ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
-        ExceptionAction(
-            "approve", "Approve", ApproveExceptionForm, button_class="button button-primary", done="Approved",
+        Action(
+            "approve", "Approve", ApproveExceptionForm, button_class="button-primary", done="Approved",
             offered=lambda user, exc: _legal("approve", exc) and exceptions.decision_refusal(user, exc) is None,
             perform=lambda exc, actor, data: exceptions.approve_exception(exc, actor=actor, reason=data["reason"]),
         ),
-        ExceptionAction(
-            "reject", "Reject", ReasonForm, button_class="button button-danger", done="Rejected",
+        Action(
+            "reject", "Reject", ReasonForm, button_class="button-danger", done="Rejected",
             offered=lambda user, exc: _legal("reject", exc) and exceptions.decision_refusal(user, exc) is None,
             perform=lambda exc, actor, data: exceptions.reject_exception(exc, actor=actor, reason=data["reason"]),
         ),
-        ExceptionAction(
+        Action(
             "renew", "Renew", RenewExceptionForm, done="Renewed",
             offered=lambda user, exc: exc.status == ExceptionStatus.APPROVED and exc.kind == ExceptionKind.PERMANENT
             and exceptions.may_renew(user, exc),
@@ -146,21 +129,13 @@ EXCEPTION_ACTIONS: dict[str, ExceptionAction] = {
                 exc, actor=actor, review_date=data["review_date"], reason=data["reason"]
             ),
         ),
-        ExceptionAction(
-            "withdraw", "Withdraw", ReasonForm, button_class="button button-warning", done="Withdrawn",
+        Action(
+            "withdraw", "Withdraw", ReasonForm, button_class="button-warning", done="Withdrawn",
             offered=lambda user, exc: _legal("withdraw", exc) and exceptions.may_withdraw(user, exc),
             perform=lambda exc, actor, data: exceptions.withdraw_exception(exc, actor=actor, reason=data["reason"]),
         ),
     )
 }
-
-
-@dataclass
-class Panel:
-    action: ExceptionAction
-    form: LifecycleForm
-    open: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def _visible_exception(user, pk) -> KeyException:
@@ -174,12 +149,7 @@ def _visible_exception(user, pk) -> KeyException:
 
 def _render_detail(request, exception: KeyException, failed: tuple[str, LifecycleForm] | None = None, status=200):
     user = request.user
-    panels = []
-    for action in EXCEPTION_ACTIONS.values():
-        if failed and failed[0] == action.slug:
-            panels.append(Panel(action, failed[1], open=True))
-        elif action.offered(user, exception):
-            panels.append(Panel(action, action.form()))
+    panels = offered_panels(EXCEPTION_ACTIONS.values(), user, exception, failed=failed)
     decision_note = ""
     if exception.status == ExceptionStatus.REQUESTED and roles.is_compliance(user):
         decision_note = exceptions.decision_refusal(user, exception) or ""

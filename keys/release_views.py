@@ -10,6 +10,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 from django_filters.views import FilterView
 
+from portal.actions import Action
+
 from . import releases
 from .choices import OPEN_RELEASE_STATUSES, ReleaseStatus
 from .forms import LifecycleForm
@@ -17,7 +19,6 @@ from .lifecycle import LifecycleError
 from .models import ApiKey, KeyRelease
 
 OPEN = "open"
-RELEASE_ACTIONS = {"rollback": releases.roll_back, "revoke": releases.revoke_now}
 
 
 class ReleaseFilterSet(django_filters.FilterSet):
@@ -37,6 +38,18 @@ class ReleaseFilterSet(django_filters.FilterSet):
 class ReleaseDecisionForm(forms.Form):
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="Recorded with the key's history.")
+
+
+# Offered on the key page of a key in its grace window, to those who may decide the release.
+RELEASE_ACTIONS: dict[str, Action] = {
+    action.slug: action
+    for action in (
+        Action("rollback", "Roll back (keep the key)", ReleaseDecisionForm, perform=releases.roll_back,
+               button_class="button-primary", done="rolled back: the key is back in service"),
+        Action("revoke", "Revoke now", ReleaseDecisionForm, perform=releases.revoke_now, button_class="button-danger",
+               done="ended: the key is revoked"),
+    )
+}
 
 
 class ReleaseForm(LifecycleForm):
@@ -71,8 +84,8 @@ class ReleaseListView(LoginRequiredMixin, FilterView):
 @login_required
 @require_POST
 def release_action(request, pk, action):
-    perform = RELEASE_ACTIONS.get(action)
-    if perform is None:
+    spec = RELEASE_ACTIONS.get(action)
+    if spec is None:
         raise PermissionDenied("Roll back or revoke.")
     release = get_object_or_404(visible_releases(request.user), pk=pk)
     if not releases.may_decide(request.user, release):
@@ -84,11 +97,10 @@ def release_action(request, pk, action):
                 messages.error(request, f"Reason: {message}")
         return redirect(release.key)
     try:
-        perform(release, actor=request.user, reason=form.cleaned_data["reason"])
+        spec.perform(release, actor=request.user, reason=form.cleaned_data["reason"])
     except LifecycleError as error:
         for message in error.messages:
             messages.error(request, message)
     else:
-        done = "rolled back: the key is back in service" if action == "rollback" else "ended: the key is revoked"
-        messages.success(request, f"Release of {release.key.label} {done}.")
+        messages.success(request, f"Release of {release.key.label} {spec.done}.")
     return redirect(release.key)
