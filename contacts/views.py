@@ -9,10 +9,11 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from attestations.choices import Decision, ItemStatus
-from attestations.forms import DECISION_FORMS, DecisionForm
+from attestations.choices import ItemStatus
+from attestations.forms import DECISION_ACTIONS, DecisionForm, decision_form, decision_panels
 from portal import roles
 from portal.audit import record_access
 from portal.errors import ServiceError
@@ -261,23 +262,14 @@ def _contact_page(view):
     return wrapped
 
 
-PANELS = {
-    Decision.CONFIRM: {"label": "Confirm", "button_class": "button-primary", "affirms": True,
-                       "justification_label": "Justification"},
-    Decision.RELEASE: {"label": "Release", "button_class": "button-danger", "affirms": False,
-                       "justification_label": "Why is the key no longer needed?"},
-}
-
-
-def _item_panels(item, form: DecisionForm | None = None):
-    """The confirm and release forms of one item, with a failed form's values and errors."""
-    panels = []
-    for decision in access.CONTACT_DECISIONS:
-        failed = form if form is not None and form.decision == decision else None
-        panels.append({**PANELS[decision], "decision": decision, "form": failed,
-                       "errors": failed.errors if failed else {},
-                       "non_field_errors": failed.non_field_errors() if failed else []})
-    return panels
+def _item_row(item, user, failed: DecisionForm | None = None) -> dict:
+    """One of the contact's items with the decisions a contact makes (confirm, release)."""
+    pending = item.status == ItemStatus.PENDING
+    return {
+        "item": item, "pending": pending, "decide_url": reverse("contacts:decide", args=[item.pk]),
+        "refused": failed.non_field_errors() if failed is not None else [],
+        "panels": decision_panels(item, user, access.CONTACT_DECISIONS, failed) if pending else [],
+    }
 
 
 def _render_home(request, contact, *, failed_item=None, failed_form=None, status=200):
@@ -289,11 +281,7 @@ def _render_home(request, contact, *, failed_item=None, failed_form=None, status
     else:
         items = access.pending_items(contact).select_related(*ITEM_RELATED).order_by("campaign__due_on", "key__label", "pk")
     page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
-    rows = [
-        {"item": item, "pending": item.status == ItemStatus.PENDING,
-         "panels": _item_panels(item, failed_form if failed_item == item.pk else None)}
-        for item in page.object_list
-    ]
+    rows = [_item_row(item, contact.user, failed_form if failed_item == item.pk else None) for item in page.object_list]
     keys = access.contact_keys(contact).select_related("workflow").order_by("label")
     # A refusal of an item not on this page (already decided, say) is shown above the list.
     refused = []
@@ -317,9 +305,8 @@ def home(request, contact):
 @_contact_page
 def decide(request, contact, pk):
     item = get_object_or_404(access.contact_items(contact).select_related(*ITEM_RELATED), pk=pk)
-    decision = request.POST.get("decision", "")
-    form = DECISION_FORMS.get(decision, DecisionForm)(request.POST)
-    form.decision = decision
+    form = decision_form(request.POST, item_id=item.pk)
+    decision = form.decision
     if form.is_valid():
         kwargs = form.service_kwargs()
         try:
@@ -328,8 +315,8 @@ def decide(request, contact, pk):
             form.add_campaign_errors(error)
         else:
             record_access(request, AccessAction.CONTACT_DECISION, f"{decision} item #{item.pk} key {item.key.prefix}")
-            verb = "Confirmed" if decision == Decision.CONFIRM else "Released"
-            messages.success(request, f"{verb} {item.key.label}. Thank you.")
+            done = DECISION_ACTIONS[decision].done.format(label=item.key.label, to="")
+            messages.success(request, f"{done} Thank you.")
             return redirect("contacts:home")
     record_access(request, AccessAction.CONTACT_DECISION, f"{decision or '-'} item #{item.pk} refused")
     return _render_home(request, contact, failed_item=item.pk, failed_form=form, status=400)
