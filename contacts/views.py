@@ -168,18 +168,27 @@ def link_access(request, token):
     if request.method == "POST":
         if request.user.is_authenticated:
             logout(request)  # another person's session never carries over into a contact's
-        try:
-            access.send_code(link)
-        except LinkRefused as error:
-            return _refused_link(request, error, link)
-        except ContactError as error:
-            messages.error(request, error.messages[0])
-        else:
-            record_access(request, AccessAction.CONTACT_CODE_SENT, f"link #{link.pk}", user=link.contact.user)
-        request.session[PENDING_LINK_KEY] = link.pk
-        return redirect("contacts:code")
+        return _send_code(request, link)
     record_access(request, AccessAction.CONTACT_LINK_OPENED, f"link #{link.pk}", user=link.contact.user)
     return render(request, "contacts/link_access.html", {"link": link, "email": access.mask_email(link.contact.email)})
+
+
+def _send_code(request, link: AccessLink, *, again: bool = False):
+    """Email the link's one-time code (a new one replaces the last) and go to the page that asks for it;
+    a link refused meanwhile gets its page instead."""
+    try:
+        access.send_code(link)
+    except LinkRefused as error:
+        return _refused_link(request, error, link)
+    except ContactError as error:
+        messages.error(request, error.messages[0])
+    else:
+        record_access(request, AccessAction.CONTACT_CODE_SENT, f"link #{link.pk}{' (again)' if again else ''}",
+                      user=link.contact.user)
+        if again:
+            messages.success(request, "A new code is on its way; the previous one no longer works.")
+    request.session[PENDING_LINK_KEY] = link.pk
+    return redirect("contacts:code")
 
 
 def _pending_link(request) -> AccessLink | None:
@@ -221,16 +230,7 @@ def code_resend(request):
     link = _pending_link(request)
     if link is None:
         return redirect("contacts:code")
-    try:
-        access.send_code(link)
-    except LinkRefused as error:
-        return _refused_link(request, error, link)
-    except ContactError as error:
-        messages.error(request, error.messages[0])
-    else:
-        record_access(request, AccessAction.CONTACT_CODE_SENT, f"link #{link.pk} (again)", user=link.contact.user)
-        messages.success(request, "A new code is on its way; the previous one no longer works.")
-    return redirect("contacts:code")
+    return _send_code(request, link, again=True)
 
 
 def _signed_in_contact(request) -> CustomerContact | None:
