@@ -4,7 +4,7 @@ from django import forms
 
 from keys.models import Customer
 from portal.actions import Action, Panel, offered_panels
-from portal.errors import ServiceError
+from portal.errors import ServiceErrorsMixin
 
 from .choices import Decision
 from .models import Campaign
@@ -19,7 +19,7 @@ def person_field(label: str) -> forms.CharField:
     return forms.CharField(required=False, max_length=150, label=label)
 
 
-class DecisionForm(forms.Form):
+class DecisionForm(ServiceErrorsMixin, forms.Form):
     """One decision on one item: its fields and their labels, wherever the decision is offered (the inbox,
     the item page, a customer contact's page). The campaign service checks every rule and may refuse it."""
 
@@ -28,12 +28,6 @@ class DecisionForm(forms.Form):
 
     def service_kwargs(self) -> dict:
         return {"decision": self.decision, "justification": self.cleaned_data.get("justification", "")}
-
-    def add_campaign_errors(self, error: ServiceError) -> None:
-        for field, messages in error.errors.items():
-            target = field if field in self.fields else None
-            for message in messages:
-                self.add_error(target, message)
 
     def for_item(self, item) -> "DecisionForm":
         """Only the items of keys under an exception at launch ask to re-affirm it."""

@@ -207,7 +207,7 @@ def decide(request, pk):
         except AttestationItem.DoesNotExist:
             raise Http404("No such item.") from None
         except ServiceError as error:  # CampaignError, or a lifecycle refusal from inside the decision
-            form.add_campaign_errors(error)
+            form.add_service_errors(error)
         else:
             done = DECISION_ACTIONS[form.decision].done.format(label=decided.key.label, to=form.cleaned_data.get("to", ""))
             if not request.htmx:

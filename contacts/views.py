@@ -312,7 +312,7 @@ def decide(request, contact, pk):
         try:
             access.decide(contact, item, **{k: v for k, v in kwargs.items() if k != "to"})
         except ServiceError as error:
-            form.add_campaign_errors(error)
+            form.add_service_errors(error)
         else:
             record_access(request, AccessAction.CONTACT_DECISION, f"{decision} item #{item.pk} key {item.key.prefix}")
             done = DECISION_ACTIONS[decision].done.format(label=item.key.label, to="")

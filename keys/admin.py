@@ -25,6 +25,7 @@ from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
 from portal.admin import ReadOnlyAdminMixin, apply_to_selected
+from portal.errors import ServiceErrorsMixin
 
 from . import exceptions, lifecycle
 from .choices import RevocationReason, RiskTier
@@ -136,7 +137,7 @@ class LifecycleActionForm(helpers.ActionForm):
     )
 
 
-class ApiKeyChangeForm(forms.ModelForm):
+class ApiKeyChangeForm(ServiceErrorsMixin, forms.ModelForm):
     """Edits the descriptive fields of a key; the lifecycle fields are read-only in the admin."""
 
     class Meta:
@@ -162,9 +163,8 @@ class ApiKeyChangeForm(forms.ModelForm):
         if refusal and "scopes" in cleaned and sorted(cleaned["scopes"] or []) != sorted(instance.scopes or []):
             self.add_error("scopes", refusal)
         errors = lifecycle.validate_dates(value("issued_on"), value("expires_on"), value("next_review_on"))
-        for field, messages_ in errors.items():
-            for message in messages_:
-                self.add_error(field if field in self.fields else None, message)
+        if errors:
+            self.add_service_errors(lifecycle.LifecycleError(errors))
         return cleaned
 
 
@@ -172,7 +172,7 @@ def _user_widget(field_name):
     return AutocompleteSelect(ApiKey._meta.get_field(field_name), admin.site)
 
 
-class ApiKeyRegistrationForm(forms.Form):
+class ApiKeyRegistrationForm(ServiceErrorsMixin, forms.Form):
     """Registers a key through the lifecycle: the secret is fingerprinted and dropped."""
 
     workflow = forms.ModelChoiceField(Workflow.objects.select_related("customer"), widget=_user_widget("workflow"))
@@ -210,9 +210,7 @@ class ApiKeyRegistrationForm(forms.Form):
         try:
             return lifecycle.register_key(actor=actor, scopes=scopes, **data)
         except lifecycle.LifecycleError as exc:
-            for field, messages_ in exc.errors.items():
-                for message in messages_:
-                    self.add_error(field if field in self.fields else None, message)
+            self.add_service_errors(exc)
             return None
 
 

@@ -185,7 +185,7 @@ def exception_action(request, pk, action):
         try:
             spec.perform(exception, request.user, form.cleaned_data)
         except KeyExceptionError as error:
-            form.add_lifecycle_errors(error)
+            form.add_service_errors(error)
         else:
             messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
             return redirect("keys:exception", pk=exception.pk)
@@ -203,7 +203,7 @@ def request_exception_view(request, key_pk):
             try:
                 exception = exceptions.request_exception(key, actor=request.user, **form.service_kwargs())
             except KeyExceptionError as error:
-                form.add_lifecycle_errors(error)
+                form.add_service_errors(error)
             else:
                 messages.success(request, f"Requested a {exception.get_kind_display().lower()} exception for "
                                           f"{key.label}; compliance decides it.")

@@ -324,7 +324,7 @@ def key_action(request, pk, action):
         try:
             key_action_spec.perform(key, request.user, form.cleaned_data)
         except LifecycleError as error:
-            form.add_lifecycle_errors(error)
+            form.add_service_errors(error)
         else:
             messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
             return redirect(key)
@@ -342,7 +342,7 @@ def register_key_view(request):
             try:
                 key = lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs())
             except LifecycleError as error:
-                form.add_lifecycle_errors(error)
+                form.add_service_errors(error)
             else:
                 messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
                 return redirect(key)
