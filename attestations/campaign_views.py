@@ -23,7 +23,6 @@ from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 from portal import roles
 from portal.actions import Action, offered_panels
-from portal.errors import ServiceError
 
 from . import campaigns, review_quality
 from .campaign_forms import CampaignForm, CancelCampaignForm, NoInputForm
@@ -248,14 +247,9 @@ def campaign_action(request, pk, action):
     if spec is None:
         raise Http404("No such campaign action.")
     campaign = get_object_or_404(_campaigns(), pk=pk)
-    form = spec.form(request.POST)
-    if form.is_valid():
-        try:
-            message = spec.perform(campaign, request.user, form.cleaned_data)
-        except ServiceError as error:
-            form.add_service_errors(error)
-        else:
-            messages.success(request, message)
-            return redirect(campaign)
+    form, message = spec.submit(request.POST, campaign, request.user)
+    if not form.errors:
+        messages.success(request, message)
+        return redirect(campaign)
     campaign.refresh_from_db()
     return _render_detail(request, campaign, failed=(spec.slug, form), status=400)

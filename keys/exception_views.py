@@ -180,15 +180,10 @@ def exception_action(request, pk, action):
     if spec is None:
         raise Http404("No such action.")
     exception = _visible_exception(request.user, pk)
-    form = spec.form(request.POST)
-    if form.is_valid():
-        try:
-            spec.perform(exception, request.user, form.cleaned_data)
-        except KeyExceptionError as error:
-            form.add_service_errors(error)
-        else:
-            messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
-            return redirect("keys:exception", pk=exception.pk)
+    form, _ = spec.submit(request.POST, exception, request.user)
+    if not form.errors:
+        messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
+        return redirect("keys:exception", pk=exception.pk)
     return _render_detail(request, _visible_exception(request.user, pk), failed=(spec.slug, form), status=400)
 
 

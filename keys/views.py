@@ -319,15 +319,10 @@ def key_action(request, pk, action):
     key = get_object_or_404(visible_keys(request.user), pk=pk)
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins change a key's lifecycle.")
-    form = key_action_spec.form(request.POST)
-    if form.is_valid():
-        try:
-            key_action_spec.perform(key, request.user, form.cleaned_data)
-        except LifecycleError as error:
-            form.add_service_errors(error)
-        else:
-            messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
-            return redirect(key)
+    form, _ = key_action_spec.submit(request.POST, key, request.user)
+    if not form.errors:
+        messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
+        return redirect(key)
     return _render_detail(request, key, failed=(key_action_spec.slug, form), status=400)
 
 

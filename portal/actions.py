@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from django import forms
 
+from .errors import ServiceError
+
 
 def always(*subject) -> bool:
     return True
@@ -33,6 +35,20 @@ class Action:
         """The action's form; its field ids start with its panel's id, so that no two panels on a page
         (nor two rows of panels) share an id."""
         return self.form_class(data, auto_id=f"{self.panel_id(id_prefix)}-%s")
+
+    def submit(self, data, subject, actor) -> tuple[forms.Form, object]:
+        """Check ``data`` with the action's form and, if it holds, ``perform(subject, actor, cleaned data)``.
+
+        Returns the form, which has errors if the action was not done (the service's refusal among them),
+        and what ``perform`` returned.
+        """
+        form = self.form(data)
+        if form.is_valid():
+            try:
+                return form, self.perform(subject, actor, form.cleaned_data)
+            except ServiceError as error:
+                form.add_service_errors(error)
+        return form, None
 
 
 @dataclass
