@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -24,7 +24,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.admin import ReadOnlyAdminMixin, apply_to_selected
+from portal.admin import NoRevertMixin, ReadOnlyAdminMixin, apply_to_selected
 from portal.errors import ServiceErrorsMixin
 
 from . import exceptions, lifecycle
@@ -227,7 +227,7 @@ class LifecycleEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
+class ApiKeyAdmin(NoRevertMixin, GuardedModelAdminMixin, SimpleHistoryAdmin):
     form = ApiKeyChangeForm
     action_form = LifecycleActionForm
     inlines = (LifecycleEventInline,)
@@ -357,15 +357,6 @@ class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
         }
         return self.render_change_form(request, context, add=True, form_url=form_url)
 
-    def revert_disabled(self, request, obj=None):
-        return True
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting would restore an old status, owner or fingerprint without the lifecycle.
-        if request.method != "GET":
-            return HttpResponseNotAllowed(["GET"])
-        return super().history_form_view(request, object_id, version_id, extra_context)
-
     def _apply(self, request, queryset, verb, step, *, reason_required=False):
         reason = (request.POST.get("reason") or "").strip()
         if reason_required and not reason:
@@ -463,7 +454,7 @@ class ExceptionActionForm(helpers.ActionForm):
 
 
 @admin.register(KeyException)
-class KeyExceptionAdmin(SimpleHistoryAdmin):
+class KeyExceptionAdmin(NoRevertMixin, SimpleHistoryAdmin):
     """Read-only records: requests come from the portal, and every decision is an action through
     keys.exceptions, which enforces that only compliance decides and never on their own keys or requests."""
 
@@ -502,14 +493,6 @@ class KeyExceptionAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def revert_disabled(self, request, obj=None):
-        return True
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method != "GET":
-            return HttpResponseNotAllowed(["GET"])
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
     def _apply(self, request, queryset, verb, step):
         reason = (request.POST.get("reason") or "").strip()
