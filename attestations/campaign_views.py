@@ -22,7 +22,7 @@ from django_tables2 import RequestConfig, SingleTableMixin
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 from portal import roles
-from portal.actions import Action, offered_panels
+from portal.actions import Action, offered_panels, refusal
 
 from . import campaigns, review_quality
 from .campaign_forms import CampaignForm, CancelCampaignForm, NoInputForm
@@ -222,8 +222,7 @@ def _render_detail(request, campaign: Campaign, failed: tuple[str, object] | Non
         "filter": filterset,
         "table": table,
         "action_panels": panels,
-        "refused_action": CAMPAIGN_ACTIONS[failed[0]] if failed else None,
-        "refused_messages": [m for errors in failed[1].errors.values() for m in errors] if failed else [],
+        **refusal(CAMPAIGN_ACTIONS, failed, panels),
     }
     response = render(request, "attestations/campaign_detail.html", context, status=status)
     patch_vary_headers(response, ["HX-Request"])

@@ -17,7 +17,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from portal import roles
-from portal.actions import Action, offered_panels
+from portal.actions import Action, offered_panels, refusal
 
 from . import exceptions
 from .choices import EXCEPTION_TRANSITIONS, ExceptionKind, ExceptionStatus
@@ -157,8 +157,7 @@ def _render_detail(request, exception: KeyException, failed: tuple[str, Lifecycl
         "exception": exception,
         "key": exception.key,
         "panels": panels,
-        "refused_action": EXCEPTION_ACTIONS[failed[0]] if failed else None,
-        "refused_messages": [m for ms in failed[1].errors.values() for m in ms] if failed else [],
+        **refusal(EXCEPTION_ACTIONS, failed, panels),
         "decision_note": decision_note,
         "history": exception.history.select_related("history_user").order_by("-history_date", "-history_id"),
         "items": exception.attestation_items.select_related("campaign", "decided_by").order_by("-pk"),

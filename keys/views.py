@@ -18,7 +18,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from portal import roles
-from portal.actions import Action, always, offered_panels
+from portal.actions import Action, always, offered_panels, refusal
 
 from . import exceptions, lifecycle, releases
 from .choices import KEY_TRANSITIONS, LifecycleAction
@@ -283,15 +283,11 @@ def _exception_entries(key: ApiKey) -> list[TimelineEntry]:
 def _render_detail(request, key: ApiKey, failed: tuple[str, LifecycleForm] | None = None, status: int = 200):
     user_can_act = roles.is_admin(request.user)
     panels = offered_panels(KEY_ACTIONS.values() if user_can_act else (), key, failed=failed)
-    # Said at the top of the page: the form may be far below, or not offered any more.
-    refused = [message for messages in failed[1].errors.values() for message in messages] if failed else []
     open_release = releases.open_release(key)
     context = {
         "key": key,
         "action_panels": panels,
-        "refused_action": KEY_ACTIONS[failed[0]] if failed else None,
-        "refused_form_shown": any(panel.open for panel in panels),
-        "refused_messages": refused,
+        **refusal(KEY_ACTIONS, failed, panels),
         "timeline": key_timeline(key),
         "user_can_act": user_can_act,
         "key_exceptions": key.exceptions.select_related("requested_by", "decided_by").order_by("-requested_at"),

@@ -61,6 +61,18 @@ class Panel:
     open: bool = False
 
 
+def refusal(actions: dict[str, Action], failed: tuple[str, forms.Form] | None, panels: list[Panel]) -> dict:
+    """What a page says at its top about a refused action (portal/_refused_action.html): its form may be far
+    below, or not offered any more."""
+    if failed is None:
+        return {"refused_action": None, "refused_messages": [], "refused_form_shown": False}
+    return {
+        "refused_action": actions[failed[0]],
+        "refused_messages": [message for messages in failed[1].errors.values() for message in messages],
+        "refused_form_shown": any(panel.open for panel in panels),
+    }
+
+
 def offered_panels(actions: Iterable[Action], *subject, failed: tuple[str, forms.Form] | None = None,
                    id_prefix: str = "action") -> list[Panel]:
     """A panel for each of ``actions`` offered for ``subject``; ``failed`` is a refused submission (the
