@@ -6,23 +6,13 @@ from django import forms
 
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
-from portal.errors import ServiceError
+from portal.errors import ServiceErrorsMixin
 
 from .choices import DefaultAction
 from .models import CampaignSchedule
 
 DAY_SEPARATOR = re.compile(r"[\s,;]+")
 MAX_DAYS = 365
-
-
-class ServiceErrorsMixin:
-    """Show a refused service call on the form: per field where the field exists, else on top."""
-
-    def add_service_errors(self, error: ServiceError) -> None:
-        for field, messages in error.errors.items():
-            target = field if field in self.fields else None
-            for message in messages:
-                self.add_error(target, message)
 
 
 class WorkflowChoiceField(forms.ModelMultipleChoiceField):

@@ -4,7 +4,6 @@ Every state change goes through attestations.campaigns; these views only transla
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
@@ -19,7 +18,7 @@ from django.views.decorators.http import require_POST
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 from portal import roles
-from portal.errors import ServiceError
+from portal.actions import Action, offered_panels, refusal
 from portal.lists import STAFF, ObjectListView
 
 from . import campaigns, review_quality
@@ -95,23 +94,10 @@ def campaign_create(request):
     return render(request, "attestations/campaign_form.html", {"form": form})
 
 
-@dataclass(frozen=True)
-class CampaignAction:
-    """One campaign step offered on the detail page: its form and the service call it makes."""
-
-    slug: str
-    label: str
-    form_class: type
-    perform: Callable[[Campaign, object, dict], str]
-    button_class: str = "button"
-    explanation: str = ""
-
-    def is_available(self, campaign: Campaign) -> bool:
-        allowed_from, _ = CAMPAIGN_TRANSITIONS[self.slug]
-        return campaign.status in allowed_from
-
-    def form(self, data=None):
-        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
+def _offered_from(step: str) -> Callable[[Campaign], bool]:
+    """Offered while the campaign's status allows the step (CAMPAIGN_TRANSITIONS)."""
+    allowed_from, _ = CAMPAIGN_TRANSITIONS[step]
+    return lambda campaign: campaign.status in allowed_from
 
 
 def _launch(campaign, actor, data) -> str:
@@ -131,20 +117,21 @@ def _cancel(campaign, actor, data) -> str:
     return f"Cancelled {campaign.name}."
 
 
-CAMPAIGN_ACTIONS: dict[str, CampaignAction] = {
+# The campaign steps of the detail page; perform(campaign, actor, data) returns what the page says.
+CAMPAIGN_ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
-        CampaignAction(
-            "launch", "Launch", NoInputForm, _launch, button_class="button button-primary",
+        Action(
+            "launch", "Launch", NoInputForm, _launch, button_class="button-primary", offered=_offered_from("launch"),
             explanation="Creates one item per key in scope, assigned to its owner, and notifies the owners.",
         ),
-        CampaignAction(
-            "close", "Close", NoInputForm, _close, button_class="button button-warning",
+        Action(
+            "close", "Close", NoInputForm, _close, button_class="button-warning", offered=_offered_from("close"),
             explanation="Every undecided item gets the default action now.",
         ),
-        CampaignAction(
-            "cancel", "Cancel campaign", CancelCampaignForm, _cancel, button_class="button button-danger",
-            explanation="Stops the campaign without applying any default action.",
+        Action(
+            "cancel", "Cancel campaign", CancelCampaignForm, _cancel, button_class="button-danger",
+            offered=_offered_from("cancel"), explanation="Stops the campaign without applying any default action.",
         ),
     )
 }
@@ -197,8 +184,8 @@ class CampaignDetailView(ObjectListView):
     refresh_in_place = True
     allowed_roles = STAFF
     permission_denied_message = "Only compliance and admins manage campaigns."
-    # A step the service refused, as (action, form): the page is shown again with its errors (400).
-    refused: tuple[CampaignAction, object] | None = None
+    # A step the service refused, as (action slug, form): the page is shown again with its errors (400).
+    refused: tuple[str, object] | None = None
 
     def get(self, request, *args, **kwargs):
         self.campaign = get_object_or_404(_campaigns(), pk=kwargs["pk"])
@@ -227,17 +214,10 @@ class CampaignDetailView(ObjectListView):
         context = super().get_context_data(**kwargs)
         if self.is_partial():
             return context
-        campaign, refused = self.campaign, self.refused
+        campaign = self.campaign
         progress = campaigns.campaign_progress(campaign)
         overdue = progress["totals"]["overdue"] > 0
-        panels = []
-        for action in CAMPAIGN_ACTIONS.values():
-            if not action.is_available(campaign):
-                continue
-            if refused and refused[0].slug == action.slug:
-                panels.append({"action": action, "form": refused[1], "open": True})
-            else:
-                panels.append({"action": action, "form": action.form(), "open": False})
+        panels = offered_panels(CAMPAIGN_ACTIONS.values(), campaign, failed=self.refused)
         context.update({
             "campaign": campaign,
             "scope": _scope_summary(campaign),
@@ -250,8 +230,7 @@ class CampaignDetailView(ObjectListView):
             "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
                                    else campaign.release_grace_days),
             "action_panels": panels,
-            "refused_action": refused[0] if refused else None,
-            "refused_messages": [m for errors in refused[1].errors.values() for m in errors] if refused else [],
+            **refusal(CAMPAIGN_ACTIONS, self.refused, panels),
         })
         return context
 
@@ -267,13 +246,8 @@ def campaign_action(request, pk, action):
     if spec is None:
         raise Http404("No such campaign action.")
     campaign = get_object_or_404(_campaigns(), pk=pk)
-    form = spec.form(request.POST)
-    if form.is_valid():
-        try:
-            message = spec.perform(campaign, request.user, form.cleaned_data)
-        except ServiceError as error:
-            form.add_service_errors(error)
-        else:
-            messages.success(request, message)
-            return redirect(campaign)
-    return CampaignDetailView.as_view(refused=(spec, form))(request, pk=pk)
+    form, message = spec.submit(request.POST, campaign, request.user)
+    if not form.errors:
+        messages.success(request, message)
+        return redirect(campaign)
+    return CampaignDetailView.as_view(refused=(spec.slug, form))(request, pk=pk)

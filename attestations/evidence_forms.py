@@ -4,11 +4,12 @@ from django import forms
 
 from keys.models import ApiKey, Customer
 from portal import roles
+from portal.errors import ServiceErrorsMixin
 
 from .models import Campaign, EvidenceExport
 
 
-class ExportRequestForm(forms.Form):
+class ExportRequestForm(ServiceErrorsMixin, forms.Form):
     kind = forms.ChoiceField(choices=EvidenceExport.Kind.choices)
     campaign = forms.ModelChoiceField(queryset=Campaign.objects.none(), required=False)
     key = forms.ModelChoiceField(queryset=ApiKey.objects.none(), required=False)
@@ -37,8 +38,3 @@ class ExportRequestForm(forms.Form):
         if kind == EvidenceExport.Kind.CUSTOMER:
             kwargs.update(period_start=data.get("period_start"), period_end=data.get("period_end"))
         return kwargs
-
-    def add_service_errors(self, error) -> None:
-        for field, messages in error.errors.items():
-            for message in messages:
-                self.add_error(field if field in self.fields else None, message)

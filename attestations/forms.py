@@ -3,26 +3,37 @@
 from django import forms
 
 from keys.models import Customer
-from portal.errors import ServiceError
+from portal.actions import Action, Panel, offered_panels
+from portal.errors import ServiceErrorsMixin
 
 from .choices import Decision
 from .models import Campaign
 
 
-class DecisionForm(forms.Form):
-    """One decision on one item; the campaign service checks every rule and may refuse it."""
+def justification_field(label: str = "Justification") -> forms.CharField:
+    return forms.CharField(required=False, max_length=2000, strip=True, label=label,
+                           widget=forms.Textarea(attrs={"rows": 2}))
+
+
+def person_field(label: str) -> forms.CharField:
+    return forms.CharField(required=False, max_length=150, label=label)
+
+
+class DecisionForm(ServiceErrorsMixin, forms.Form):
+    """One decision on one item: its fields and their labels, wherever the decision is offered (the inbox,
+    the item page, a customer contact's page). The campaign service checks every rule and may refuse it."""
 
     decision: str = ""
-    justification = forms.CharField(required=False, max_length=2000, strip=True)
+    justification = justification_field()
 
     def service_kwargs(self) -> dict:
         return {"decision": self.decision, "justification": self.cleaned_data.get("justification", "")}
 
-    def add_campaign_errors(self, error: ServiceError) -> None:
-        for field, messages in error.errors.items():
-            target = field if field in self.fields else None
-            for message in messages:
-                self.add_error(target, message)
+    def for_item(self, item) -> "DecisionForm":
+        """Only the items of keys under an exception at launch ask to re-affirm it."""
+        if item.exception_id is None:
+            self.fields.pop("reaffirm_exception", None)
+        return self
 
 
 class ConfirmForm(DecisionForm):
@@ -31,6 +42,7 @@ class ConfirmForm(DecisionForm):
     reaffirm_exception = forms.BooleanField(
         required=False, label="I re-affirm the justification of the exception and its compensating controls"
     )
+    field_order = ["affirm", "reaffirm_exception", "justification"]
 
     def service_kwargs(self) -> dict:
         return {
@@ -42,10 +54,12 @@ class ConfirmForm(DecisionForm):
 
 class ReleaseForm(DecisionForm):
     decision = Decision.RELEASE
+    justification = justification_field("Why is the key no longer needed?")
 
 
 class NamedPersonForm(DecisionForm):
-    to = forms.CharField(required=False, max_length=150, label="Username")
+    to = person_field("Username")
+    field_order = ["to", "justification"]
 
     def service_kwargs(self) -> dict:
         return {**super().service_kwargs(), "to": self.cleaned_data.get("to", "")}
@@ -53,15 +67,59 @@ class NamedPersonForm(DecisionForm):
 
 class ReassignForm(NamedPersonForm):
     decision = Decision.REASSIGN
+    to = person_field("New owner (username)")
+    justification = justification_field("Why does it belong to them?")
 
 
 class DelegateForm(NamedPersonForm):
     decision = Decision.DELEGATE
+    to = person_field("Delegate to (username)")
+    justification = None  # a delegation passes the decision on; it decides nothing to justify
 
 
-DECISION_FORMS: dict[str, type[DecisionForm]] = {
-    form.decision: form for form in (ConfirmForm, ReleaseForm, ReassignForm, DelegateForm)
+def _reviewer_only(item, user) -> bool:
+    return item.reviewer_id == user.pk
+
+
+# How each decision is offered (its button), asked with the item and the user; the forms say what it asks.
+DECISION_ACTIONS: dict[str, Action] = {
+    action.slug: action
+    for action in (
+        Action(Decision.CONFIRM, "Confirm", ConfirmForm, button_class="button-primary", done="Confirmed {label}."),
+        Action(Decision.RELEASE, "Release", ReleaseForm, button_class="button-danger",
+               done="Released {label}: the key is being revoked."),
+        Action(Decision.REASSIGN, "Reassign", ReassignForm, done="Reassigned {label}: {to} must accept the ownership."),
+        Action(Decision.DELEGATE, "Delegate", DelegateForm, button_class="button-ghost", offered=_reviewer_only,
+               done="The decision on {label} is delegated to {to}."),
+    )
 }
+
+
+def item_dom_id(item_id) -> str:
+    """The id of an item's row in a page, which its decision panels' field ids start with."""
+    return f"item-{item_id}"
+
+
+def decision_form(data, *, item_id) -> DecisionForm:
+    """The submitted decision's form, with the field ids of the item's panel (a refusal is shown in place)."""
+    decision = data.get("decision", "")
+    action = DECISION_ACTIONS.get(decision)
+    if action is None:
+        form = DecisionForm(data)
+        form.decision = decision  # refused by the service, which names the decisions there are
+        return form
+    return action.form(data, id_prefix=item_dom_id(item_id))
+
+
+def decision_panels(item, user, decisions=tuple(DECISION_ACTIONS), failed: DecisionForm | None = None) -> list[Panel]:
+    """The panels of the ``decisions`` offered to ``user`` on ``item``; ``failed`` is a refused submission."""
+    panels = offered_panels(
+        [DECISION_ACTIONS[decision] for decision in decisions], item, user,
+        failed=(failed.decision, failed) if failed is not None else None, id_prefix=item_dom_id(item.pk),
+    )
+    for panel in panels:
+        panel.form.for_item(item)
+    return panels
 
 
 class ItemIdsField(forms.Field):

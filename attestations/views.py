@@ -21,12 +21,21 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal import roles
+from portal.actions import Panel
 from portal.errors import ServiceError
 
 from . import campaigns, review_quality
 from .campaigns import CampaignError
-from .choices import CampaignStatus, Decision, ItemStatus, TransferStatus
-from .forms import DECISION_FORMS, BulkConfirmForm, DecisionForm, InboxFilterForm
+from .choices import CampaignStatus, ItemStatus, TransferStatus
+from .forms import (
+    DECISION_ACTIONS,
+    BulkConfirmForm,
+    DecisionForm,
+    InboxFilterForm,
+    decision_form,
+    decision_panels,
+    item_dom_id,
+)
 from .models import AttestationItem, OwnershipTransfer
 
 User = get_user_model()
@@ -37,103 +46,30 @@ ROW_RELATED = ("campaign", "key__workflow__customer", "exception")
 TRANSFER_ANSWERS = {"accept": True, "decline": False}
 
 
-@dataclass(frozen=True)
-class PanelSpec:
-    """How one decision is offered: its button and its inputs as (name, kind, label)."""
-
-    decision: str
-    label: str
-    button_class: str
-    inputs: tuple[tuple[str, str, str], ...]
-    reviewer_only: bool = False
-
-
-PANEL_SPECS = (
-    PanelSpec(Decision.CONFIRM, "Confirm", "button-primary", (
-        ("affirm", "checkbox", "I affirm the purpose, scope and ownership are still right"),
-        ("reaffirm_exception", "checkbox", "I re-affirm the justification of the exception and its compensating controls"),
-        ("justification", "textarea", "Justification"),
-    )),
-    PanelSpec(Decision.RELEASE, "Release", "button-danger", (
-        ("justification", "textarea", "Why is the key no longer needed?"),
-    )),
-    PanelSpec(Decision.REASSIGN, "Reassign", "", (
-        ("to", "text", "New owner (username)"),
-        ("justification", "textarea", "Why does it belong to them?"),
-    )),
-    PanelSpec(Decision.DELEGATE, "Delegate", "button-ghost", (
-        ("to", "text", "Delegate to (username)"),
-    ), reviewer_only=True),
-)
-
-# Offered only on the items of keys that were under an exception at launch.
-EXCEPTION_INPUTS = frozenset({"reaffirm_exception"})
-
-DONE_MESSAGES = {
-    Decision.CONFIRM: "Confirmed {label}.",
-    Decision.RELEASE: "Released {label}: the key is being revoked.",
-    Decision.REASSIGN: "Reassigned {label}: {to} must accept the ownership.",
-    Decision.DELEGATE: "The decision on {label} is delegated to {to}.",
-}
-
-
-@dataclass
-class PanelInput:
-    name: str
-    kind: str
-    label: str
-    id: str
-    value: object = ""
-    errors: list = field(default_factory=list)
-
-
-class Panel:
-    """One decision form of one row, flattened for the template: a page renders two hundred of them."""
-
-    def __init__(self, spec: PanelSpec, row_id: str, form: DecisionForm | None = None, *, under_exception=False):
-        self.decision = spec.decision
-        self.label = spec.label
-        self.button_class = spec.button_class
-        self.id = f"{row_id}-{spec.decision}"
-        self.inputs = [
-            PanelInput(name, kind, label, f"{self.id}-{name}",
-                       value=(form[name].value() or "") if form is not None else "",
-                       errors=list(form.errors.get(name, [])) if form is not None else [])
-            for name, kind, label in spec.inputs
-            if under_exception or name not in EXCEPTION_INPUTS
-        ]
-        self.open = any(i.errors for i in self.inputs)
-
-
 @dataclass
 class ItemRow:
-    """One item as the inbox and the item page show it, with the decision forms the user may use."""
+    """One item as the inbox and the item page show it, with the decisions the user may make on it."""
 
     item: AttestationItem
     decidable: bool
     panels: list[Panel] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     done: str = ""
+    decide_url: str = ""
 
     def __post_init__(self):
-        self.dom_id = f"item-{self.item.pk}"
+        self.dom_id = item_dom_id(self.item.pk)
         self.pending = self.item.status == ItemStatus.PENDING
 
 
 def item_row(item: AttestationItem, user, *, decidable: bool, failed: DecisionForm | None = None,
              done: str = "") -> ItemRow:
     row = ItemRow(item=item, decidable=decidable, done=done)
-    row.submitted = failed is not None
-    row.can_delegate = item.reviewer_id == user.pk
     if failed is not None:
         row.refused = list(failed.non_field_errors())
     if decidable:
         row.decide_url = reverse("attestations:decide", args=[item.pk])
-        for spec in PANEL_SPECS:
-            if spec.reviewer_only and not row.can_delegate:
-                continue
-            form = failed if failed is not None and failed.decision == spec.decision else None
-            row.panels.append(Panel(spec, row.dom_id, form, under_exception=item.exception_id is not None))
+        row.panels = decision_panels(item, user, failed=failed)
     return row
 
 
@@ -261,9 +197,7 @@ def item_detail(request, pk):
 @login_required
 @require_POST
 def decide(request, pk):
-    decision = request.POST.get("decision", "")
-    form = DECISION_FORMS.get(decision, DecisionForm)(request.POST)
-    form.decision = decision
+    form = decision_form(request.POST, item_id=pk)
     if form.is_valid():
         # The decision reads the item under its lock and refuses anyone without the decide permission
         # (granted to the reviewer and the delegate, who see the item); a refusal of an item the user
@@ -273,9 +207,9 @@ def decide(request, pk):
         except AttestationItem.DoesNotExist:
             raise Http404("No such item.") from None
         except ServiceError as error:  # CampaignError, or a lifecycle refusal from inside the decision
-            form.add_campaign_errors(error)
+            form.add_service_errors(error)
         else:
-            done = DONE_MESSAGES[decision].format(label=decided.key.label, to=form.cleaned_data.get("to", ""))
+            done = DECISION_ACTIONS[form.decision].done.format(label=decided.key.label, to=form.cleaned_data.get("to", ""))
             if not request.htmx:
                 messages.success(request, done)
                 return redirect(_return_to(request, reverse("attestations:inbox")))

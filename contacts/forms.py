@@ -5,14 +5,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from keys.choices import ContractStatus
 from keys.models import ApiKey, Customer
-from portal.errors import ServiceError
-
-
-class ServiceErrorsMixin:
-    def add_service_errors(self, error: ServiceError) -> None:
-        for field, messages in error.errors.items():
-            for message in messages:
-                self.add_error(field if field in self.fields else None, message)
+from portal.errors import ServiceErrorsMixin
 
 
 class PortalAuthenticationForm(AuthenticationForm):

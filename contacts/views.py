@@ -9,10 +9,11 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from attestations.choices import Decision, ItemStatus
-from attestations.forms import DECISION_FORMS, DecisionForm
+from attestations.choices import ItemStatus
+from attestations.forms import DECISION_ACTIONS, DecisionForm, decision_form, decision_panels
 from portal import roles
 from portal.audit import record_access
 from portal.errors import ServiceError
@@ -164,18 +165,27 @@ def link_access(request, token):
     if request.method == "POST":
         if request.user.is_authenticated:
             logout(request)  # another person's session never carries over into a contact's
-        try:
-            access.send_code(link)
-        except LinkRefused as error:
-            return _refused_link(request, error, link)
-        except ContactError as error:
-            messages.error(request, error.messages[0])
-        else:
-            record_access(request, AccessAction.CONTACT_CODE_SENT, f"link #{link.pk}", user=link.contact.user)
-        request.session[PENDING_LINK_KEY] = link.pk
-        return redirect("contacts:code")
+        return _send_code(request, link)
     record_access(request, AccessAction.CONTACT_LINK_OPENED, f"link #{link.pk}", user=link.contact.user)
     return render(request, "contacts/link_access.html", {"link": link, "email": access.mask_email(link.contact.email)})
+
+
+def _send_code(request, link: AccessLink, *, again: bool = False):
+    """Email the link's one-time code (a new one replaces the last) and go to the page that asks for it;
+    a link refused meanwhile gets its page instead."""
+    try:
+        access.send_code(link)
+    except LinkRefused as error:
+        return _refused_link(request, error, link)
+    except ContactError as error:
+        messages.error(request, error.messages[0])
+    else:
+        record_access(request, AccessAction.CONTACT_CODE_SENT, f"link #{link.pk}{' (again)' if again else ''}",
+                      user=link.contact.user)
+        if again:
+            messages.success(request, "A new code is on its way; the previous one no longer works.")
+    request.session[PENDING_LINK_KEY] = link.pk
+    return redirect("contacts:code")
 
 
 def _pending_link(request) -> AccessLink | None:
@@ -217,16 +227,7 @@ def code_resend(request):
     link = _pending_link(request)
     if link is None:
         return redirect("contacts:code")
-    try:
-        access.send_code(link)
-    except LinkRefused as error:
-        return _refused_link(request, error, link)
-    except ContactError as error:
-        messages.error(request, error.messages[0])
-    else:
-        record_access(request, AccessAction.CONTACT_CODE_SENT, f"link #{link.pk} (again)", user=link.contact.user)
-        messages.success(request, "A new code is on its way; the previous one no longer works.")
-    return redirect("contacts:code")
+    return _send_code(request, link, again=True)
 
 
 def _signed_in_contact(request) -> CustomerContact | None:
@@ -258,23 +259,14 @@ def _contact_page(view):
     return wrapped
 
 
-PANELS = {
-    Decision.CONFIRM: {"label": "Confirm", "button_class": "button-primary", "affirms": True,
-                       "justification_label": "Justification"},
-    Decision.RELEASE: {"label": "Release", "button_class": "button-danger", "affirms": False,
-                       "justification_label": "Why is the key no longer needed?"},
-}
-
-
-def _item_panels(item, form: DecisionForm | None = None):
-    """The confirm and release forms of one item, with a failed form's values and errors."""
-    panels = []
-    for decision in access.CONTACT_DECISIONS:
-        failed = form if form is not None and form.decision == decision else None
-        panels.append({**PANELS[decision], "decision": decision, "form": failed,
-                       "errors": failed.errors if failed else {},
-                       "non_field_errors": failed.non_field_errors() if failed else []})
-    return panels
+def _item_row(item, user, failed: DecisionForm | None = None) -> dict:
+    """One of the contact's items with the decisions a contact makes (confirm, release)."""
+    pending = item.status == ItemStatus.PENDING
+    return {
+        "item": item, "pending": pending, "decide_url": reverse("contacts:decide", args=[item.pk]),
+        "refused": failed.non_field_errors() if failed is not None else [],
+        "panels": decision_panels(item, user, access.CONTACT_DECISIONS, failed) if pending else [],
+    }
 
 
 def _render_home(request, contact, *, failed_item=None, failed_form=None, status=200):
@@ -286,11 +278,7 @@ def _render_home(request, contact, *, failed_item=None, failed_form=None, status
     else:
         items = access.pending_items(contact).select_related(*ITEM_RELATED).order_by("campaign__due_on", "key__label", "pk")
     page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
-    rows = [
-        {"item": item, "pending": item.status == ItemStatus.PENDING,
-         "panels": _item_panels(item, failed_form if failed_item == item.pk else None)}
-        for item in page.object_list
-    ]
+    rows = [_item_row(item, contact.user, failed_form if failed_item == item.pk else None) for item in page.object_list]
     keys = access.contact_keys(contact).select_related("workflow").order_by("label")
     # A refusal of an item not on this page (already decided, say) is shown above the list.
     refused = []
@@ -314,19 +302,18 @@ def home(request, contact):
 @_contact_page
 def decide(request, contact, pk):
     item = get_object_or_404(access.contact_items(contact).select_related(*ITEM_RELATED), pk=pk)
-    decision = request.POST.get("decision", "")
-    form = DECISION_FORMS.get(decision, DecisionForm)(request.POST)
-    form.decision = decision
+    form = decision_form(request.POST, item_id=item.pk)
+    decision = form.decision
     if form.is_valid():
         kwargs = form.service_kwargs()
         try:
             access.decide(contact, item, **{k: v for k, v in kwargs.items() if k != "to"})
         except ServiceError as error:
-            form.add_campaign_errors(error)
+            form.add_service_errors(error)
         else:
             record_access(request, AccessAction.CONTACT_DECISION, f"{decision} item #{item.pk} key {item.key.prefix}")
-            verb = "Confirmed" if decision == Decision.CONFIRM else "Released"
-            messages.success(request, f"{verb} {item.key.label}. Thank you.")
+            done = DECISION_ACTIONS[decision].done.format(label=item.key.label, to="")
+            messages.success(request, f"{done} Thank you.")
             return redirect("contacts:home")
     record_access(request, AccessAction.CONTACT_DECISION, f"{decision or '-'} item #{item.pk} refused")
     return _render_home(request, contact, failed_item=item.pk, failed_form=form, status=400)

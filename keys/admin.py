@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -24,7 +24,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.admin import ReadOnlyAdminMixin, apply_to_selected
+from portal.admin import NoRevertMixin, ReadOnlyAdminMixin, apply_to_selected
+from portal.errors import ServiceErrorsMixin
 from portal.history import attribute_change
 
 from . import exceptions, lifecycle
@@ -137,7 +138,7 @@ class LifecycleActionForm(helpers.ActionForm):
     )
 
 
-class ApiKeyChangeForm(forms.ModelForm):
+class ApiKeyChangeForm(ServiceErrorsMixin, forms.ModelForm):
     """Edits the descriptive fields of a key; the lifecycle fields are read-only in the admin."""
 
     class Meta:
@@ -163,9 +164,8 @@ class ApiKeyChangeForm(forms.ModelForm):
         if refusal and "scopes" in cleaned and sorted(cleaned["scopes"] or []) != sorted(instance.scopes or []):
             self.add_error("scopes", refusal)
         errors = lifecycle.validate_dates(value("issued_on"), value("expires_on"), value("next_review_on"))
-        for field, messages_ in errors.items():
-            for message in messages_:
-                self.add_error(field if field in self.fields else None, message)
+        if errors:
+            self.add_service_errors(lifecycle.LifecycleError(errors))
         return cleaned
 
 
@@ -173,7 +173,7 @@ def _user_widget(field_name):
     return AutocompleteSelect(ApiKey._meta.get_field(field_name), admin.site)
 
 
-class ApiKeyRegistrationForm(forms.Form):
+class ApiKeyRegistrationForm(ServiceErrorsMixin, forms.Form):
     """Registers a key through the lifecycle: the secret is fingerprinted and dropped."""
 
     workflow = forms.ModelChoiceField(Workflow.objects.select_related("customer"), widget=_user_widget("workflow"))
@@ -211,9 +211,7 @@ class ApiKeyRegistrationForm(forms.Form):
         try:
             return lifecycle.register_key(actor=actor, scopes=scopes, **data)
         except lifecycle.LifecycleError as exc:
-            for field, messages_ in exc.errors.items():
-                for message in messages_:
-                    self.add_error(field if field in self.fields else None, message)
+            self.add_service_errors(exc)
             return None
 
 
@@ -230,7 +228,7 @@ class LifecycleEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
+class ApiKeyAdmin(NoRevertMixin, GuardedModelAdminMixin, SimpleHistoryAdmin):
     form = ApiKeyChangeForm
     action_form = LifecycleActionForm
     inlines = (LifecycleEventInline,)
@@ -360,15 +358,6 @@ class ApiKeyAdmin(GuardedModelAdminMixin, SimpleHistoryAdmin):
         }
         return self.render_change_form(request, context, add=True, form_url=form_url)
 
-    def revert_disabled(self, request, obj=None):
-        return True
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting would restore an old status, owner or fingerprint without the lifecycle.
-        if request.method != "GET":
-            return HttpResponseNotAllowed(["GET"])
-        return super().history_form_view(request, object_id, version_id, extra_context)
-
     def _apply(self, request, queryset, verb, step, *, reason_required=False):
         reason = (request.POST.get("reason") or "").strip()
         if reason_required and not reason:
@@ -466,7 +455,7 @@ class ExceptionActionForm(helpers.ActionForm):
 
 
 @admin.register(KeyException)
-class KeyExceptionAdmin(SimpleHistoryAdmin):
+class KeyExceptionAdmin(NoRevertMixin, SimpleHistoryAdmin):
     """Read-only records: requests come from the portal, and every decision is an action through
     keys.exceptions, which enforces that only compliance decides and never on their own keys or requests."""
 
@@ -505,14 +494,6 @@ class KeyExceptionAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def revert_disabled(self, request, obj=None):
-        return True
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method != "GET":
-            return HttpResponseNotAllowed(["GET"])
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
     def _apply(self, request, queryset, verb, step):
         reason = (request.POST.get("reason") or "").strip()

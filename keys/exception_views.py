@@ -1,8 +1,5 @@
 """The exception pages: list, request, detail with history, and decisions. keys.exceptions decides."""
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -12,6 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from portal import roles
+from portal.actions import Action, offered_panels, refusal
 from portal.lists import ObjectListView
 
 from . import exceptions
@@ -35,40 +33,25 @@ class ExceptionListView(ObjectListView):
         return exceptions.visible_exceptions(user).select_related("key__workflow__customer", "requested_by", "decided_by")
 
 
-@dataclass(frozen=True)
-class ExceptionAction:
-    """One step offered on an exception's page: its form, who is offered it, and the service call."""
-
-    slug: str
-    label: str
-    form_class: type[LifecycleForm]
-    offered: Callable[[object, KeyException], bool]
-    perform: Callable[..., KeyException]
-    button_class: str = "button"
-    done: str = ""
-
-    def form(self, data=None) -> LifecycleForm:
-        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
-
-
 def _legal(action: str, exception: KeyException) -> bool:
     return exception.status in EXCEPTION_TRANSITIONS[action][0]
 
 
-EXCEPTION_ACTIONS: dict[str, ExceptionAction] = {
+# The steps of an exception's page, offered(user, exception); perform(exception, actor, data) calls keys.exceptions.
+EXCEPTION_ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
-        ExceptionAction(
-            "approve", "Approve", ApproveExceptionForm, button_class="button button-primary", done="Approved",
+        Action(
+            "approve", "Approve", ApproveExceptionForm, button_class="button-primary", done="Approved",
             offered=lambda user, exc: _legal("approve", exc) and exceptions.decision_refusal(user, exc) is None,
             perform=lambda exc, actor, data: exceptions.approve_exception(exc, actor=actor, reason=data["reason"]),
         ),
-        ExceptionAction(
-            "reject", "Reject", ReasonForm, button_class="button button-danger", done="Rejected",
+        Action(
+            "reject", "Reject", ReasonForm, button_class="button-danger", done="Rejected",
             offered=lambda user, exc: _legal("reject", exc) and exceptions.decision_refusal(user, exc) is None,
             perform=lambda exc, actor, data: exceptions.reject_exception(exc, actor=actor, reason=data["reason"]),
         ),
-        ExceptionAction(
+        Action(
             "renew", "Renew", RenewExceptionForm, done="Renewed",
             offered=lambda user, exc: exc.status == ExceptionStatus.APPROVED and exc.kind == ExceptionKind.PERMANENT
             and exceptions.may_renew(user, exc),
@@ -76,21 +59,13 @@ EXCEPTION_ACTIONS: dict[str, ExceptionAction] = {
                 exc, actor=actor, review_date=data["review_date"], reason=data["reason"]
             ),
         ),
-        ExceptionAction(
-            "withdraw", "Withdraw", ReasonForm, button_class="button button-warning", done="Withdrawn",
+        Action(
+            "withdraw", "Withdraw", ReasonForm, button_class="button-warning", done="Withdrawn",
             offered=lambda user, exc: _legal("withdraw", exc) and exceptions.may_withdraw(user, exc),
             perform=lambda exc, actor, data: exceptions.withdraw_exception(exc, actor=actor, reason=data["reason"]),
         ),
     )
 }
-
-
-@dataclass
-class Panel:
-    action: ExceptionAction
-    form: LifecycleForm
-    open: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def _visible_exception(user, pk) -> KeyException:
@@ -104,12 +79,7 @@ def _visible_exception(user, pk) -> KeyException:
 
 def _render_detail(request, exception: KeyException, failed: tuple[str, LifecycleForm] | None = None, status=200):
     user = request.user
-    panels = []
-    for action in EXCEPTION_ACTIONS.values():
-        if failed and failed[0] == action.slug:
-            panels.append(Panel(action, failed[1], open=True))
-        elif action.offered(user, exception):
-            panels.append(Panel(action, action.form()))
+    panels = offered_panels(EXCEPTION_ACTIONS.values(), user, exception, failed=failed)
     decision_note = ""
     if exception.status == ExceptionStatus.REQUESTED and roles.is_compliance(user):
         decision_note = exceptions.decision_refusal(user, exception) or ""
@@ -117,8 +87,7 @@ def _render_detail(request, exception: KeyException, failed: tuple[str, Lifecycl
         "exception": exception,
         "key": exception.key,
         "panels": panels,
-        "refused_action": EXCEPTION_ACTIONS[failed[0]] if failed else None,
-        "refused_messages": [m for ms in failed[1].errors.values() for m in ms] if failed else [],
+        **refusal(EXCEPTION_ACTIONS, failed, panels),
         "decision_note": decision_note,
         "history": exception.history.select_related("history_user").order_by("-history_date", "-history_id"),
         "items": exception.attestation_items.select_related("campaign", "decided_by").order_by("-pk"),
@@ -140,15 +109,10 @@ def exception_action(request, pk, action):
     if spec is None:
         raise Http404("No such action.")
     exception = _visible_exception(request.user, pk)
-    form = spec.form(request.POST)
-    if form.is_valid():
-        try:
-            spec.perform(exception, request.user, form.cleaned_data)
-        except KeyExceptionError as error:
-            form.add_lifecycle_errors(error)
-        else:
-            messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
-            return redirect("keys:exception", pk=exception.pk)
+    form, _ = spec.submit(request.POST, exception, request.user)
+    if not form.errors:
+        messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
+        return redirect("keys:exception", pk=exception.pk)
     return _render_detail(request, _visible_exception(request.user, pk), failed=(spec.slug, form), status=400)
 
 
@@ -163,7 +127,7 @@ def request_exception_view(request, key_pk):
             try:
                 exception = exceptions.request_exception(key, actor=request.user, **form.service_kwargs())
             except KeyExceptionError as error:
-                form.add_lifecycle_errors(error)
+                form.add_service_errors(error)
             else:
                 messages.success(request, f"Requested a {exception.get_kind_display().lower()} exception for "
                                           f"{key.label}; compliance decides it.")

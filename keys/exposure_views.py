@@ -39,7 +39,7 @@ def report_exposure_view(request):
         try:
             exposure = report_exposure(reporter=request.user, source=ExposureSource.PORTAL, **form.cleaned_data)
         except ExposureError as error:
-            form.add_lifecycle_errors(error)
+            form.add_service_errors(error)
         else:
             key = exposure.key
             if key is not None and ApiKey.objects.visible_to(request.user).filter(pk=key.pk).exists():

@@ -5,8 +5,9 @@ import re
 from django import forms
 from django.contrib.auth import get_user_model
 
+from portal.errors import ServiceErrorsMixin
+
 from .choices import RevocationReason, RiskTier
-from .lifecycle import LifecycleError
 from .models import IssuingSystem, Workflow
 
 SCOPE_SEPARATOR = re.compile(r"[\s,]+")
@@ -44,14 +45,8 @@ class SecretField(forms.CharField):
         super().__init__(**kwargs)
 
 
-class LifecycleForm(forms.Form):
+class LifecycleForm(ServiceErrorsMixin, forms.Form):
     """A form whose submission goes through a lifecycle function that may refuse it."""
-
-    def add_lifecycle_errors(self, error: LifecycleError) -> None:
-        for field, messages in error.errors.items():
-            target = field if field in self.fields else None
-            for message in messages:
-                self.add_error(target, message)
 
 
 class RegisterKeyForm(LifecycleForm):

@@ -3,25 +3,37 @@
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
+from portal.actions import Action
 from portal.lists import ObjectListView
 
 from . import releases
 from .filters import KeyReleaseFilterSet
 from .forms import LifecycleForm
-from .lifecycle import LifecycleError
 from .models import ApiKey, KeyRelease
 from .tables import KeyReleaseTable
 
-RELEASE_ACTIONS = {"rollback": releases.roll_back, "revoke": releases.revoke_now}
 
-
-class ReleaseDecisionForm(forms.Form):
+class ReleaseDecisionForm(LifecycleForm):
     reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text="Recorded with the key's history.")
+
+
+# Offered on the key page of a key in its grace window, to those who may decide the release.
+RELEASE_ACTIONS: dict[str, Action] = {
+    action.slug: action
+    for action in (
+        Action("rollback", "Roll back (keep the key)", ReleaseDecisionForm, button_class="button-primary",
+               perform=lambda release, actor, data: releases.roll_back(release, actor=actor, reason=data["reason"]),
+               done="rolled back: the key is back in service"),
+        Action("revoke", "Revoke now", ReleaseDecisionForm, button_class="button-danger",
+               perform=lambda release, actor, data: releases.revoke_now(release, actor=actor, reason=data["reason"]),
+               done="ended: the key is revoked"),
+    )
+}
 
 
 class ReleaseForm(LifecycleForm):
@@ -58,24 +70,16 @@ class ReleaseListView(ObjectListView):
 @login_required
 @require_POST
 def release_action(request, pk, action):
-    perform = RELEASE_ACTIONS.get(action)
-    if perform is None:
+    spec = RELEASE_ACTIONS.get(action)
+    if spec is None:
         raise PermissionDenied("Roll back or revoke.")
     release = get_object_or_404(visible_releases(request.user), pk=pk)
     if not releases.may_decide(request.user, release):
         raise PermissionDenied("Only the key's owner or steward, compliance or an admin decide a release.")
-    form = ReleaseDecisionForm(request.POST)
-    if not form.is_valid():
-        for field_errors in form.errors.values():
-            for message in field_errors:
-                messages.error(request, f"Reason: {message}")
-        return redirect(release.key)
-    try:
-        perform(release, actor=request.user, reason=form.cleaned_data["reason"])
-    except LifecycleError as error:
-        for message in error.messages:
-            messages.error(request, message)
-    else:
-        done = "rolled back: the key is back in service" if action == "rollback" else "ended: the key is revoked"
-        messages.success(request, f"Release of {release.key.label} {done}.")
+    form, _ = spec.submit(request.POST, release, request.user)
+    for name, errors in form.errors.items():
+        for message in errors:
+            messages.error(request, message if name == NON_FIELD_ERRORS else f"{form[name].label}: {message}")
+    if not form.errors:
+        messages.success(request, f"Release of {release.key.label} {spec.done}.")
     return redirect(release.key)

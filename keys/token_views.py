@@ -70,7 +70,7 @@ class TokenListView(ObjectListView):
             try:
                 token, plaintext = tokens.create_token(actor=request.user, **form.cleaned_data)
             except tokens.TokenError as error:
-                form.add_lifecycle_errors(error)
+                form.add_service_errors(error)
             else:
                 # Shown in this one response, never again: there is nothing to show it from later.
                 context, status = {"form": TokenForm(), "plaintext": plaintext, "created": token}, 201

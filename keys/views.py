@@ -14,6 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from portal import roles
+from portal.actions import Action, always, offered_panels, refusal
 from portal.lists import ObjectListView
 
 from . import exceptions, lifecycle, releases
@@ -31,7 +32,7 @@ from .forms import (
 )
 from .lifecycle import LifecycleError
 from .models import ApiKey, KeyException, LifecycleEvent
-from .release_views import ReleaseDecisionForm, ReleaseForm
+from .release_views import RELEASE_ACTIONS, ReleaseForm
 from .tables import ApiKeyTable
 
 # A history record and the lifecycle event written with it share actor and reason, seconds apart.
@@ -55,99 +56,75 @@ class KeyListView(ObjectListView):
     refresh_in_place = True
 
 
-@dataclass(frozen=True)
-class KeyAction:
-    """One lifecycle step offered on the detail page: its form and the service call it makes."""
-
-    slug: str
-    lifecycle_action: str
-    form_class: type[LifecycleForm]
-    perform: Callable[..., ApiKey]
-    button_class: str = "button"
-    applies: Callable[[ApiKey], bool] = field(default=lambda key: True)
-
-    @property
-    def label(self) -> str:
-        return {
-            LifecycleAction.APPROVE: "Approve",
-            LifecycleAction.ROTATE: "Record rotation",
-            LifecycleAction.SUSPEND: "Suspend",
-            LifecycleAction.REINSTATE: "Reinstate",
-            LifecycleAction.REVOKE: "Revoke",
-            LifecycleAction.EXPIRE: "Expire",
-            LifecycleAction.CHANGE_OWNER: "Change owner",
-            LifecycleAction.RELEASE_GRACE: "Release",
-        }[self.lifecycle_action]
-
-    def is_available(self, key: ApiKey) -> bool:
-        allowed_from, _ = KEY_TRANSITIONS[self.lifecycle_action]
-        return key.status in allowed_from and self.applies(key)
-
-    def form(self, data=None) -> LifecycleForm:
-        return self.form_class(data, auto_id=f"id_{self.slug}_%s")
+def _offered_from(lifecycle_action: str, also: Callable[[ApiKey], bool] = always) -> Callable[[ApiKey], bool]:
+    """Offered while the key's status allows the step (KEY_TRANSITIONS) and ``also`` holds."""
+    allowed_from, _ = KEY_TRANSITIONS[lifecycle_action]
+    return lambda key: key.status in allowed_from and also(key)
 
 
 def _is_past_expiry(key: ApiKey) -> bool:
     return key.expires_on is not None and key.expires_on <= timezone.localdate()
 
 
-KEY_ACTIONS: dict[str, KeyAction] = {
+# The lifecycle steps offered to admins on the key page; perform(key, actor, data) calls keys.lifecycle.
+KEY_ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
-        KeyAction(
-            "approve", LifecycleAction.APPROVE, ApproveForm, button_class="button button-primary",
+        Action(
+            "approve", "Approve", ApproveForm, button_class="button-primary",
+            offered=_offered_from(LifecycleAction.APPROVE),
             perform=lambda key, actor, data: lifecycle.approve_key(
                 key, actor=actor, reference=data["reference"], reason=data["reason"]
             ),
         ),
-        KeyAction(
-            "rotate", LifecycleAction.ROTATE, RotateForm,
+        Action(
+            "rotate", "Record rotation", RotateForm, offered=_offered_from(LifecycleAction.ROTATE),
             perform=lambda key, actor, data: lifecycle.rotate_key(
                 key, actor=actor, secret=data["secret"] or None, fingerprint=data["fingerprint"] or None,
                 prefix=data["prefix"] or None, reason=data["reason"],
             ),
         ),
-        KeyAction(
-            "suspend", LifecycleAction.SUSPEND, ReasonForm, button_class="button button-warning",
+        Action(
+            "suspend", "Suspend", ReasonForm, button_class="button-warning",
+            offered=_offered_from(LifecycleAction.SUSPEND),
             perform=lambda key, actor, data: lifecycle.suspend_key(key, actor=actor, reason=data["reason"]),
         ),
-        KeyAction(
-            "reinstate", LifecycleAction.REINSTATE, ReasonForm, button_class="button button-primary",
+        Action(
+            "reinstate", "Reinstate", ReasonForm, button_class="button-primary",
+            offered=_offered_from(LifecycleAction.REINSTATE),
             perform=lambda key, actor, data: lifecycle.reinstate_key(key, actor=actor, reason=data["reason"]),
         ),
-        KeyAction(
-            "change-owner", LifecycleAction.CHANGE_OWNER, ChangeOwnerForm,
+        Action(
+            "change-owner", "Change owner", ChangeOwnerForm, offered=_offered_from(LifecycleAction.CHANGE_OWNER),
             perform=lambda key, actor, data: lifecycle.change_owner(
                 key, actor=actor, new_owner=data["new_owner"], reason=data["reason"]
             ),
         ),
-        KeyAction(
-            "expire", LifecycleAction.EXPIRE, OptionalReasonForm, button_class="button button-danger",
+        Action(
+            "expire", "Expire", OptionalReasonForm, button_class="button-danger",
+            offered=_offered_from(LifecycleAction.EXPIRE, _is_past_expiry),
             perform=lambda key, actor, data: lifecycle.expire_key(key, actor=actor, reason=data["reason"]),
-            applies=_is_past_expiry,
         ),
-        KeyAction(
-            "release", LifecycleAction.RELEASE_GRACE, ReleaseForm, button_class="button button-warning",
-            perform=lambda key, actor, data, form=None: releases.release_key(
+        Action(
+            "release", "Release", ReleaseForm, button_class="button-warning",
+            offered=_offered_from(
+                LifecycleAction.RELEASE_GRACE,
+                lambda key: not key.releases.filter(status__in=releases.OPEN_RELEASE_STATUSES).exists(),
+            ),
+            perform=lambda key, actor, data: releases.release_key(
                 key, actor=actor, reason=data["reason"], context="key page",
                 grace_days=0 if data.get("immediate") else data.get("grace_days"),
             ),
-            applies=lambda key: not key.releases.filter(status__in=releases.OPEN_RELEASE_STATUSES).exists(),
         ),
-        KeyAction(
-            "revoke", LifecycleAction.REVOKE, RevokeForm, button_class="button button-danger",
+        Action(
+            "revoke", "Revoke", RevokeForm, button_class="button-danger",
+            offered=_offered_from(LifecycleAction.REVOKE),
             perform=lambda key, actor, data: lifecycle.revoke_key(
                 key, actor=actor, reason_code=data["reason_code"], reason=data["reason"]
             ),
         ),
     )
 }
-
-
-def available_actions(key: ApiKey, user) -> list[KeyAction]:
-    if not roles.is_admin(user):
-        return []
-    return [action for action in KEY_ACTIONS.values() if action.is_available(key)]
 
 
 @dataclass
@@ -290,27 +267,20 @@ def _exception_entries(key: ApiKey) -> list[TimelineEntry]:
 
 
 def _render_detail(request, key: ApiKey, failed: tuple[str, LifecycleForm] | None = None, status: int = 200):
-    panels = []
-    for action in available_actions(key, request.user):
-        if failed and failed[0] == action.slug:
-            panels.append({"action": action, "form": failed[1], "open": True})
-        else:
-            panels.append({"action": action, "form": action.form(), "open": False})
-    # Said at the top of the page: the form may be far below, or not offered any more.
-    refused = [message for messages in failed[1].errors.values() for message in messages] if failed else []
+    user_can_act = roles.is_admin(request.user)
+    panels = offered_panels(KEY_ACTIONS.values() if user_can_act else (), key, failed=failed)
+    open_release = releases.open_release(key)
     context = {
         "key": key,
         "action_panels": panels,
-        "refused_action": KEY_ACTIONS[failed[0]] if failed else None,
-        "refused_form_shown": any(panel["open"] for panel in panels),
-        "refused_messages": refused,
+        **refusal(KEY_ACTIONS, failed, panels),
         "timeline": key_timeline(key),
-        "user_can_act": roles.is_admin(request.user),
+        "user_can_act": user_can_act,
         "key_exceptions": key.exceptions.select_related("requested_by", "decided_by").order_by("-requested_at"),
         "can_request_exception": exceptions.may_request(request.user, key) and not key.is_final,
-        "open_release": (open_release := releases.open_release(key)),
-        "can_decide_release": bool(open_release) and releases.may_decide(request.user, open_release),
-        "release_form": ReleaseDecisionForm(auto_id="id_release_%s"),
+        "open_release": open_release,
+        "release_panels": offered_panels(RELEASE_ACTIONS.values(), id_prefix="release")
+        if open_release and releases.may_decide(request.user, open_release) else [],
     }
     return render(request, "keys/key_detail.html", context, status=status)
 
@@ -331,15 +301,10 @@ def key_action(request, pk, action):
     key = get_object_or_404(visible_keys(request.user), pk=pk)
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins change a key's lifecycle.")
-    form = key_action_spec.form(request.POST)
-    if form.is_valid():
-        try:
-            key_action_spec.perform(key, request.user, form.cleaned_data)
-        except LifecycleError as error:
-            form.add_lifecycle_errors(error)
-        else:
-            messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
-            return redirect(key)
+    form, _ = key_action_spec.submit(request.POST, key, request.user)
+    if not form.errors:
+        messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
+        return redirect(key)
     return _render_detail(request, key, failed=(key_action_spec.slug, form), status=400)
 
 
@@ -354,7 +319,7 @@ def register_key_view(request):
             try:
                 key = lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs())
             except LifecycleError as error:
-                form.add_lifecycle_errors(error)
+                form.add_service_errors(error)
             else:
                 messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
                 return redirect(key)

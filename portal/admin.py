@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.http import HttpResponseNotAllowed
 
 from . import roles
 from .errors import ServiceError
@@ -17,6 +18,19 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class NoRevertMixin:
+    """For a SimpleHistoryAdmin of a governed model: its past versions are shown, never restored, since a
+    revert would bring back an old state (a status, an owner, a decision) without the service's rules."""
+
+    def revert_disabled(self, request, obj=None):
+        return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 def apply_to_selected(model_admin, request, queryset, step, *, verb: str, noun: str) -> int:

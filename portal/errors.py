@@ -11,3 +11,13 @@ class ServiceError(Exception):
     @property
     def messages(self) -> list[str]:
         return [m for messages in self.errors.values() for m in messages]
+
+
+class ServiceErrorsMixin:
+    """For a form whose submission goes through a service that may refuse it: the refusal's messages go
+    beside the fields they name, the others on top of the form."""
+
+    def add_service_errors(self, error: ServiceError) -> None:
+        for field, messages in error.errors.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)

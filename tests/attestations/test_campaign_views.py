@@ -242,12 +242,12 @@ def test_detail_shows_scope_rules_progress_items_and_notifications(client, compl
     item = active.items.get(key=key)
     assert reverse("attestations:item", args=[item.pk]) in text
     assert "Reminder" in text and "(day 3)" in text
-    assert [panel["action"].slug for panel in response.context["action_panels"]] == ["close", "cancel"]
+    assert [panel.action.slug for panel in response.context["action_panels"]] == ["close", "cancel"]
 
 
 def test_detail_offers_actions_by_transition_table(client, compliance_user, draft):
     client.force_login(compliance_user)
-    assert [p["action"].slug for p in client.get(campaign_url(draft)).context["action_panels"]] == ["launch", "cancel"]
+    assert [p.action.slug for p in client.get(campaign_url(draft)).context["action_panels"]] == ["launch", "cancel"]
     campaigns.cancel_campaign(draft, actor=compliance_user, reason="wrong scope")
     response = client.get(campaign_url(draft))
     assert response.context["action_panels"] == []
@@ -321,7 +321,7 @@ def test_cancel_needs_a_reason(client, compliance_user, draft):
     response = client.post(action_url(draft, "cancel"), {"reason": "  "})
     assert response.status_code == 400
     assert response.context["refused_action"].slug == "cancel"
-    assert [p["action"].slug for p in response.context["action_panels"] if p["open"]] == ["cancel"]
+    assert [p.action.slug for p in response.context["action_panels"] if p.open] == ["cancel"]
     assert "field-invalid" in response.text
     # The page shown at the step's URL still filters its items at the campaign's.
     assert f'action="{campaign_url(draft)}" class="filter-bar"' in response.text

@@ -112,7 +112,7 @@ def test_a_customer_contact_attests_through_link_and_code(page, live_server, wor
     row.locator("summary", has_text="Confirm").click()
     row.get_by_label("I affirm the purpose, scope and ownership are still right").check()
     row.get_by_label("Justification").fill("Our nightly payout run still uses it.")
-    row.get_by_role("button", name="Confirm this key").click()
+    row.locator("button[type='submit']", has_text="Confirm").click()
     expect(page.get_by_role("status")).to_contain_text("Confirmed Acme payouts")
     expect(items.locator("li.inbox-item")).to_have_count(1)
     item.refresh_from_db()

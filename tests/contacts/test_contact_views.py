@@ -138,7 +138,12 @@ def test_an_expired_code_asks_for_a_new_one(world, django_capture_on_commit_call
     response = client.post(reverse("contacts:code"), {"code": code})
     assert response.status_code == 400 and "This code has expired" in response.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        assert client.post(reverse("contacts:code-resend")).status_code == 302
+        resent = client.post(reverse("contacts:code-resend"), follow=True)
+    assert resent.redirect_chain == [(reverse("contacts:code"), 302)]
+    assert "A new code is on its way" in resent.content.decode()
+    sent = sorted(AccessRecord.objects.filter(user=world["pat"].user, action=AccessAction.CONTACT_CODE_SENT)
+                  .values_list("target", flat=True))
+    assert len(sent) == 2 and sent[1] == f"{sent[0]} (again)"
     assert client.post(reverse("contacts:code"), {"code": last_code("pat@acme.test")}).status_code == 302
 
 
