@@ -1,14 +1,13 @@
 """The Django admin for campaigns: schedules are edited here; campaigns and items change state only
-through attestations.campaigns (admin actions), never by a plain save."""
+through attestations.services.campaigns (admin actions), never by a plain save."""
 
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.admin import ReadOnlyAdminMixin, apply_to_selected
-
-from . import campaigns
-from .choices import CampaignStatus
-from .models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
+from attestations.choices import CampaignStatus
+from attestations.models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
+from attestations.services import campaigns
+from core.admin import ReadOnlyAdminMixin, apply_to_selected
 
 
 @admin.register(CampaignSchedule)

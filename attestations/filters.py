@@ -2,10 +2,9 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 
+from attestations.choices import CampaignStatus, ItemStatus, Recommendation
+from attestations.models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport
 from keys.models import ApiKey, Customer
-
-from .choices import CampaignStatus, ItemStatus, Recommendation
-from .models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport
 
 
 class CampaignFilterSet(django_filters.FilterSet):

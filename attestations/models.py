@@ -5,10 +5,9 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
+from attestations.choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
 from keys.choices import Environment, RiskTier
 from keys.models import ApiKey, Customer, KeyException, Workflow
-
-from .choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
 
 USER = settings.AUTH_USER_MODEL
 
@@ -99,7 +98,7 @@ class Campaign(Scope, Rules):
 class AttestationItemQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Compliance and admins see every item; anyone else sees the items they may decide."""
-        from portal import roles
+        from core import roles
 
         if not user.is_authenticated:
             return self.none()

@@ -4,10 +4,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from attestations.choices import ItemStatus
+from attestations.models import AttestationItem, Campaign, EvidenceExport
 from keys.tables import badge
-
-from .choices import ItemStatus
-from .models import AttestationItem, Campaign, EvidenceExport
 
 
 def with_progress(campaigns):

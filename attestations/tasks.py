@@ -1,16 +1,26 @@
-"""Celery tasks: thin, idempotent wrappers over attestations.campaigns (safe to run twice)."""
+"""Celery tasks of attestations: thin, idempotent wrappers over attestations.services (safe to run twice).
+
+Campaigns: launches, reminders, escalations, closes and successions. Evidence exports: a campaign report
+fans out into one task per chunk of items, and one that measures the front matter's length (so the
+assembly lays the front out once); the chunk that completes the set (counted under the export's row
+lock, from the part files present, so a redelivered chunk is not counted twice) enqueues the assembly.
+A finished export is left alone.
+"""
+
+from __future__ import annotations
 
 import logging
 
 from celery import shared_task
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from portal.actors import system_user
-
-from . import campaigns, notifications
-from .choices import CampaignStatus
-from .models import Campaign, CampaignSchedule, Notification, OwnershipTransfer
+from attestations.choices import CampaignStatus
+from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
+from attestations.services import campaigns, evidence, evidence_pdf, notifications
+from core.actors import system_user
+from core.chain import sealed_atomic
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -110,9 +120,126 @@ def notify_transfer_requested(transfer_id: int) -> None:
 @shared_task
 def lapse_due_successions() -> dict:
     """Every hour: successions of departed owners' keys unaccepted at their deadline get their default action."""
-    from . import successions
+    from attestations.services import successions
 
     result = successions.lapse_due_successions()
     if result["lapsed"]:
         log.info("successions lapsed: %s", result)
     return result
+
+
+Status = EvidenceExport.Status
+Kind = EvidenceExport.Kind
+
+
+def _fail(export_id: int, error: Exception) -> None:
+    log.exception("evidence export %s failed", export_id)
+    EvidenceExport.objects.filter(pk=export_id).update(
+        status=Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], progress_note="Failed",
+        finished_at=timezone.now())
+
+
+def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> None:
+    evidence.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
+    fields = evidence_pdf.store(export, pdf)
+    EvidenceExport.objects.filter(pk=export.pk).update(
+        status=Status.DONE, progress=100, progress_note="Done", finished_at=timezone.now(), error="",
+        chain_ok=chain.ok, chain_head=chain.head_digest, **fields)
+
+
+@shared_task
+def render_export(export_id: int) -> None:
+    """Start an export: small reports render at once, campaign reports fan out into chunk tasks."""
+    export = EvidenceExport.objects.select_related("campaign", "key", "customer", "requested_by").get(pk=export_id)
+    if export.status in (Status.DONE, Status.FAILED):
+        return
+    try:
+        if export.kind == Kind.CAMPAIGN:
+            ranges = evidence.campaign_chunks(export.campaign)
+            evidence.set_progress(export.pk, 3, f"Rendering {len(ranges)} chunk(s) of items", status=Status.RENDERING,
+                                  chunks_total=len(ranges), chunks_done=0)
+            export.chunks_total = len(ranges)
+            if not ranges:
+                assemble_export.delay(export.pk)
+                return
+            measure_export_front.delay(export.pk)
+            for index, (first_pk, last_pk) in enumerate(ranges):
+                render_export_chunk.delay(export.pk, index, first_pk, last_pk)
+            return
+        evidence.set_progress(export.pk, 10, "Verifying the history chain", status=Status.RENDERING)
+        chain = evidence.verify_history_chain()
+        generated_at = evidence.generated_at()
+        evidence.set_progress(export.pk, 40, "Rendering the PDF")
+        if export.kind == Kind.KEY:
+            pdf = evidence_pdf.render_key_dossier(export, chain, generated_at)
+        else:
+            pdf = evidence_pdf.render_customer_report(export, chain, generated_at)
+        _finish(export, pdf, chain)
+    except Exception as error:
+        _fail(export_id, error)
+
+
+@shared_task
+def render_export_chunk(export_id: int, index: int, first_pk: int, last_pk: int) -> None:
+    """Render one chunk of a campaign's items; the chunk that completes the set enqueues the assembly."""
+    export = EvidenceExport.objects.select_related("campaign").get(pk=export_id)
+    if export.status != Status.RENDERING:
+        return
+    try:
+        evidence_pdf.render_campaign_chunk(export, index, first_pk, last_pk)
+        with sealed_atomic():
+            locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
+            done = sum(default_storage.exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
+            complete = done == locked.chunks_total and locked.chunks_done < locked.chunks_total
+            EvidenceExport.objects.filter(pk=export_id).update(
+                chunks_done=done, progress=3 + int(82 * done / max(locked.chunks_total, 1)),
+                progress_note=f"Rendered {done} of {locked.chunks_total} chunk(s) of items")
+        if complete:
+            assemble_export.delay(export_id)
+    except Exception as error:
+        _fail(export_id, error)
+
+
+@shared_task
+def measure_export_front(export_id: int) -> None:
+    """Lay out a campaign report's front matter once, beside the chunks, to learn its length.
+
+    Only an optimisation: if it fails, or finishes after the chunks, the assembly guesses and re-lays out.
+    """
+    export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
+    if export.status != Status.RENDERING:
+        return
+    try:
+        evidence_pdf.measure_campaign_front(export, evidence.campaign_chunks(export.campaign),
+                                            evidence.verify_history_chain(), evidence.generated_at())
+    except Exception:
+        log.exception("measuring the front of evidence export %s failed; the assembly will measure it", export_id)
+
+
+@shared_task
+def assemble_export(export_id: int) -> None:
+    """Front matter, merge, page numbers, attachments and signature: the last step of a campaign report."""
+    export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
+    if export.status != Status.RENDERING:
+        return
+    try:
+        evidence.set_progress(export_id, 86, "Verifying the history chain")
+        chain = evidence.verify_history_chain()
+        ranges = evidence.campaign_chunks(export.campaign)
+        if len(ranges) != export.chunks_total:
+            raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
+        evidence.set_progress(export_id, 90, "Rendering the cover, contents and summary")
+        pages = evidence_pdf.part_pages(export)
+        front = evidence_pdf.render_campaign_front(export, ranges, pages, chain, evidence.generated_at(),
+                                                   front_pages=evidence_pdf.measured_front_pages(export))
+        evidence.set_progress(export_id, 93, "Merging and numbering the pages")
+        parts = [default_storage.open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
+        try:
+            pdf = evidence_pdf.merge_and_number(front, parts, footer=evidence_pdf.identity(export))
+        finally:
+            for part in parts:
+                part.close()
+        _finish(export, pdf, chain)
+        evidence_pdf.delete_parts(export)
+    except Exception as error:
+        _fail(export_id, error)

@@ -1,6 +1,9 @@
 from django.urls import path
 
-from . import campaign_views, evidence_views, succession_views, views
+from attestations.views import campaigns as campaign_views
+from attestations.views import exports as evidence_views
+from attestations.views import inbox as views
+from attestations.views import successions as succession_views
 
 app_name = "attestations"
 

@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from attestations import campaigns  # noqa: E402
 from attestations.models import AttestationItem  # noqa: E402
+from attestations.services import campaigns  # noqa: E402
 from keys.choices import KeyStatus  # noqa: E402
 from keys.fingerprints import fingerprint_secret  # noqa: E402
 from keys.models import ApiKey, Customer, IssuingSystem, Workflow  # noqa: E402

@@ -29,9 +29,10 @@ from django.db import connections  # noqa: E402
 from django.db.models import F  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from attestations import campaigns, evidence, evidence_tasks  # noqa: E402
+from attestations import tasks  # noqa: E402
 from attestations.choices import DefaultAction, ItemStatus  # noqa: E402
 from attestations.models import AttestationItem, EvidenceExport  # noqa: E402
+from attestations.services import campaigns, evidence  # noqa: E402
 from keys.choices import KeyStatus  # noqa: E402
 from keys.fingerprints import fingerprint_secret  # noqa: E402
 from keys.models import ApiKey, Customer, IssuingSystem, Workflow  # noqa: E402
@@ -72,9 +73,9 @@ def _child_init():
 
 def _run_task(args):
     if args[0] == "front":
-        evidence_tasks.measure_export_front.run(args[1])
+        tasks.measure_export_front.run(args[1])
     else:
-        evidence_tasks.render_export_chunk.run(*args)
+        tasks.render_export_chunk.run(*args)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
@@ -110,7 +111,7 @@ def _plain(campaign_pk, queue):
     from pypdf import PdfReader
     from weasyprint import CSS, HTML
 
-    from attestations.evidence_pdf import PRINT_CSS
+    from attestations.services.evidence_pdf import PRINT_CSS
 
     connections.close_all()
     from attestations.models import Campaign

@@ -47,8 +47,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from keys.importer import COLUMNS, KeyImportError, import_keys
     from keys.models import ApiKey, Customer, IssuingSystem, Workflow
+    from keys.services.importer import COLUMNS, KeyImportError, import_keys
     from tests.factories import AdminFactory, OwnerFactory
 
     run = secrets.token_hex(3)  # a fresh namespace, so repeated runs never collide

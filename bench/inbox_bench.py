@@ -24,8 +24,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from attestations import campaigns  # noqa: E402
 from attestations.models import AttestationItem  # noqa: E402
+from attestations.services import campaigns  # noqa: E402
 from keys.choices import KeyStatus  # noqa: E402
 from keys.fingerprints import fingerprint_secret  # noqa: E402
 from keys.models import ApiKey, Customer, IssuingSystem, Workflow  # noqa: E402

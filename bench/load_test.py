@@ -142,13 +142,13 @@ def seed(args) -> Seeded:
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
-    from attestations import campaigns
     from attestations.choices import DefaultAction
     from attestations.models import AttestationItem
+    from attestations.services import campaigns
+    from core import roles
     from keys.choices import Environment, IssuingSystemKind, KeyStatus
     from keys.fingerprints import fingerprint_secret
     from keys.models import ApiKey, Customer, IssuingSystem, Workflow
-    from portal import roles
     from portal.celery import app
 
     app.control.purge()  # tasks left in the broker by an earlier run refer to a dropped database
@@ -531,7 +531,7 @@ def audit_close(audit: Audit, seeded: Seeded, accepted: dict[int, str], pending_
 
 def audit_chain(audit: Audit) -> None:
     try:
-        from portal.chain import verify_chain
+        from core.chain import verify_chain
     except ImportError:
         print("  [--] history hash chain: not available in this version")
         return
@@ -741,8 +741,8 @@ def main() -> int:
         print(f"\nClose through the Celery worker: {pending_before} undecided items in {close_time:.1f} s "
               f"(task {async_result.id})")
         # Closing again must change nothing (the task is safe to retry).
-        from attestations import campaigns
-        from portal.actors import system_user
+        from attestations.services import campaigns
+        from core.actors import system_user
 
         again = campaigns.close_campaign(Campaign.objects.get(pk=seeded.campaign_id), actor=system_user())
         audit.check(again == {}, "a second close changes nothing", str(again))

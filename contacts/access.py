@@ -1,10 +1,10 @@
 """Customer contacts: invitation, key assignment, emailed links, one-time codes and decisions.
 
 Rules enforced here: a contact belongs to one customer with a live contract and has no password; a
-key is assigned to a contact by making them its owner (through ``keys.lifecycle.change_owner``) and
+key is assigned to a contact by making them its owner (through ``keys.services.lifecycle.change_owner``) and
 only within their customer; a link is single-use, expires, and is superseded by the next one sent; a
 code is short-lived, and a few wrong codes lock the link; a contact decides only their own items, and
-through ``attestations.campaigns.record_decision``, so a decision is recorded once with them as actor.
+through ``attestations.services.campaigns.record_decision``, so a decision is recorded once with them as actor.
 """
 
 from __future__ import annotations
@@ -25,19 +25,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from attestations import campaigns
 from attestations.choices import CampaignStatus, Decision, ItemStatus
 from attestations.models import AttestationItem
-from keys import lifecycle
+from attestations.services import campaigns
+from contacts.choices import LinkPurpose, LinkState
+from contacts.models import AccessLink, CustomerContact
+from core import roles
+from core.chain import sealed_atomic
+from core.errors import ServiceError
+from core.history import attribute_change
 from keys.choices import ContractStatus
 from keys.models import ApiKey, Customer
-from portal import roles
-from portal.chain import sealed_atomic
-from portal.errors import ServiceError
-from portal.history import attribute_change
-
-from .choices import LinkPurpose, LinkState
-from .models import AccessLink, CustomerContact
+from keys.services import lifecycle
 
 User = get_user_model()
 CODE_DIGITS = 6

@@ -4,9 +4,8 @@ contact pages (contacts.access), so each change has its actor, reason and email.
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.admin import ReadOnlyAdminMixin
-
-from .models import AccessLink, CustomerContact
+from contacts.models import AccessLink, CustomerContact
+from core.admin import ReadOnlyAdminMixin
 
 
 @admin.register(CustomerContact)

@@ -7,4 +7,4 @@ class ContactsConfig(AppConfig):
 
     def ready(self):
         # Importing connects the sign-in receiver that marks a contact's session as scoped.
-        from . import middleware  # noqa: F401
+        from contacts import middleware  # noqa: F401

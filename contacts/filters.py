@@ -1,9 +1,8 @@
 import django_filters
 from django.db.models import Q
 
+from contacts.models import CustomerContact
 from keys.models import Customer
-
-from .models import CustomerContact
 
 
 class CustomerContactFilterSet(django_filters.FilterSet):

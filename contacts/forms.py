@@ -3,9 +3,9 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
+from core.errors import ServiceErrorsMixin
 from keys.choices import ContractStatus
 from keys.models import ApiKey, Customer
-from portal.errors import ServiceErrorsMixin
 
 
 class PortalAuthenticationForm(AuthenticationForm):

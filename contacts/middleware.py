@@ -22,7 +22,7 @@ CONTACT_PAGES = frozenset({
 def _scope_contact_session(sender, request, user, **kwargs):
     if request is None or not hasattr(request, "session"):
         return
-    from .models import CustomerContact
+    from contacts.models import CustomerContact
 
     contact_id = CustomerContact.objects.filter(user=user).values_list("pk", flat=True).first()
     if contact_id is not None:
@@ -49,8 +49,8 @@ class ContactScopeMiddleware:
 
     def __call__(self, request):
         if is_contact_session(request) and not _allowed(request):
-            from portal.audit import record_access
-            from portal.models import AccessAction
+            from core.audit import record_access
+            from core.models import AccessAction
 
             record_access(request, AccessAction.CONTACT_REFUSED, f"{request.method} {request.path}")
             if request.path.startswith("/api/"):

@@ -9,10 +9,9 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from contacts.choices import LinkPurpose, LinkState
+from core import roles
 from keys.models import Customer
-from portal import roles
-
-from .choices import LinkPurpose, LinkState
 
 USER = settings.AUTH_USER_MODEL
 

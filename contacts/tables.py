@@ -1,6 +1,6 @@
 import django_tables2 as tables
 
-from .models import CustomerContact
+from contacts.models import CustomerContact
 
 
 class CustomerContactTable(tables.Table):

@@ -13,20 +13,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from attestations.choices import ItemStatus
-from attestations.forms import DECISION_ACTIONS, DecisionForm, decision_form, decision_panels
-from portal import roles
-from portal.audit import record_access
-from portal.errors import ServiceError
-from portal.lists import STAFF, ObjectListView
-from portal.models import AccessAction
-
-from . import access
-from .access import ContactError, LinkRefused
-from .filters import CustomerContactFilterSet
-from .forms import AssignKeyForm, CodeForm, ContactItemFilterForm, DeactivateForm, InviteForm
-from .middleware import CONTACT_SESSION_KEY, is_contact_session
-from .models import AccessLink, CustomerContact
-from .tables import CustomerContactTable
+from attestations.forms.decisions import DECISION_ACTIONS, DecisionForm, decision_form, decision_panels
+from contacts import access
+from contacts.access import ContactError, LinkRefused
+from contacts.filters import CustomerContactFilterSet
+from contacts.forms import AssignKeyForm, CodeForm, ContactItemFilterForm, DeactivateForm, InviteForm
+from contacts.middleware import CONTACT_SESSION_KEY, is_contact_session
+from contacts.models import AccessLink, CustomerContact
+from contacts.tables import CustomerContactTable
+from core import roles
+from core.audit import record_access
+from core.errors import ServiceError
+from core.lists import STAFF, ObjectListView
+from core.models import AccessAction
 
 PER_PAGE = 50
 ITEMS_PER_PAGE = 25

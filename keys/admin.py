@@ -1,7 +1,7 @@
 """The Django admin for the key registry.
 
 An API key's state is never changed by a plain admin save: lifecycle fields are read-only, adding
-a key goes through ``keys.lifecycle.register_key`` and state changes are admin actions that call
+a key goes through ``keys.services.lifecycle.register_key`` and state changes are admin actions that call
 the lifecycle service. The secret is never a field of any admin form except the write-only
 registration field, which is fingerprinted and dropped.
 """
@@ -24,14 +24,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 from guardian.admin import GuardedModelAdminMixin
 from simple_history.admin import SimpleHistoryAdmin
 
-from portal.admin import NoRevertMixin, ReadOnlyAdminMixin, apply_to_selected
-from portal.errors import ServiceErrorsMixin
-from portal.history import attribute_change
-
-from . import exceptions, lifecycle
-from .choices import RevocationReason, RiskTier
-from .fingerprints import MAX_PREFIX_LENGTH
-from .models import (
+from core.admin import NoRevertMixin, ReadOnlyAdminMixin, apply_to_selected
+from core.errors import ServiceErrorsMixin
+from core.history import attribute_change
+from keys.choices import RevocationReason, RiskTier
+from keys.fingerprints import MAX_PREFIX_LENGTH
+from keys.models import (
     ApiKey,
     ApiKeyGroupObjectPermission,
     ApiKeyUserObjectPermission,
@@ -44,6 +42,8 @@ from .models import (
     OwnerProfile,
     Workflow,
 )
+from keys.services import key_exceptions as exceptions
+from keys.services import lifecycle
 
 admin.site.site_header = "API key attestation portal — administration"
 admin.site.site_title = "Key portal admin"
@@ -292,7 +292,7 @@ class ApiKeyAdmin(NoRevertMixin, GuardedModelAdminMixin, SimpleHistoryAdmin):
         ("Dates", {"fields": ("issued_on", "expires_on", "next_review_on")}),
         (None, {"fields": ("reason",)}),
     )
-    # Set by keys.lifecycle (or by sweeps); editing them here would bypass the lifecycle's rules.
+    # Set by keys.services.lifecycle (or by sweeps); editing them here would bypass the lifecycle's rules.
     lifecycle_fields = (
         "workflow", "issuing_system", "prefix", "fingerprint", "pepper_version", "owner",
         "status", "status_changed_at", "revocation_reason", *KEY_FLAGS,
@@ -394,7 +394,7 @@ class ApiKeyAdmin(NoRevertMixin, GuardedModelAdminMixin, SimpleHistoryAdmin):
 
 @admin.register(LifecycleEvent)
 class LifecycleEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Append-only: events are written by keys.lifecycle and only read here."""
+    """Append-only: events are written by keys.services.lifecycle and only read here."""
 
     list_display = ("at", "key", "action", "from_status", "to_status", "actor", "short_reason")
     list_filter = ("action", "to_status", "key__workflow__customer")
@@ -457,7 +457,7 @@ class ExceptionActionForm(helpers.ActionForm):
 @admin.register(KeyException)
 class KeyExceptionAdmin(NoRevertMixin, SimpleHistoryAdmin):
     """Read-only records: requests come from the portal, and every decision is an action through
-    keys.exceptions, which enforces that only compliance decides and never on their own keys or requests."""
+    keys.services.key_exceptions, which enforces that only compliance decides and never on their own keys or requests."""
 
     action_form = ExceptionActionForm
     list_display = ("__str__", "customer", "kind", "status", "due_on", "lapsed_on", "requested_by", "decided_by")
@@ -489,7 +489,7 @@ class KeyExceptionAdmin(NoRevertMixin, SimpleHistoryAdmin):
         return tuple(f for fieldset in self.fieldsets for f in fieldset[1]["fields"])
 
     def has_add_permission(self, request):
-        # Requests go through keys.exceptions.request_exception: the portal's "Request exception".
+        # Requests go through keys.services.key_exceptions.request_exception: the portal's "Request exception".
         return False
 
     def has_delete_permission(self, request, obj=None):
@@ -518,7 +518,7 @@ class KeyExceptionAdmin(NoRevertMixin, SimpleHistoryAdmin):
 
 @admin.register(IntegrationToken)
 class IntegrationTokenAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
-    """Read-only: tokens are created (and shown once) and revoked on the portal's token page, through keys.tokens.
+    """Read-only: tokens are created (and shown once) and revoked on the portal's token page, through keys.services.tokens.
     Only the token's SHA-256 is stored; its plaintext exists nowhere to show."""
 
     list_display = ("name", "token_prefix", "issuing_system", "customer", "acts_as", "created_at", "last_used_at",
@@ -532,7 +532,7 @@ class IntegrationTokenAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
 
 @admin.register(Exposure)
 class ExposureAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
-    """Read-only: exposures are reported in the portal or the API, through keys.exposures."""
+    """Read-only: exposures are reported in the portal or the API, through keys.services.exposures."""
 
     list_display = ("pk", "reported_at", "key", "location", "source", "reported_by")
     list_filter = ("source",)

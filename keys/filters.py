@@ -5,9 +5,8 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
-from portal import roles
-
-from .choices import (
+from core import roles
+from keys.choices import (
     OPEN_RELEASE_STATUSES,
     OPEN_REVOCATION_STATUSES,
     Environment,
@@ -20,8 +19,7 @@ from .choices import (
     RevocationRequestStatus,
     RiskTier,
 )
-from .exceptions import overdue_q
-from .models import (
+from keys.models import (
     ApiKey,
     Customer,
     Exposure,
@@ -32,7 +30,8 @@ from .models import (
     RevocationRequest,
     Workflow,
 )
-from .tokens import customer_scope_q, request_token, workflow_scope_q
+from keys.services.key_exceptions import overdue_q
+from keys.services.tokens import customer_scope_q, request_token, workflow_scope_q
 
 REVIEW_HORIZON_DAYS = 30
 # The choice that stands for every status still waiting for someone (releases, revocations).

@@ -6,9 +6,8 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
-from portal import roles
-
-from .choices import (
+from core import roles
+from keys.choices import (
     OPEN_RELEASE_STATUSES,
     OPEN_REVOCATION_STATUSES,
     BlastRadius,

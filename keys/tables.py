@@ -2,8 +2,8 @@ import django_tables2 as tables
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from .choices import CONFIRMABLE_REVOCATION_STATUSES
-from .models import ApiKey, KeyException
+from keys.choices import CONFIRMABLE_REVOCATION_STATUSES
+from keys.models import ApiKey, KeyException
 
 
 def badge(kind: str, value: str, display: str) -> str:

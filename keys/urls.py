@@ -1,6 +1,12 @@
 from django.urls import path
 
-from . import exception_views, exposure_views, import_views, release_views, revocation_views, token_views, views
+from keys.views import exceptions as exception_views
+from keys.views import exposures as exposure_views
+from keys.views import imports as import_views
+from keys.views import keys as views
+from keys.views import releases as release_views
+from keys.views import revocations as revocation_views
+from keys.views import tokens as token_views
 
 app_name = "keys"
 

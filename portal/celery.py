@@ -8,5 +8,3 @@ app = Celery("portal", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Modules that are not called tasks.py (several engineers own tasks of the same app).
-app.autodiscover_tasks(related_name="exception_tasks")
-app.autodiscover_tasks(related_name="evidence_tasks")

@@ -75,10 +75,11 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_celery_beat",
-    "portal",
+    "core",
     "keys",
     "attestations",
     "contacts",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -90,15 +91,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "portal.sessions.IdleTimeoutMiddleware",
-    "portal.two_factor.TwoFactorMiddleware",
+    "core.sessions.IdleTimeoutMiddleware",
+    "core.two_factor.TwoFactorMiddleware",
     # A customer contact's session reaches the contact pages and nothing else.
     "contacts.middleware.ContactScopeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "csp.middleware.CSPMiddleware",
-    "portal.audit.ApiTokenAuditMiddleware",
+    "core.audit.ApiTokenAuditMiddleware",
     # Last, as django-axes asks: it turns a lock-out raised by authentication into the lock-out page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -116,7 +117,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "portal.context_processors.roles",
+                "dashboard.context_processors.roles",
             ],
         },
     },
@@ -246,7 +247,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "portal.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "API key attestation portal",
@@ -269,7 +270,7 @@ SPECTACULAR_SETTINGS = {
 DJANGO_TABLES2_TEMPLATE = "portal/table.html"
 
 # Never show a submitted secret on an error page, whatever the view forgot to mark.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "portal.security.SecretSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.security.SecretSafeExceptionReporterFilter"
 
 # A shared cache (Redis, the broker production already runs): CACHE_URL, or in production a redis://
 # CELERY_BROKER_URL. Sessions are then Django's cached_db engine (read from the cache, written through to
@@ -326,7 +327,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The client's address for lock-outs and the access audit: REMOTE_ADDR, or behind one trusted reverse
 # proxy the address that proxy appended to X-Forwarded-For.
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
-AXES_CLIENT_IP_CALLABLE = "portal.audit.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.audit.client_ip"
 
 # Customer contacts sign in with an emailed single-use link plus a one-time code sent to the same address.
 CONTACT_LINK_HOURS = env_int("CONTACT_LINK_HOURS", 7 * 24)

@@ -4,8 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from contacts.forms import PortalAuthenticationForm
-
-from . import two_factor, views
+from core import two_factor
+from dashboard import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from core import roles
 from keys.choices import (
     BlastRadius,
     CompensatingControl,
@@ -20,7 +21,6 @@ from keys.choices import (
 )
 from keys.fingerprints import fingerprint_secret
 from keys.models import ApiKey, Customer, IssuingSystem, KeyException, OwnerProfile, Workflow
-from portal import roles
 
 _secret_counter = itertools.count(1)
 
@@ -105,7 +105,7 @@ class IssuingSystemFactory(factory.django.DjangoModelFactory):
 
 
 class ApiKeyFactory(factory.django.DjangoModelFactory):
-    """A key written directly (status as given); use keys.lifecycle to test the lifecycle itself."""
+    """A key written directly (status as given); use keys.services.lifecycle to test the lifecycle itself."""
 
     class Meta:
         model = ApiKey
@@ -125,7 +125,7 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
 
 
 class KeyExceptionFactory(factory.django.DjangoModelFactory):
-    """A transitional exception written directly (status as given); use keys.exceptions to test the rules."""
+    """A transitional exception written directly (status as given); use keys.services.key_exceptions to test the rules."""
 
     class Meta:
         model = KeyException

@@ -1,8 +1,8 @@
-"""Integration tokens for tests: create one through keys.tokens and get a client that sends it."""
+"""Integration tokens for tests: create one through keys.services.tokens and get a client that sends it."""
 
 from rest_framework.test import APIClient
 
-from keys import tokens
+from keys.services import tokens
 
 from . import factories
 

@@ -15,13 +15,12 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from attestations.models import Campaign, EvidenceExport
+from attestations.services import evidence
+from attestations.views.exports import download_name, record_download
+from core import roles
+from core.api import DetailSerializer
 from keys.models import ApiKey, Customer
-from portal import roles
-from portal.api import DetailSerializer
-
-from .. import evidence
-from ..evidence_views import download_name, record_download
-from ..models import Campaign, EvidenceExport
 
 Kind = EvidenceExport.Kind
 

@@ -3,12 +3,11 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from attestations.choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
+from attestations.models import AttestationItem, Campaign
+from attestations.services.campaigns import campaign_progress
 from keys.choices import Environment, KeyStatus, RiskTier
 from keys.models import ApiKey, Customer, Workflow
-
-from ..campaigns import campaign_progress
-from ..choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
-from ..models import AttestationItem, Campaign
 
 MAX_CAMPAIGN_DAYS = 365
 

@@ -1,6 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
-from . import export_views, views
+from attestations.api import export_views, views
 
 router = SimpleRouter()
 router.register("campaigns", views.CampaignViewSet, basename="campaign")

@@ -10,20 +10,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from portal.api import Conflict, DetailSerializer, SeesEverything
-
-from ..campaigns import (
-    AlreadyDecided,
-    NotAllowedToDecide,
-    can_decide,
-    close_campaign,
-    create_campaign,
-    launch_campaign,
-    record_decision,
-)
-from ..choices import CampaignStatus, DefaultAction, ItemStatus
-from ..models import AttestationItem, Campaign
-from .serializers import (
+from attestations.api.serializers import (
     AttestationItemSerializer,
     CampaignCloseSerializer,
     CampaignCreateSerializer,
@@ -32,6 +19,18 @@ from .serializers import (
     CampaignSerializer,
     DecisionSerializer,
 )
+from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
+from attestations.models import AttestationItem, Campaign
+from attestations.services.campaigns import (
+    AlreadyDecided,
+    NotAllowedToDecide,
+    can_decide,
+    close_campaign,
+    create_campaign,
+    launch_campaign,
+    record_decision,
+)
+from core.api import Conflict, DetailSerializer, SeesEverything
 
 NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."
 

@@ -1,6 +1,6 @@
 from django import template
 
-from attestations import evidence
+from attestations.services import evidence
 
 register = template.Library()
 

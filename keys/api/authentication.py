@@ -12,8 +12,8 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from .. import tokens
-from ..models import IntegrationToken
+from keys.models import IntegrationToken
+from keys.services import tokens
 
 # last_used_at/from are written at most this often per token, not on every request.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)

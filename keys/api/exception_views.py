@@ -1,15 +1,15 @@
 """Read-only REST endpoints for key exceptions, under the key visibility rules (ApiKey.objects.visible_to).
 
-Requests and decisions are made in the portal, where keys.exceptions enforces segregation of duties.
+Requests and decisions are made in the portal, where keys.services.key_exceptions enforces segregation of duties.
 """
 
 import django_filters
 from django.utils import timezone
 from rest_framework import serializers, viewsets
 
-from ..choices import CompensatingControl, ExceptionKind, ExceptionStatus
-from ..exceptions import overdue_q, visible_exceptions
-from ..models import KeyException
+from keys.choices import CompensatingControl, ExceptionKind, ExceptionStatus
+from keys.models import KeyException
+from keys.services.key_exceptions import overdue_q, visible_exceptions
 
 
 class KeyExceptionSerializer(serializers.ModelSerializer):

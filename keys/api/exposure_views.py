@@ -10,11 +10,11 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from ..choices import ExposureSource
-from ..exposures import report_exposure
-from ..models import Exposure
-from ..tokens import key_scope_q, request_token
-from .permissions import SeesEverythingOrIntegration, scope_keys_for_request
+from keys.api.permissions import SeesEverythingOrIntegration, scope_keys_for_request
+from keys.choices import ExposureSource
+from keys.models import Exposure
+from keys.services.exposures import report_exposure
+from keys.services.tokens import key_scope_q, request_token
 
 NO_MATCH = "Report recorded. It matches none of the keys you can see."
 

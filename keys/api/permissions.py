@@ -1,9 +1,8 @@
 from rest_framework import permissions
 
-from portal import roles
-
-from ..models import ApiKey
-from ..tokens import key_scope_q, request_token
+from core import roles
+from keys.models import ApiKey
+from keys.services.tokens import key_scope_q, request_token
 
 
 def scope_keys_for_request(request, queryset=None):

@@ -3,11 +3,10 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from portal.api import GovernedModelSerializer
-
-from ..choices import KeyStatus, LifecycleAction, RevocationReason, RiskTier
-from ..fingerprints import MAX_PREFIX_LENGTH
-from ..models import ApiKey, Customer, IssuingSystem, Workflow
+from core.api import GovernedModelSerializer
+from keys.choices import KeyStatus, LifecycleAction, RevocationReason, RiskTier
+from keys.fingerprints import MAX_PREFIX_LENGTH
+from keys.models import ApiKey, Customer, IssuingSystem, Workflow
 
 User = get_user_model()
 

@@ -1,6 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
-from . import exception_views, exposure_views, usage_views, views
+from keys.api import exception_views, exposure_views, usage_views, views
 
 router = SimpleRouter()
 router.register("customers", views.CustomerViewSet, basename="customer")

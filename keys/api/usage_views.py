@@ -1,4 +1,4 @@
-"""``POST /api/v1/usage/``: a batch of usage events, counted once each (keys.usage.ingest_usage).
+"""``POST /api/v1/usage/``: a batch of usage events, counted once each (keys.services.usage.ingest_usage).
 
 The events are validated in plain Python by the service, not by a serializer per event: a batch
 holds up to 10,000 of them. The serializers here document the shapes in the OpenAPI schema.
@@ -9,8 +9,8 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers, status, viewsets
 from rest_framework.response import Response
 
-from .. import usage
-from .permissions import IsAdminOrIntegration, scope_keys_for_request
+from keys.api.permissions import IsAdminOrIntegration, scope_keys_for_request
+from keys.services import usage
 
 
 class UsageEventSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""The registry's REST endpoints. Visibility comes from the models' querysets; every state change from keys.lifecycle."""
+"""The registry's REST endpoints. Visibility comes from the models' querysets; every state change from keys.services.lifecycle."""
 
 from django.contrib.auth import get_user_model
 from django.utils.decorators import method_decorator
@@ -11,16 +11,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from portal.api import AdminWritesOthersRead
-
-from .. import lifecycle, releases
-from ..choices import Environment, RevocationReason, WorkflowStatus
-from ..filters import ApiKeyFilterSet, visible_customers, visible_workflows
-from ..models import ApiKey, LifecycleEvent, Workflow
-from ..tokens import in_scope, request_token
-from ..views import EVENT_MATCH_WINDOW
-from .permissions import CanRevokeKey, IsAdminOrIntegration, scope_keys_for_request
-from .serializers import (
+from core.api import AdminWritesOthersRead
+from keys.api.permissions import CanRevokeKey, IsAdminOrIntegration, scope_keys_for_request
+from keys.api.serializers import (
     ApiKeySerializer,
     CustomerSerializer,
     KeyHistoryEntrySerializer,
@@ -28,6 +21,12 @@ from .serializers import (
     RevokeKeySerializer,
     WorkflowSerializer,
 )
+from keys.choices import Environment, RevocationReason, WorkflowStatus
+from keys.filters import ApiKeyFilterSet, visible_customers, visible_workflows
+from keys.models import ApiKey, LifecycleEvent, Workflow
+from keys.services import lifecycle, releases
+from keys.services.tokens import in_scope, request_token
+from keys.views.keys import EVENT_MATCH_WINDOW
 
 User = get_user_model()
 

@@ -1,6 +1,6 @@
 from django import template
 
-from keys import exceptions
+from keys.services import key_exceptions as exceptions
 
 register = template.Library()
 

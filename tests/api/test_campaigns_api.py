@@ -5,10 +5,10 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from attestations import campaigns
 from attestations.api.urls import router
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
+from attestations.services import campaigns
 from keys.choices import Environment, KeyStatus
 from tests import factories
 

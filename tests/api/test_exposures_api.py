@@ -6,9 +6,9 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from keys.choices import ExposureSource, KeyStatus
-from keys.exposures import report_exposure
 from keys.fingerprints import fingerprint_secret
 from keys.models import Exposure
+from keys.services.exposures import report_exposure
 from tests import factories
 from tests.integration_tokens import make_token, token_client
 

@@ -7,10 +7,10 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from keys import lifecycle
 from keys.api.urls import router
 from keys.choices import Environment, KeyStatus, LifecycleAction, RevocationReason, RiskTier, WorkflowStatus
 from keys.models import ApiKey, Customer, LifecycleEvent, Workflow
+from keys.services import lifecycle
 from tests import factories
 
 from . import ROLES, assert_matrix_row, client_for, routes

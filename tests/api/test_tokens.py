@@ -7,10 +7,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from attestations.api.urls import router as attestations_router
-from keys import tokens
 from keys.api.urls import router as keys_router
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason
 from keys.models import ApiKey, IntegrationToken, LifecycleEvent, UsageDaily
+from keys.services import tokens
 from tests import factories
 from tests.integration_tokens import make_token, token_client
 
@@ -183,7 +183,7 @@ def test_token_registers_keys_in_scope_only(client_a, token_a, key_a, key_b, own
 
 
 def test_token_reads_exposures_of_its_scope_only(client_a, key_a, key_b, admin_user):
-    from keys.exposures import report_exposure
+    from keys.services.exposures import report_exposure
 
     report_exposure(reporter=admin_user, source="portal", fingerprint=key_a.fingerprint, location="a")
     report_exposure(reporter=admin_user, source="portal", fingerprint=key_b.fingerprint, location="b")

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import usage
 from keys.models import UsageDaily
+from keys.services import usage
 from tests import factories
 from tests.integration_tokens import make_token, token_client
 

@@ -22,7 +22,7 @@ DOCUMENTED = {
 OURS_ON_OTHER_OBJECTS = {"_role_names"}
 # simple-history's documented way to name the user and reason of a save, used in one place only.
 DOCUMENTED_IN = {
-    ("portal/history.py", "_history_user"), ("portal/history.py", "_change_reason"),
+    ("core/history.py", "_history_user"), ("core/history.py", "_change_reason"),
 }
 
 

@@ -5,9 +5,9 @@ import io
 
 from pypdf import PdfReader
 
-from attestations import campaigns, evidence
 from attestations.choices import Decision, DefaultAction
 from attestations.models import EvidenceExport
+from attestations.services import campaigns, evidence
 from tests import factories
 
 FORMULA_JUSTIFICATION = "=HYPERLINK(\"http://evil.test\") still used <b>nightly</b>"

@@ -1,9 +1,9 @@
 import pytest
 from django.urls import reverse
 
-from attestations import campaigns
 from attestations.choices import CampaignStatus
 from attestations.models import Campaign, CampaignSchedule
+from attestations.services import campaigns
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -4,10 +4,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from attestations import campaigns
-from attestations.campaign_views import CAMPAIGN_ACTIONS
 from attestations.choices import CAMPAIGN_TRANSITIONS, CampaignStatus, Decision, DefaultAction, ItemStatus
 from attestations.models import Campaign, Notification
+from attestations.services import campaigns
+from attestations.views.campaigns import CAMPAIGN_ACTIONS
 from keys.choices import Environment, KeyStatus, LifecycleAction, RiskTier
 from tests import factories
 

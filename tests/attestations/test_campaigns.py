@@ -4,9 +4,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from attestations import campaigns, tasks
+from attestations import tasks
 from attestations.choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
 from attestations.models import AttestationItem, Notification, OwnershipTransfer
+from attestations.services import campaigns
 from keys.choices import ContractStatus, KeyStatus, RevocationReason
 from tests import factories
 

@@ -4,9 +4,10 @@ import threading
 import pytest
 from django.db import close_old_connections, connection
 
-from attestations import campaigns, tasks
+from attestations import tasks
 from attestations.choices import CampaignStatus, Decision, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
+from attestations.services import campaigns
 from keys.choices import KeyStatus, LifecycleAction
 from keys.models import ApiKey
 from tests import factories

@@ -10,11 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from attestations import campaigns, review_quality
 from attestations.choices import Decision, ItemStatus
+from attestations.services import campaigns, review_quality
+from core.models import ChainLink
 from keys.choices import ExceptionStatus, LifecycleAction
 from keys.models import KeyException, LifecycleEvent, UsageDaily
-from portal.models import ChainLink
 from tests import factories
 from tests.api import client_for
 

@@ -6,10 +6,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from attestations import campaigns, review_quality
 from attestations.choices import Decision
+from attestations.services import campaigns, review_quality
 from keys.choices import ExceptionStatus
-from keys.usage import ingest_usage
+from keys.services.usage import ingest_usage
 from tests import factories
 from tests.attestations.evidence_helpers import attached_csv, reader, run_export, text
 

@@ -10,13 +10,14 @@ from django.db import connection
 from django.utils import timezone
 from pypdf.generic import StreamObject
 
-from attestations import evidence, evidence_pdf, evidence_tasks
-from attestations.evidence_pdf import part_name
+from attestations import tasks as evidence_tasks
 from attestations.management.commands.make_signing_cert import make_signing_certificate
 from attestations.models import EvidenceExport
-from keys import lifecycle
+from attestations.services import evidence, evidence_pdf
+from attestations.services.evidence_pdf import part_name
 from keys.choices import KeyStatus, RevocationReason
 from keys.models import ApiKey, RevocationRequest
+from keys.services import lifecycle
 from tests import factories
 from tests.attestations.evidence_helpers import (
     FORMULA_JUSTIFICATION,

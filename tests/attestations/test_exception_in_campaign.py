@@ -8,14 +8,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from attestations import campaigns, views
-from attestations.campaigns import CampaignError
 from attestations.choices import Decision, ItemStatus
 from attestations.models import CampaignSchedule
-from keys import exceptions
+from attestations.services import campaigns
+from attestations.services.campaigns import CampaignError
+from attestations.views import inbox as views
+from core.actors import system_user
 from keys.choices import ExceptionKind, ExceptionStatus, LifecycleAction
 from keys.models import KeyException
-from portal.actors import system_user
+from keys.services import key_exceptions as exceptions
 from tests import factories
 from tests.api import client_for
 

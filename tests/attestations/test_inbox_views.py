@@ -4,9 +4,10 @@ import pytest
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from attestations import campaigns, views
 from attestations.choices import Decision, ItemStatus, TransferStatus
 from attestations.models import AttestationItem, OwnershipTransfer
+from attestations.services import campaigns
+from attestations.views import inbox as views
 from keys.choices import KeyStatus
 from tests import factories
 

@@ -7,11 +7,12 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from attestations import campaigns, successions, tasks
+from attestations import tasks
 from attestations.choices import CampaignStatus, DefaultAction, TransferKind, TransferStatus
 from attestations.models import Campaign, CampaignSchedule, Notification, OwnershipTransfer
-from keys import lifecycle, sweeps
+from attestations.services import campaigns, successions
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason
+from keys.services import lifecycle, sweeps
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -5,10 +5,10 @@ delegate, a former delegate, the key's new owner, another owner and compliance."
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
-from attestations import campaigns
 from attestations.choices import Decision
 from attestations.models import AttestationItem, may_decide
-from keys import lifecycle
+from attestations.services import campaigns
+from keys.services import lifecycle
 from tests import factories
 
 pytestmark = pytest.mark.django_db

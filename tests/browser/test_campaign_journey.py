@@ -14,12 +14,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from attestations import campaigns
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
-from keys import releases
+from attestations.services import campaigns
 from keys.choices import Environment, KeyStatus, LifecycleAction, RevocationReason
 from keys.models import ApiKey, Customer
+from keys.services import releases
 
 from .conftest import login
 

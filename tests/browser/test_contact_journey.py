@@ -9,11 +9,11 @@ import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
-from attestations import campaigns
 from attestations.choices import DefaultAction, ItemStatus
+from attestations.services import campaigns
 from contacts import access
 from contacts.models import CustomerContact
-from portal.models import AccessAction, AccessRecord
+from core.models import AccessAction, AccessRecord
 from tests import factories
 
 from .conftest import login

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
-from attestations import campaigns, evidence
 from attestations.choices import DefaultAction
 from attestations.models import EvidenceExport
+from attestations.services import campaigns, evidence
 from tests.worker import running_worker
 
 from .conftest import TIMEOUT_MS, login

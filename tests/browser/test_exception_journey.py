@@ -13,9 +13,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from attestations import campaigns
 from attestations.choices import ItemStatus
-from keys import exception_tasks
+from attestations.services import campaigns
+from keys import tasks as exception_tasks
 from keys.choices import ExceptionStatus, MigrationTarget
 from keys.models import KeyException
 from tests import factories

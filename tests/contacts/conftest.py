@@ -3,8 +3,8 @@ import re
 import pytest
 from django.core import mail
 
-from attestations import campaigns
 from attestations.choices import DefaultAction
+from attestations.services import campaigns
 from contacts import access
 from tests import factories
 

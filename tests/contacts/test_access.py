@@ -7,14 +7,14 @@ from django.contrib.auth.models import Group
 from django.core import mail
 from django.utils import timezone
 
-from attestations import campaigns
 from attestations.choices import ItemStatus
+from attestations.services import campaigns
 from contacts import access
 from contacts.access import ContactError, LinkRefused
 from contacts.choices import LinkState
 from contacts.models import AccessLink, CustomerContact
+from core import roles
 from keys.choices import ContractStatus, KeyStatus
-from portal import roles
 from tests import factories
 
 from .conftest import last_code, last_link_token
@@ -84,7 +84,7 @@ def test_campaign_items_reach_a_contact_scoped_to_their_customer(world, admin_us
     assert [i.pk for i in access.pending_items(pat).order_by("pk")] == [i.pk for i in world["pat_items"]]
     assert world["quinn_item"].pk not in access.contact_items(pat).values_list("pk", flat=True)
     # A key of another customer given to Pat behind the contact service's back stays out of their pages.
-    from keys import lifecycle
+    from keys.services import lifecycle
 
     lifecycle.change_owner(world["alice_key"], actor=admin_user, new_owner=pat.user, reason="Test: wrong customer?")
     stray = factories.ApiKeyFactory(workflow=world["quinn_key"].workflow, owner=pat.user)
@@ -100,7 +100,7 @@ def test_launch_and_reminders_send_contacts_a_fresh_link_not_the_inbox(world, dj
     with pytest.raises(LinkRefused) as refused:
         access.open_link(world["pat_token"])
     assert refused.value.state == LinkState.SUPERSEDED
-    from attestations import notifications
+    from attestations.services import notifications
 
     with django_capture_on_commit_callbacks(execute=True):
         notifications.reminder(world["campaign"], world["pat"].user, 2)

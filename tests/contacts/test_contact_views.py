@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from attestations.choices import ItemStatus
 from contacts.models import AccessLink, CustomerContact
-from portal.models import AccessAction, AccessRecord
+from core.models import AccessAction, AccessRecord
 
 from .conftest import last_code, last_link_token
 

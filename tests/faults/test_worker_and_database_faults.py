@@ -17,10 +17,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from attestations import campaigns, tasks
+from attestations import tasks
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import Campaign
-from keys import lifecycle, revocation
+from attestations.services import campaigns
+from core.chain import verify_chain
 from keys import tasks as key_tasks
 from keys.choices import (
     SENDABLE_REVOCATION_STATUSES,
@@ -32,7 +33,7 @@ from keys.choices import (
     RevocationState,
 )
 from keys.models import ApiKey, IssuingSystem, LifecycleEvent, RevocationRequest
-from portal.chain import verify_chain
+from keys.services import lifecycle, revocation
 from tests import factories
 from tests.postgres import requires_postgres
 

@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from keys import exception_tasks, exceptions
+from core.actors import system_user
+from keys import tasks as exception_tasks
 from keys.choices import (
     BlastRadius,
     CompensatingControl,
@@ -18,9 +19,9 @@ from keys.choices import (
     MigrationTarget,
     Replaceability,
 )
-from keys.exceptions import KeyExceptionError
 from keys.models import KeyException
-from portal.actors import system_user
+from keys.services import key_exceptions as exceptions
+from keys.services.key_exceptions import KeyExceptionError
 from tests import factories
 from tests.api import client_for
 
@@ -307,7 +308,7 @@ def test_no_reminder_far_from_due_or_for_requested_exceptions(requested, approve
 
 def test_daily_jobs_are_scheduled():
     tasks = set(PeriodicTask.objects.values_list("task", flat=True))
-    assert {"keys.exception_tasks.sweep_lapsed_exceptions", "keys.exception_tasks.send_exception_reminders"} <= tasks
+    assert {"keys.tasks.sweep_lapsed_exceptions", "keys.tasks.send_exception_reminders"} <= tasks
 
 
 # Portal pages

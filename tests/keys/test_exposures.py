@@ -5,10 +5,10 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
-from keys import exposures
 from keys.choices import ExposureSource, KeyStatus, LifecycleAction, RevocationReason
 from keys.fingerprints import fingerprint_secret
 from keys.models import Exposure, LifecycleEvent, RevocationRequest
+from keys.services import exposures
 from tests import factories
 
 pytestmark = pytest.mark.django_db

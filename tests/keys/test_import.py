@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from keys.choices import KeyStatus, LifecycleAction, WorkflowStatus
 from keys.fingerprints import fingerprint_secret
-from keys.importer import COLUMNS, KeyImportError, import_keys
 from keys.models import ApiKey, ApiKeyUserObjectPermission, LifecycleEvent
+from keys.services.importer import COLUMNS, KeyImportError, import_keys
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -4,10 +4,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import lifecycle
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason
 from keys.models import ApiKey, LifecycleEvent
-from keys.views import KEY_ACTIONS
+from keys.services import lifecycle
+from keys.views.keys import KEY_ACTIONS
 from tests import factories
 
 pytestmark = pytest.mark.django_db

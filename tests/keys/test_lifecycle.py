@@ -1,8 +1,8 @@
 import pytest
 
-from keys import lifecycle
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason
 from keys.models import ApiKey, LifecycleEvent
+from keys.services import lifecycle
 from tests import factories
 
 pytestmark = pytest.mark.django_db

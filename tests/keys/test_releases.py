@@ -9,11 +9,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from keys import releases
 from keys.choices import KeyStatus, LifecycleAction, ReleaseStatus, RevocationReason
-from keys.exposures import report_exposure
 from keys.models import ApiKey, KeyRelease, RevocationRequest
-from keys.usage import ingest_usage
+from keys.services import releases
+from keys.services.exposures import report_exposure
+from keys.services.usage import ingest_usage
 from tests import factories
 from tests.postgres import requires_postgres
 from tests.worker import running_worker, wait_for

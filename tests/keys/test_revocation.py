@@ -18,7 +18,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import lifecycle, revocation, tasks
+from core.actors import system_user
+from keys import tasks
 from keys.choices import (
     IssuingSystemKind,
     KeyStatus,
@@ -28,7 +29,7 @@ from keys.choices import (
     RevocationState,
 )
 from keys.models import RevocationAttempt, RevocationRequest
-from portal.actors import system_user
+from keys.services import lifecycle, revocation
 from tests import factories
 from tests.postgres import requires_postgres
 from tests.worker import running_worker, wait_for

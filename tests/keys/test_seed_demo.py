@@ -6,9 +6,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from core import roles
 from keys.choices import ContractStatus, KeyStatus, LifecycleAction, WorkflowStatus
 from keys.models import ApiKey, ApiKeyUserObjectPermission, Customer, IssuingSystem, LifecycleEvent, OwnerProfile, Workflow
-from portal import roles
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""The daily sweeps: each acts through keys.lifecycle as the system user, says why, and does nothing twice.
+"""The daily sweeps: each acts through keys.services.lifecycle as the system user, says why, and does nothing twice.
 
 They run on whatever DATABASE_URL names: SQLite locally, PostgreSQL in CI.
 """
@@ -11,7 +11,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import lifecycle, sweeps, tasks
+from core.actors import system_user
+from keys import tasks
 from keys.choices import (
     ContractStatus,
     KeyStatus,
@@ -22,7 +23,7 @@ from keys.choices import (
     WorkflowStatus,
 )
 from keys.models import ApiKey, Customer, LifecycleEvent, RevocationRequest
-from portal.actors import system_user
+from keys.services import lifecycle, sweeps
 from tests import factories
 from tests.postgres import requires_postgres
 

@@ -3,9 +3,9 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from keys import usage
 from keys.choices import LifecycleAction
 from keys.models import ApiKey, LifecycleEvent, UsageDaily, UsageEventReceipt
+from keys.services import usage
 from tests import factories
 
 pytestmark = pytest.mark.django_db

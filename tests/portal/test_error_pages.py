@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from keys import lifecycle
+from keys.services import lifecycle
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ def boom(**kwargs):
 def test_technical_500_page_hides_the_secret(settings, admin_user, monkeypatch, caplog):
     settings.DEBUG = True
     monkeypatch.setattr(lifecycle, "register_key", boom)
-    monkeypatch.setattr("keys.views.lifecycle.register_key", boom, raising=False)
+    monkeypatch.setattr("keys.views.keys.lifecycle.register_key", boom, raising=False)
     workflow = factories.WorkflowFactory()
     system = factories.IssuingSystemFactory()
     secret = factories.make_secret("sk_live_")

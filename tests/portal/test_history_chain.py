@@ -11,15 +11,15 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from attestations import campaigns
 from attestations.choices import DefaultAction
 from attestations.models import AttestationItem
-from keys import lifecycle
+from attestations.services import campaigns
+from core import chain
+from core.models import ChainHead, ChainLink
 from keys.choices import RevocationReason
-from keys.importer import COLUMNS, import_keys
 from keys.models import ApiKey
-from portal import chain
-from portal.models import ChainHead, ChainLink
+from keys.services import lifecycle
+from keys.services.importer import COLUMNS, import_keys
 from tests import factories
 from tests.attestations.test_concurrency_and_worker import _in_threads
 from tests.postgres import requires_postgres
@@ -296,7 +296,7 @@ def test_seal_existing_history_adopts_only_into_an_empty_chain(owner, capsys):
 
 
 def test_every_bulk_history_write_goes_through_the_chain():
-    """simple-history's bulk helpers send no signals: only portal.chain may call them."""
+    """simple-history's bulk helpers send no signals: only core.chain may call them."""
     root = Path(settings.BASE_DIR)
     offenders = [
         str(path.relative_to(root))

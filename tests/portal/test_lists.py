@@ -1,4 +1,4 @@
-"""Every list page (portal.lists.ObjectListView), through one set of tests.
+"""Every list page (core.lists.ObjectListView), through one set of tests.
 
 Each list has an entry in ``LISTS``: how to make rows that belong to alice (the owner fixture), who sees
 them, who may not open the page, a query that keeps them and one that drops them. For every list:
@@ -17,14 +17,14 @@ from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from attestations import campaigns
 from attestations.choices import ItemStatus
 from attestations.models import EvidenceExport
+from attestations.services import campaigns
 from contacts import access as contact_access
-from keys import lifecycle, tokens
+from core.lists import ObjectListView
 from keys.choices import ExposureSource, KeyStatus, ReleaseStatus, RevocationReason
 from keys.models import Exposure, KeyRelease
-from portal.lists import ObjectListView
+from keys.services import lifecycle, tokens
 from tests import factories
 
 pytestmark = pytest.mark.django_db

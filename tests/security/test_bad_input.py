@@ -7,9 +7,9 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from attestations import campaigns
 from attestations.choices import DefaultAction
 from attestations.models import Campaign, EvidenceExport, OwnershipTransfer
+from attestations.services import campaigns
 from keys.models import KeyException, UsageDaily, UsageEventReceipt
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from attestations import campaigns
 from attestations.choices import DefaultAction
+from attestations.services import campaigns
 from keys.models import ApiKey
 from tests import factories
 
@@ -75,7 +75,7 @@ def test_import_template_has_no_formula_cells():
 
 
 def test_evidence_csv_neutralises_formula_cells():
-    evidence = pytest.importorskip("attestations.evidence")
+    evidence = pytest.importorskip("attestations.services.evidence")
     text = evidence.to_csv(["a", "b", "c", "d", "e"], [
         {"a": "=HYPERLINK(\"http://x\")", "b": "+1", "c": "-2+3", "d": "@SUM(A1)", "e": "plain"},
     ])
@@ -140,8 +140,8 @@ FORMULA = '=HYPERLINK("http://evil.test","x")'
 def hostile_evidence(hostile, owner, compliance_user, admin_user, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.EVIDENCE_SIGNING_PKCS12 = ""
-    from keys import lifecycle
     from keys.choices import RevocationReason
+    from keys.services import lifecycle
 
     other = factories.ApiKeyFactory(owner=owner, workflow=hostile["key"].workflow, label=f"@SUM(A1) {IMG}")
     lifecycle.suspend_key(other, actor=admin_user, reason=f"{FORMULA} {SCRIPT}")

@@ -13,8 +13,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from portal import audit, sessions, two_factor
-from portal.models import AccessAction, AccessRecord
+from core import audit, sessions, two_factor
+from core.models import AccessAction, AccessRecord
 from tests.integration_tokens import make_token, token_client
 
 pytestmark = pytest.mark.django_db
@@ -193,7 +193,7 @@ def test_migration_rewrites_token_keys_out_of_older_records(owner):
     old = AccessRecord.objects.create(user=owner, username=owner.username, action=AccessAction.API_TOKEN_USED,
                                       target=f"POST /api/v1/attestations/7/decide/ 200 (Token #{key})")
     other = AccessRecord.objects.create(username="x", action=AccessAction.LOGIN_FAILED, target="Token #not-hex")
-    import_module("portal.migrations.0006_access_records_without_token_keys").forwards(apps, None)
+    import_module("core.migrations.0006_access_records_without_token_keys").forwards(apps, None)
     old.refresh_from_db()
     other.refresh_from_db()
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -19,13 +19,13 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from attestations import campaigns
 from attestations.choices import DefaultAction
 from attestations.models import EvidenceExport, OwnershipTransfer
+from attestations.services import campaigns
 from contacts import access as contact_access
-from keys import lifecycle
 from keys.choices import KeyStatus, ReleaseStatus, RevocationReason
 from keys.models import KeyRelease
+from keys.services import lifecycle
 from tests import factories
 from tests.api import test_campaigns_api, test_keys_api
 
@@ -215,8 +215,8 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
     export.sha256, export.size, export.page_count = "0" * 64, 30, 1
     export.save()
     token = None
-    if importlib.util.find_spec("keys.tokens"):  # integration tokens may land after this matrix
-        from keys import tokens
+    if importlib.util.find_spec("keys.services.tokens"):  # integration tokens may land after this matrix
+        from keys.services import tokens
 
         token, _ = tokens.create_token(actor=admin_user, name="Gateway sync", issuing_system=key.issuing_system,
                                        acts_as=factories.UserFactory(username="svc-gateway"))

@@ -6,8 +6,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from keys.importer import KeyImportError, import_keys
-from portal.actors import system_user
+from core.actors import system_user
+from keys.services.importer import KeyImportError, import_keys
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Demo data: users, customers, workflows, issuing systems and ~40 keys in realistic states.
 
-Keys are registered and moved through ``keys.lifecycle`` so their history and events look like the
+Keys are registered and moved through ``keys.services.lifecycle`` so their history and events look like the
 real thing. The fake secrets are random, fingerprinted and dropped; they are never printed.
 """
 
@@ -15,7 +15,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count, ProtectedError
 from django.utils import timezone
 
-from keys import lifecycle
+from core import roles
+from core.actors import system_user
+from core.chain import sealed_atomic
+from core.history import attribute_change
 from keys.choices import (
     ContractStatus,
     Environment,
@@ -26,10 +29,7 @@ from keys.choices import (
     WorkflowStatus,
 )
 from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
-from portal import roles
-from portal.actors import system_user
-from portal.chain import sealed_atomic
-from portal.history import attribute_change
+from keys.services import lifecycle
 
 DEMO_PASSWORD = "demo"
 DEMO_ID_PREFIX = "DEMO-"

@@ -1,0 +1,162 @@
+"""Forms of the owner's inbox. They only collect input; attestations.services.campaigns decides and records."""
+
+from django import forms
+
+from attestations.choices import Decision
+from attestations.models import Campaign
+from core.actions import Action, Panel, offered_panels
+from core.errors import ServiceErrorsMixin
+from keys.models import Customer
+
+
+def justification_field(label: str = "Justification") -> forms.CharField:
+    return forms.CharField(required=False, max_length=2000, strip=True, label=label,
+                           widget=forms.Textarea(attrs={"rows": 2}))
+
+
+def person_field(label: str) -> forms.CharField:
+    return forms.CharField(required=False, max_length=150, label=label)
+
+
+class DecisionForm(ServiceErrorsMixin, forms.Form):
+    """One decision on one item: its fields and their labels, wherever the decision is offered (the inbox,
+    the item page, a customer contact's page). The campaign service checks every rule and may refuse it."""
+
+    decision: str = ""
+    justification = justification_field()
+
+    def service_kwargs(self) -> dict:
+        return {"decision": self.decision, "justification": self.cleaned_data.get("justification", "")}
+
+    def for_item(self, item) -> "DecisionForm":
+        """Only the items of keys under an exception at launch ask to re-affirm it."""
+        if item.exception_id is None:
+            self.fields.pop("reaffirm_exception", None)
+        return self
+
+
+class ConfirmForm(DecisionForm):
+    decision = Decision.CONFIRM
+    affirm = forms.BooleanField(required=False, label="I affirm the purpose, scope and ownership are still right")
+    reaffirm_exception = forms.BooleanField(
+        required=False, label="I re-affirm the justification of the exception and its compensating controls"
+    )
+    field_order = ["affirm", "reaffirm_exception", "justification"]
+
+    def service_kwargs(self) -> dict:
+        return {
+            **super().service_kwargs(),
+            "affirm": self.cleaned_data.get("affirm", False),
+            "reaffirm_exception": self.cleaned_data.get("reaffirm_exception", False),
+        }
+
+
+class ReleaseForm(DecisionForm):
+    decision = Decision.RELEASE
+    justification = justification_field("Why is the key no longer needed?")
+
+
+class NamedPersonForm(DecisionForm):
+    to = person_field("Username")
+    field_order = ["to", "justification"]
+
+    def service_kwargs(self) -> dict:
+        return {**super().service_kwargs(), "to": self.cleaned_data.get("to", "")}
+
+
+class ReassignForm(NamedPersonForm):
+    decision = Decision.REASSIGN
+    to = person_field("New owner (username)")
+    justification = justification_field("Why does it belong to them?")
+
+
+class DelegateForm(NamedPersonForm):
+    decision = Decision.DELEGATE
+    to = person_field("Delegate to (username)")
+    justification = None  # a delegation passes the decision on; it decides nothing to justify
+
+
+def _reviewer_only(item, user) -> bool:
+    return item.reviewer_id == user.pk
+
+
+# How each decision is offered (its button), asked with the item and the user; the forms say what it asks.
+DECISION_ACTIONS: dict[str, Action] = {
+    action.slug: action
+    for action in (
+        Action(Decision.CONFIRM, "Confirm", ConfirmForm, button_class="button-primary", done="Confirmed {label}."),
+        Action(Decision.RELEASE, "Release", ReleaseForm, button_class="button-danger",
+               done="Released {label}: the key is being revoked."),
+        Action(Decision.REASSIGN, "Reassign", ReassignForm, done="Reassigned {label}: {to} must accept the ownership."),
+        Action(Decision.DELEGATE, "Delegate", DelegateForm, button_class="button-ghost", offered=_reviewer_only,
+               done="The decision on {label} is delegated to {to}."),
+    )
+}
+
+
+def item_dom_id(item_id) -> str:
+    """The id of an item's row in a page, which its decision panels' field ids start with."""
+    return f"item-{item_id}"
+
+
+def decision_form(data, *, item_id) -> DecisionForm:
+    """The submitted decision's form, with the field ids of the item's panel (a refusal is shown in place)."""
+    decision = data.get("decision", "")
+    action = DECISION_ACTIONS.get(decision)
+    if action is None:
+        form = DecisionForm(data)
+        form.decision = decision  # refused by the service, which names the decisions there are
+        return form
+    return action.form(data, id_prefix=item_dom_id(item_id))
+
+
+def decision_panels(item, user, decisions=tuple(DECISION_ACTIONS), failed: DecisionForm | None = None) -> list[Panel]:
+    """The panels of the ``decisions`` offered to ``user`` on ``item``; ``failed`` is a refused submission."""
+    panels = offered_panels(
+        [DECISION_ACTIONS[decision] for decision in decisions], item, user,
+        failed=(failed.decision, failed) if failed is not None else None, id_prefix=item_dom_id(item.pk),
+    )
+    for panel in panels:
+        panel.form.for_item(item)
+    return panels
+
+
+class ItemIdsField(forms.Field):
+    """Item ids ticked in the inbox. Which of them the user may decide is the service's question."""
+
+    widget = forms.MultipleHiddenInput
+    default_error_messages = {"required": "Select the items to confirm.", "invalid": "Unknown item."}
+
+    def to_python(self, value):
+        if not value:
+            return []
+        try:
+            return sorted({int(v) for v in value})
+        except (TypeError, ValueError):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class BulkConfirmForm(forms.Form):
+    items = ItemIdsField()
+    justification = forms.CharField(required=False, max_length=2000, strip=True)
+    affirm = forms.BooleanField(required=False)
+
+
+class InboxFilterForm(forms.Form):
+    PENDING = "pending"
+    DECIDED = "decided"
+    STATUS_CHOICES = [("", "Pending and recently decided"), (PENDING, "Pending"), (DECIDED, "Decided")]
+
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
+    campaign = forms.ModelChoiceField(queryset=Campaign.objects.none(), required=False, empty_label="Any campaign")
+    customer = forms.ModelChoiceField(queryset=Customer.objects.none(), required=False, empty_label="Any customer")
+
+    def __init__(self, *args, items, **kwargs):
+        """``items`` is the user's inbox queryset: the choices are the campaigns and customers it reaches."""
+        super().__init__(*args, **kwargs)
+        self.fields["campaign"].queryset = Campaign.objects.filter(
+            pk__in=items.values("campaign_id")
+        ).order_by("-launched_at", "name")
+        self.fields["customer"].queryset = Customer.objects.filter(
+            pk__in=items.values("key__workflow__customer_id")
+        ).order_by("name")

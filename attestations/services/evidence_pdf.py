@@ -1,0 +1,284 @@
+"""Rendering evidence PDFs: Django templates through WeasyPrint, chunks merged with pypdf, signed with pyHanko.
+
+A campaign report is rendered in parts: each chunk of items is its own WeasyPrint document (memory
+stays bounded by the chunk, and chunks run in parallel on several workers); the front matter (cover,
+contents, control mapping, chain verification, summary) is rendered last, when the chunks' page
+counts are known, and carries the CSV/JSON attachments. Its contents name the page each chunk starts
+on, which depends on the front's own length: a measuring task renders the front once while the chunks
+render, so the final front is laid out once, at the end. The parts are merged, "Page N of M" is
+stamped over every page from one cheap WeasyPrint document of empty pages, and the result is signed.
+Key dossiers and customer reports are small and rendered in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.template.loader import render_to_string
+from pypdf import PdfReader, PdfWriter
+
+from attestations.models import EvidenceExport
+from attestations.services import evidence
+
+log = logging.getLogger(__name__)
+Kind = EvidenceExport.Kind
+PRINT_CSS = Path(settings.BASE_DIR) / "static" / "css" / "evidence.css"
+PDF_VARIANT = "pdf/a-3b"
+
+
+def _weasyprint():
+    import weasyprint  # imported lazily: it loads fonts and Pango, which web requests never need
+
+    return weasyprint
+
+
+def identity(export: EvidenceExport) -> str:
+    return f"Evidence export #{export.pk} · {export.get_kind_display()} · {export.parameters.get('subject', '')}"
+
+
+def base_context(export: EvidenceExport, **extra) -> dict:
+    return {"export": export, "identity": identity(export), "generated_at": extra.pop("generated_at", None),
+            "controls": evidence.CONTROLS, "signing": signing_configured(), **extra}
+
+
+def _breakdowns(summary: dict) -> list[tuple[str, list[dict]]]:
+    statuses = [value for value, _ in summary["statuses"]]
+    return [
+        (title, [{"name": r["name"], "total": r["total"], "counts": [r[s] for s in statuses]} for r in rows])
+        for title, rows in (("Per customer", summary["per_customer"]), ("Per owner", summary["per_owner"]))
+    ]
+
+
+def html_to_pdf(template: str, context: dict, *, attachments=None, variant: str | None = None) -> bytes:
+    return write_pdf(layout(template, context), attachments=attachments, variant=variant)
+
+
+def layout(template: str, context: dict):
+    """Lay the template out into pages (WeasyPrint's costly step); ``write_pdf`` turns them into a file."""
+    weasyprint = _weasyprint()
+    html = render_to_string(template, context)
+    return weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR)).render(
+        stylesheets=[weasyprint.CSS(filename=str(PRINT_CSS))])
+
+
+def write_pdf(document, *, attachments=None, variant: str | None = None) -> bytes:
+    weasyprint = _weasyprint()
+    options = {}
+    if variant:
+        options["pdf_variant"] = variant
+    if attachments:
+        options["attachments"] = [
+            weasyprint.Attachment(string=content, name=name, description=description, relationship="Data")
+            for name, content, description in attachments
+        ]
+    return document.write_pdf(**options)
+
+
+def page_count(pdf: bytes) -> int:
+    return len(PdfReader(io.BytesIO(pdf)).pages)
+
+
+# Parts of a chunked campaign report --------------------------------------------------------------
+
+def part_name(export_id: int, index: int) -> str:
+    return f"exports/parts/{export_id}/chunk-{index:05d}.pdf"
+
+
+def render_campaign_chunk(export: EvidenceExport, index: int, first_pk: int, last_pk: int) -> int:
+    """Render one chunk of a campaign's items to its part file; returns its page count."""
+    campaign = export.campaign
+    items = evidence.campaign_items(campaign).filter(pk__gte=first_pk, pk__lte=last_pk)
+    rows = list(evidence.item_rows(campaign, items))
+    pdf = html_to_pdf("evidence/campaign_items.html", base_context(
+        export, rows=rows, first=index == 0, chunk_index=index + 1, chunks_total=export.chunks_total))
+    name = part_name(export.pk, index)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    default_storage.save(name, ContentFile(pdf))
+    return page_count(pdf)
+
+
+def front_measure_name(export_id: int) -> str:
+    return f"exports/parts/{export_id}/front-pages.txt"
+
+
+def measure_campaign_front(export: EvidenceExport, chunk_ranges: list[tuple[int, int]], chain, generated_at) -> int:
+    """Lay the front out once with placeholder page numbers and record its length.
+
+    Runs beside the chunks; the length does not depend on the numbers, so the final front, rendered
+    when the chunks are done, is then laid out once instead of twice.
+    """
+    campaign = export.campaign
+    summary = evidence.campaign_summary(campaign)
+    # Placeholder numbers as wide as the real ones will be (four digits reach 9,999 pages).
+    laid_out = _front_layout(export, summary, campaign.items.count(), chunk_ranges, [999] * len(chunk_ranges), chain,
+                             generated_at, 3)
+    pages = len(laid_out.pages)
+    name = front_measure_name(export.pk)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    default_storage.save(name, ContentFile(str(pages).encode()))
+    return pages
+
+
+def measured_front_pages(export: EvidenceExport) -> int | None:
+    name = front_measure_name(export.pk)
+    if not default_storage.exists(name):
+        return None
+    with default_storage.open(name, "rb") as f:
+        value = f.read().decode().strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def part_pages(export: EvidenceExport) -> list[int]:
+    pages = []
+    for index in range(export.chunks_total):
+        with default_storage.open(part_name(export.pk, index), "rb") as f:
+            pages.append(len(PdfReader(f).pages))
+    return pages
+
+
+def delete_parts(export: EvidenceExport) -> None:
+    for name in [*(part_name(export.pk, index) for index in range(export.chunks_total)),
+                 front_measure_name(export.pk)]:
+        if default_storage.exists(name):
+            default_storage.delete(name)
+
+
+def render_campaign_front(export: EvidenceExport, chunk_ranges: list[tuple[int, int]], part_pages: list[int],
+                          chain, generated_at, *, front_pages: int | None = None) -> bytes:
+    """Cover, contents, control mapping, chain verification and summary, with the raw data attached.
+
+    The contents name the page each items chunk starts on, which depends on the front's own length:
+    laid out with ``front_pages`` (measured beforehand, or a guess), and again in the rare case it
+    was wrong. Only the final layout is written to PDF, with the attachments.
+    """
+    campaign = export.campaign
+    summary = evidence.campaign_summary(campaign)
+    document = evidence.campaign_document(campaign, summary)
+    labels = _front_attachments(campaign)
+    contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]), evidence.to_json(document)]
+    front_pages = front_pages or 3
+    for _ in range(3):
+        laid_out = _front_layout(export, summary, len(document["items"]), chunk_ranges, part_pages, chain,
+                                 generated_at, front_pages)
+        if len(laid_out.pages) == front_pages:
+            break
+        front_pages = len(laid_out.pages)
+    attachments = [(name, content, description) for (name, description), content in zip(labels, contents, strict=True)]
+    return write_pdf(laid_out, attachments=attachments, variant=PDF_VARIANT)
+
+
+def _front_attachments(campaign) -> list[tuple[str, str]]:
+    return [
+        (f"campaign-{campaign.pk}-items.csv",
+         "Every item of the campaign, one row each (cells starting with = + - @ are prefixed with an apostrophe)"),
+        (f"campaign-{campaign.pk}.json", "The campaign, its totals and every item"),
+    ]
+
+
+def _front_layout(export, summary, item_count, chunk_ranges, part_pages, chain, generated_at, front_pages):
+    chunks, page = [], front_pages + 1
+    for (first_pk, last_pk), pages in zip(chunk_ranges, part_pages, strict=True):
+        chunks.append({"first": first_pk, "last": last_pk, "page": page, "pages": pages})
+        page += pages
+    return layout("evidence/campaign_front.html", base_context(
+        export, campaign=export.campaign, summary=summary, chain=chain, generated_at=generated_at,
+        mapping=evidence.control_mapping(Kind.CAMPAIGN), chunks=chunks, breakdowns=_breakdowns(summary),
+        front_pages=front_pages, item_count=item_count, attachments=_front_attachments(export.campaign),
+    ))
+
+
+def merge_and_number(front: bytes, parts: list, *, footer: str) -> bytes:
+    """Front then parts, one document, with "Page N of M" stamped on every page.
+
+    The writer starts as a clone of the front so its attachments, metadata and output intent are kept.
+    """
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(front)))
+    for part in parts:
+        writer.append(PdfReader(part), import_outline=False)
+    total = len(writer.pages)
+    stamp = PdfReader(io.BytesIO(html_to_pdf("evidence/page_numbers.html", {"pages": range(total), "footer": footer})))
+    for page, overlay in zip(writer.pages, stamp.pages, strict=True):
+        page.merge_page(overlay)
+        page.compress_content_streams()  # merging leaves the page's content uncompressed: 12x the file size
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+# Whole documents ----------------------------------------------------------------------------------
+
+def render_key_dossier(export: EvidenceExport, chain, generated_at) -> bytes:
+    dossier = evidence.key_dossier(export.key)
+    document = evidence.dossier_document(dossier)
+    key = dossier["key"]
+    attachments = [
+        (f"key-{key.pk}-events.csv", evidence.to_csv(evidence.EVENT_COLUMNS, document["events"]),
+         "Every lifecycle event of the key"),
+        (f"key-{key.pk}.json", evidence.to_json(document), "The key's dossier as data"),
+    ]
+    return html_to_pdf("evidence/key_dossier.html", base_context(
+        export, d=dossier, key=key, chain=chain, generated_at=generated_at,
+        mapping=evidence.control_mapping(Kind.KEY), attachments=[(n, d) for n, _, d in attachments],
+    ), attachments=attachments, variant=PDF_VARIANT)
+
+
+def render_customer_report(export: EvidenceExport, chain, generated_at) -> bytes:
+    report = evidence.customer_report(export.customer, export.period_start, export.period_end)
+    document = evidence.customer_document(report)
+    customer = report["customer"]
+    attachments = [
+        (f"customer-{customer.pk}-keys.csv", evidence.to_csv(evidence.CUSTOMER_COLUMNS, document["keys"]),
+         "Every key of the customer"),
+        (f"customer-{customer.pk}.json", evidence.to_json(document), "The customer report as data"),
+    ]
+    return html_to_pdf("evidence/customer_report.html", base_context(
+        export, r=report, customer=customer, chain=chain, generated_at=generated_at,
+        mapping=evidence.control_mapping(Kind.CUSTOMER), attachments=[(n, d) for n, _, d in attachments],
+    ), attachments=attachments, variant=PDF_VARIANT)
+
+
+# Signing and storing ------------------------------------------------------------------------------
+
+def signing_configured() -> bool:
+    return bool(getattr(settings, "EVIDENCE_SIGNING_PKCS12", ""))
+
+
+def sign(pdf: bytes) -> bytes:
+    """A PAdES signature over the whole file with the configured PKCS#12 certificate."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    password = settings.EVIDENCE_SIGNING_PASSWORD
+    signer = signers.SimpleSigner.load_pkcs12(
+        settings.EVIDENCE_SIGNING_PKCS12, passphrase=password.encode() if password else None)
+    if signer is None:
+        raise RuntimeError("The evidence signing certificate could not be loaded (path or password wrong).")
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    metadata = signers.PdfSignatureMetadata(
+        field_name="EvidenceSignature", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
+        reason="Audit evidence export", location=settings.SITE_URL,
+    )
+    out = signers.sign_pdf(writer, metadata, signer=signer)
+    return out.getvalue()
+
+
+def store(export: EvidenceExport, pdf: bytes) -> dict:
+    """Sign when configured, save the file and return the fields that describe it."""
+    signed = False
+    if signing_configured():
+        pdf = sign(pdf)
+        signed = True
+    name = f"evidence-{export.pk}-{export.kind}.pdf"
+    if export.file:
+        export.file.delete(save=False)
+    export.file.save(name, ContentFile(pdf), save=False)
+    return {"file": export.file.name, "sha256": hashlib.sha256(pdf).hexdigest(), "size": len(pdf),
+            "page_count": page_count(pdf), "signed": signed}

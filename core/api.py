@@ -1,0 +1,102 @@
+"""Pieces every app's REST API shares: the error format, role permissions, and the history actor."""
+
+from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from core import roles
+from core.errors import ServiceError
+from core.history import attribute_change
+
+
+class Conflict(exceptions.APIException):
+    """The request is valid but the object's state no longer allows it (e.g. an item already decided)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
+
+def service_error_payload(error: ServiceError) -> dict[str, list[str]]:
+    """A refused service call as DRF's validation error shape: field -> messages, the rest under non_field_errors."""
+    non_field = api_settings.NON_FIELD_ERRORS_KEY
+    return {(non_field if field == "__all__" else field): list(messages) for field, messages in error.errors.items()}
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus: a service refusal (LifecycleError, CampaignError, ...) is a 400 with a message per field.
+
+    Service messages name fields and states, never submitted secrets, so they are safe to return as they are.
+    """
+    if isinstance(exc, ServiceError):
+        return Response(service_error_payload(exc), status=status.HTTP_400_BAD_REQUEST)
+    return drf_exception_handler(exc, context)
+
+
+class RolePermission(permissions.BasePermission):
+    """Allow a request when ``allows(user)`` says so; subclasses name the role rule.
+
+    Object visibility is not checked here: views filter their querysets with the models'
+    ``visible_to`` so that an object the caller may not see is a 404, never a 403.
+    """
+
+    message = "Your role does not allow this."
+
+    def allows(self, user) -> bool:
+        raise NotImplementedError
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and self.allows(request.user))
+
+
+class SeesEverything(RolePermission):
+    message = "Only compliance and admins may do this."
+
+    def allows(self, user) -> bool:
+        return roles.sees_everything(user)
+
+
+class AdminWritesOthersRead(RolePermission):
+    """Any signed-in user reads (their querysets decide what); only admins write."""
+
+    message = "Only admins may change this."
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        return request.method in permissions.SAFE_METHODS or roles.is_admin(request.user)
+
+
+class GovernedModelSerializer(serializers.ModelSerializer):
+    """A plain create or update of a governed model, recorded in its history with the API caller and a reason.
+
+    The history middleware holds the Django request, whose user DRF sets once a token is authenticated;
+    the actor is set explicitly anyway so the record never depends on middleware order.
+    """
+
+    def _actor(self):
+        request = self.context.get("request")
+        return request.user if request is not None else None
+
+    def create(self, validated_data):
+        many = {name: validated_data.pop(name) for name in list(validated_data)
+                if isinstance(self.fields.get(name), serializers.ManyRelatedField)}
+        instance = self.Meta.model(**validated_data)
+        attribute_change(instance, self._actor(), "created through the API")
+        instance.save()
+        for name, values in many.items():
+            getattr(instance, name).set(values)
+        return instance
+
+    def update(self, instance, validated_data):
+        attribute_change(instance, self._actor(), "changed through the API")
+        return super().update(instance, validated_data)
+
+
+class DetailSerializer(serializers.Serializer):
+    """The body of a refusal that is not about a field (403, 404, 409)."""
+
+    detail = serializers.CharField()
+
+

@@ -1,0 +1,128 @@
+import datetime
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.shortcuts import render
+from django.utils import timezone
+
+from core import roles
+from dashboard.compliance_overview import compliance_overview
+from keys.choices import LIVE_KEY_STATUSES, ExceptionKind, ExceptionStatus, KeyStatus
+from keys.models import ApiKey, KeyException
+
+ATTENTION_HORIZON_DAYS = 30
+ATTENTION_LIST_SIZE = 10
+
+
+def _attention(keys, condition: Q, order: str, date_field: str = "") -> dict:
+    """A short list of live keys needing attention, each with the date that matters, and the total."""
+    matching = keys.filter(condition)
+    total = matching.count()
+    shown = list(matching.select_related("workflow__customer", "owner").order_by(order, "pk")[:ATTENTION_LIST_SIZE])
+    return {
+        "count": total,
+        "more": total - len(shown),
+        "rows": [{"key": key, "date": getattr(key, date_field) if date_field else None} for key in shown],
+    }
+
+
+def _customer_rows(keys) -> list[dict]:
+    horizon = timezone.localdate() + datetime.timedelta(days=ATTENTION_HORIZON_DAYS)
+    live = Q(status__in=LIVE_KEY_STATUSES)
+    return list(
+        keys.order_by()
+        .values("workflow__customer__id", "workflow__customer__name", "workflow__customer__contract_status")
+        .annotate(
+            total=Count("pk"),
+            pending=Count("pk", filter=Q(status=KeyStatus.PENDING)),
+            active=Count("pk", filter=Q(status=KeyStatus.ACTIVE)),
+            suspended=Count("pk", filter=Q(status=KeyStatus.SUSPENDED)),
+            revoked=Count("pk", filter=Q(status=KeyStatus.REVOKED)),
+            expired=Count("pk", filter=Q(status=KeyStatus.EXPIRED)),
+            due_for_review=Count("pk", filter=live & Q(next_review_on__lte=horizon)),
+            flagged=Count("pk", filter=live & (Q(orphaned=True) | Q(unattested=True) | Q(rotation_required=True))),
+        )
+        .order_by("workflow__customer__name")
+    )
+
+
+EXCEPTION_AGE_BUCKETS = ((30, "Under 30 days"), (90, "30 to 90 days"), (180, "90 to 180 days"),
+                         (365, "180 days to a year"), (None, "Over a year"))
+
+
+def exception_register(today: datetime.date) -> dict:
+    """Compliance's register of exceptions in force (requested or approved, lapsed ones included):
+    counts by kind, by customer and by age since the request, and the transitional exceptions past
+    their end date whose key is still live (overdue migrations). Three queries whatever the data."""
+    now, lower, ages = timezone.now(), 0, []
+    for upper, label in EXCEPTION_AGE_BUCKETS:
+        bucket = Q(requested_at__lte=now - datetime.timedelta(days=lower))
+        if upper is not None:
+            bucket &= Q(requested_at__gt=now - datetime.timedelta(days=upper))
+        ages.append((label, bucket))
+        lower = upper
+    in_force = Q(status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED])
+    overdue = Q(kind=ExceptionKind.TRANSITIONAL, end_date__lt=today, key__status__in=LIVE_KEY_STATUSES,
+                status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED])
+    counts = KeyException.objects.aggregate(
+        total=Count("pk", filter=in_force),
+        requested=Count("pk", filter=Q(status=ExceptionStatus.REQUESTED)),
+        lapsed=Count("pk", filter=in_force & Q(lapsed_on__isnull=False)),
+        overdue=Count("pk", filter=overdue),
+        **{f"kind_{kind.value}": Count("pk", filter=in_force & Q(kind=kind)) for kind in ExceptionKind},
+        **{f"age_{i}": Count("pk", filter=in_force & bucket) for i, (_, bucket) in enumerate(ages)},
+    )
+    by_customer = (
+        KeyException.objects.filter(in_force).order_by()
+        .values("key__workflow__customer__id", "key__workflow__customer__name")
+        .annotate(transitional=Count("pk", filter=Q(kind=ExceptionKind.TRANSITIONAL)),
+                  permanent=Count("pk", filter=Q(kind=ExceptionKind.PERMANENT)), total=Count("pk"))
+        .order_by("key__workflow__customer__name")
+    )
+    overdue_rows = (
+        KeyException.objects.filter(overdue).select_related("key__workflow__customer").order_by("end_date", "pk")
+    )
+    return {
+        "total": counts["total"],
+        "requested": counts["requested"],
+        "lapsed": counts["lapsed"],
+        "by_kind": [{"kind": k.value, "label": k.label, "count": counts[f"kind_{k.value}"]} for k in ExceptionKind],
+        "by_customer": list(by_customer),
+        "by_age": [{"label": label, "count": counts[f"age_{i}"]} for i, (label, _) in enumerate(ages)],
+        "overdue_count": counts["overdue"],
+        "overdue": list(overdue_rows[:ATTENTION_LIST_SIZE]),
+    }
+
+
+@login_required
+def dashboard(request):
+    keys = ApiKey.objects.visible_to(request.user)
+    live_keys = keys.filter(status__in=LIVE_KEY_STATUSES)
+    today = timezone.localdate()
+    horizon = today + datetime.timedelta(days=ATTENTION_HORIZON_DAYS)
+
+    counts = dict(keys.order_by().values_list("status").annotate(n=Count("pk")))
+    status_counts = [
+        {"status": status.value, "label": status.label, "count": counts.get(status.value, 0)} for status in KeyStatus
+    ]
+    stale_cutoff = timezone.now() - datetime.timedelta(days=settings.KEY_STALE_AFTER_DAYS)
+    context = {
+        "sees_everything": roles.sees_everything(request.user),
+        "total": sum(counts.values()),
+        "status_counts": status_counts,
+        "horizon_days": ATTENTION_HORIZON_DAYS,
+        "stale_days": settings.KEY_STALE_AFTER_DAYS,
+        "due_for_review": _attention(live_keys, Q(next_review_on__lte=horizon), "next_review_on", "next_review_on"),
+        "expiring": _attention(live_keys, Q(expires_on__lte=horizon), "expires_on", "expires_on"),
+        "rotation_required": _attention(live_keys, Q(rotation_required=True), "status_changed_at"),
+        "flag_counts": live_keys.aggregate(
+            orphaned=Count("pk", filter=Q(orphaned=True)),
+            unattested=Count("pk", filter=Q(unattested=True)),
+            unused=Count("pk", filter=Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_cutoff)),
+        ),
+        "customer_rows": _customer_rows(keys) if roles.sees_everything(request.user) else [],
+        "exception_register": exception_register(today) if roles.sees_everything(request.user) else None,
+        "compliance_overview": compliance_overview(today) if roles.sees_everything(request.user) else None,
+    }
+    return render(request, "portal/dashboard.html", context)

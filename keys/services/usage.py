@@ -1,0 +1,350 @@
+"""Usage reports: batches of calls made with keys, counted once, aggregated per key per day.
+
+Events are validated with plain Python (a batch is up to 10,000 of them), keys are resolved in a
+few queries, and each event is counted once: its id (or the batch's idempotency key and its index)
+is recorded as a UsageEventReceipt under a digest of (key, id), and an event whose receipt already
+exists is a duplicate. New events are added to UsageDaily (count, first/last seen, up to 50 distinct
+sources) and move the key's ``last_used_at`` forward, never back, all in one transaction.
+
+``last_used_at`` is telemetry: it is written with a plain UPDATE, so it creates no history record
+(a busy key would otherwise add one per batch); the history shows its value as of each governed
+change. A stale key used again has its flag lifted through ``lifecycle.clear_stale``, which is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from core.actors import system_user
+from core.chain import sealed_atomic
+from core.errors import ServiceError
+from keys.fingerprints import FINGERPRINT_RE
+from keys.models import ApiKey, UsageDaily, UsageEventReceipt
+from keys.services import lifecycle, releases
+
+MAX_EVENTS = 10_000
+MAX_SOURCES = 50
+MAX_SOURCE_LENGTH = 200
+MAX_ID_LENGTH = 100
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
+MAX_AGE = datetime.timedelta(days=400)
+# Rows per statement where SQLite binds every value as a parameter.
+SQLITE_CHUNK = 300
+
+
+class UsageError(ServiceError):
+    """A batch refused as a whole (too large, not a list)."""
+
+
+@dataclass
+class UsageResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    index: int
+    event_id: str
+    key_ref: int | str
+    at: datetime.datetime
+    source: str
+
+
+def ingest_usage(
+    events: list[dict], *, scope=None, idempotency_key: str | None = None, actor=None
+) -> UsageResult:
+    """Count a batch of usage events once each.
+
+    ``scope`` is the ApiKey queryset the reporter may report for (an integration token's keys);
+    a key outside it is rejected exactly as an unknown key is. Every rejected event is reported
+    by its index and reason; the others are counted, or reported as duplicates if already counted.
+    """
+    if not isinstance(events, list):
+        raise UsageError("Send the events as a list.", field="events")
+    if len(events) > MAX_EVENTS:
+        raise UsageError(f"A batch holds at most {MAX_EVENTS} events; this one has {len(events)}.", field="events")
+    idempotency_key = (idempotency_key or "").strip()
+    if len(idempotency_key) > MAX_ID_LENGTH:
+        raise UsageError(f"An idempotency key is at most {MAX_ID_LENGTH} characters.", field="idempotency_key")
+    result = UsageResult()
+    parsed = _validate(events, idempotency_key, result)
+    keys = _resolve_keys(parsed, ApiKey.objects.all() if scope is None else scope)
+    resolved: list[tuple[_Event, int]] = []
+    for event in parsed:
+        key_id = keys.get(event.key_ref)
+        if isinstance(key_id, str):
+            result.rejected.append({"index": event.index, "reason": key_id})
+        elif key_id is None:
+            result.rejected.append({"index": event.index, "reason": "key: no such key."})
+        else:
+            resolved.append((event, key_id))
+    result.rejected.sort(key=lambda row: row["index"])
+    if not resolved:
+        return result
+    with sealed_atomic():
+        counted = _record_receipts(resolved)
+        result.accepted = len(counted)
+        result.duplicates = len(resolved) - len(counted)
+        if counted:
+            _add_to_daily(counted)
+            _move_last_used(counted, actor)
+            releases.note_traffic([(key_id, event.at, event.source) for event, key_id in counted])
+    return result
+
+
+def _validate(events: list, idempotency_key: str, result: UsageResult) -> list[_Event]:
+    now = timezone.now()
+    latest, earliest = now + FUTURE_TOLERANCE, now - MAX_AGE
+    parsed = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            result.rejected.append({"index": index, "reason": "An event is an object."})
+            continue
+        problems = []
+        event_id = event.get("id")
+        if isinstance(event_id, int) and not isinstance(event_id, bool):
+            event_id = str(event_id)
+        if event_id is None or event_id == "":
+            if idempotency_key:
+                event_id = f"{idempotency_key}#{index}"
+            else:
+                problems.append("id: required (or send the batch with an Idempotency-Key header).")
+        elif not isinstance(event_id, str) or len(event_id) > MAX_ID_LENGTH:
+            problems.append(f"id: a string of at most {MAX_ID_LENGTH} characters.")
+        key_ref = event.get("key")
+        if isinstance(key_ref, bool) or not isinstance(key_ref, int | str) or key_ref == "":
+            problems.append("key: the key's id, prefix or fingerprint.")
+        elif isinstance(key_ref, str):
+            key_ref = key_ref.strip()
+            if len(key_ref) > 64:
+                problems.append("key: the key's id, prefix or fingerprint.")
+            elif FINGERPRINT_RE.match(key_ref.lower()):
+                key_ref = key_ref.lower()
+        at = _parse_time(event.get("at"))
+        if at is None:
+            problems.append("at: an ISO-8601 date and time with a time zone.")
+        elif at > latest:
+            problems.append("at: more than 5 minutes in the future.")
+        elif at < earliest:
+            problems.append(f"at: older than {MAX_AGE.days} days.")
+        source = event.get("source", "")
+        if source is None:
+            source = ""
+        if not isinstance(source, str) or len(source) > MAX_SOURCE_LENGTH:
+            problems.append(f"source: a string of at most {MAX_SOURCE_LENGTH} characters.")
+        if problems:
+            result.rejected.append({"index": index, "reason": " ".join(problems)})
+            continue
+        parsed.append(_Event(index, event_id, key_ref, at, source.strip()))
+    return parsed
+
+
+def _parse_time(value) -> datetime.datetime | None:
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if at.tzinfo is None or at.utcoffset() is None:
+        return None
+    return at.astimezone(datetime.UTC)
+
+
+def _resolve_keys(events: list[_Event], scope) -> dict[int | str, int | str]:
+    """Map each key reference to a key id, or to a rejection reason (an ambiguous prefix)."""
+    ids = {e.key_ref for e in events if isinstance(e.key_ref, int)}
+    strings = {e.key_ref for e in events if isinstance(e.key_ref, str)}
+    fingerprints = {s for s in strings if FINGERPRINT_RE.match(s)}
+    prefixes = strings - fingerprints
+    found: dict[int | str, int | str] = {}
+    if ids:
+        found.update({pk: pk for pk in scope.filter(pk__in=ids).values_list("pk", flat=True)})
+    if fingerprints:
+        found.update(dict(scope.filter(fingerprint__in=fingerprints).values_list("fingerprint", "pk")))
+    if prefixes:
+        by_prefix: dict[str, list[int]] = defaultdict(list)
+        for prefix, pk in scope.filter(prefix__in=prefixes).values_list("prefix", "pk"):
+            by_prefix[prefix].append(pk)
+        for prefix, pks in by_prefix.items():
+            found[prefix] = pks[0] if len(pks) == 1 else "key: this prefix matches several keys; send the id."
+        # A numeric string that is nobody's prefix is taken as an id.
+        numeric = {int(p): p for p in prefixes - set(by_prefix) if p.isdigit() and len(p) < 19}
+        if numeric:
+            for pk in scope.filter(pk__in=numeric).values_list("pk", flat=True):
+                found[numeric[pk]] = pk
+    return found
+
+
+def _receipt_id(key_id: int, event_id: str) -> str:
+    # Ids are namespaced by key and hashed to a fixed width: two integrations' "1" do not collide.
+    return hashlib.sha256(f"{key_id}:{event_id}".encode()).hexdigest()
+
+
+def _record_receipts(resolved: list[tuple[_Event, int]]) -> list[tuple[_Event, int]]:
+    """Insert a receipt per event; return the events whose receipt is new (counted now)."""
+    by_receipt: dict[str, tuple[_Event, int]] = {}
+    for event, key_id in resolved:
+        by_receipt.setdefault(_receipt_id(key_id, event.event_id), (event, key_id))
+    table = UsageEventReceipt._meta.db_table
+    now = timezone.now()
+    inserted: list[str] = []
+    if connection.vendor == "postgresql":
+        receipt_ids = sorted(by_receipt)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (event_id, key_id, received_at) "
+                f"SELECT e, k, %s FROM unnest(%s::text[], %s::bigint[]) AS t(e, k) "
+                f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                [now, receipt_ids, [by_receipt[r][1] for r in receipt_ids]],
+            )
+            inserted = [row[0] for row in cursor.fetchall()]
+    else:
+        with connection.cursor() as cursor:
+            received = connection.ops.adapt_datetimefield_value(now)
+            items = list(by_receipt.items())
+            for start in range(0, len(items), SQLITE_CHUNK):
+                chunk = items[start:start + SQLITE_CHUNK]
+                cursor.execute(
+                    f"INSERT INTO {table} (event_id, key_id, received_at) VALUES "
+                    + ", ".join(["(%s, %s, %s)"] * len(chunk))
+                    + " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    [value for receipt, (_, key_id) in chunk for value in (receipt, key_id, received)],
+                )
+                inserted += [row[0] for row in cursor.fetchall()]
+    new = set(inserted)
+    # In the batch's order, not the insert's: the order in which sources are first seen is kept.
+    return [pair for receipt, pair in by_receipt.items() if receipt in new]
+
+
+def _add_to_daily(counted: list[tuple[_Event, int]]) -> None:
+    """Add the new events to their (key, day) rows, each row written once."""
+    tz = timezone.get_current_timezone()
+    totals: dict[tuple[int, datetime.date], list] = {}
+    for event, key_id in counted:
+        day = event.at.astimezone(tz).date()
+        total = totals.get((key_id, day))
+        if total is None:
+            totals[(key_id, day)] = [1, event.at, event.at, {event.source: None} if event.source else {}]
+        else:
+            total[0] += 1
+            if event.at < total[1]:
+                total[1] = event.at
+            if event.at > total[2]:
+                total[2] = event.at
+            if event.source and len(total[3]) < MAX_SOURCES:
+                total[3][event.source] = None
+    if connection.vendor == "postgresql":
+        _upsert_daily_postgresql(totals)
+    else:
+        _upsert_daily_locked(totals)
+
+
+# One statement: new (key, day) rows are inserted, existing ones updated in place under the row lock
+# ON CONFLICT takes. Sources keep their first-seen order, distinct, at most MAX_SOURCES: the batch's
+# sources (distinct, in order) not yet in the row are appended, as many as fit.
+_UPSERT_DAILY_POSTGRESQL = """
+INSERT INTO {table} AS d (key_id, day, count, first_seen, last_seen, sources)
+SELECT k, dy, c, f, l, s::jsonb FROM unnest(%s::bigint[], %s::date[], %s::int[], %s::timestamptz[],
+                                            %s::timestamptz[], %s::text[]) AS t(k, dy, c, f, l, s)
+ON CONFLICT (key_id, day) DO UPDATE SET
+    count = d.count + EXCLUDED.count,
+    first_seen = LEAST(d.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+    sources = CASE
+        WHEN jsonb_array_length(d.sources) >= {cap} OR EXCLUDED.sources <@ d.sources THEN d.sources
+        ELSE d.sources || COALESCE((
+            SELECT jsonb_agg(v ORDER BY n) FROM (
+                SELECT v, n FROM jsonb_array_elements_text(EXCLUDED.sources) WITH ORDINALITY AS b(v, n)
+                WHERE NOT d.sources ? v ORDER BY n LIMIT {cap} - jsonb_array_length(d.sources)
+            ) AS added), '[]'::jsonb)
+    END
+"""
+
+
+def _upsert_daily_postgresql(totals: dict) -> None:
+    rows = sorted(totals.items(), key=lambda item: item[0])  # one lock order for concurrent batches
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPSERT_DAILY_POSTGRESQL.format(table=UsageDaily._meta.db_table, cap=MAX_SOURCES),
+            [[k for (k, _), _ in rows], [d for (_, d), _ in rows], [t[0] for _, t in rows], [t[1] for _, t in rows],
+             [t[2] for _, t in rows], [json.dumps(list(t[3])) for _, t in rows]],
+        )
+
+
+def _upsert_daily_locked(totals: dict) -> None:
+    """Other databases (SQLite): insert the missing rows, lock them all, write each row once."""
+    UsageDaily.objects.bulk_create(
+        [UsageDaily(key_id=key_id, day=day, count=0, first_seen=t[1], last_seen=t[2], sources=[])
+         for (key_id, day), t in totals.items()],
+        ignore_conflicts=True, batch_size=500,
+    )
+    key_ids = {key_id for key_id, _ in totals}
+    days = {day for _, day in totals}
+    rows = (
+        UsageDaily.objects.select_for_update()
+        .filter(key_id__in=key_ids, day__in=days)
+        .values_list("pk", "key_id", "day", "count", "first_seen", "last_seen", "sources")
+    )
+    updates = []
+    adapt = connection.ops.adapt_datetimefield_value
+    for pk, key_id, day, count, first_seen, last_seen, sources in rows:
+        total = totals.get((key_id, day))
+        if total is None:
+            continue
+        merged = list(dict.fromkeys([*(sources or []), *total[3]]))[:MAX_SOURCES]
+        updates.append((
+            count + total[0], adapt(min(first_seen, total[1])), adapt(max(last_seen, total[2])),
+            json.dumps(merged), pk,
+        ))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {UsageDaily._meta.db_table} SET count = %s, first_seen = %s, last_seen = %s, sources = %s "
+            "WHERE id = %s",
+            updates,
+        )
+
+
+def _move_last_used(counted: list[tuple[_Event, int]], actor) -> None:
+    """Move each key's last use forward to its latest new event; lift the stale flag of keys used again."""
+    latest: dict[int, datetime.datetime] = {}
+    for event, key_id in counted:
+        if key_id not in latest or event.at > latest[key_id]:
+            latest[key_id] = event.at
+    table = ApiKey._meta.db_table
+    if connection.vendor == "postgresql":
+        key_ids = sorted(latest)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET last_used_at = t.at FROM unnest(%s::bigint[], %s::timestamptz[]) AS t(id, at) "
+                f"WHERE {table}.id = t.id AND ({table}.last_used_at IS NULL OR {table}.last_used_at < t.at)",
+                [key_ids, [latest[k] for k in key_ids]],
+            )
+    else:
+        with connection.cursor() as cursor:
+            adapt = connection.ops.adapt_datetimefield_value
+            cursor.executemany(
+                f"UPDATE {table} SET last_used_at = %s WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)",
+                [(adapt(at), key_id, adapt(at)) for key_id, at in latest.items()],
+            )
+    # A report of old calls does not make a key fresh: only use within the stale window lifts the flag.
+    fresh_after = timezone.now() - datetime.timedelta(days=settings.KEY_STALE_AFTER_DAYS)
+    stale = list(ApiKey.objects.filter(pk__in=[k for k, at in latest.items() if at >= fresh_after], stale=True))
+    if stale:
+        actor = actor or system_user()
+        for key in stale:
+            lifecycle.clear_stale(key, actor=actor, reason=f"Used again on {latest[key.pk].date().isoformat()} "
+                                                           "(usage report)")
