@@ -277,8 +277,9 @@ def decide(contact: CustomerContact, item: AttestationItem, *, decision: str, ju
                                      affirm=affirm, reaffirm_exception=reaffirm_exception)
 
 
-def notify_reviewer(user, campaign, count: int, *, reminder: bool) -> bool:
-    """Send a contact reviewer a fresh link instead of the inbox address; False if ``user`` is no contact."""
+def notify_reviewer(sender, *, user, campaign, count: int, reminder: bool, **kwargs) -> bool:
+    """``reviewer_notice`` receiver: send a contact reviewer a fresh link instead of the inbox address;
+    False if ``user`` is no contact."""
     contact = CustomerContact.objects.filter(user=user).first()
     if contact is None:
         return False

@@ -7,4 +7,7 @@ class ContactsConfig(AppConfig):
 
     def ready(self):
         # Importing connects the sign-in receiver that marks a contact's session as scoped.
-        from contacts import middleware  # noqa: F401
+        from attestations.signals import reviewer_notice
+        from contacts import access, middleware  # noqa: F401
+
+        reviewer_notice.connect(access.notify_reviewer, dispatch_uid="contact-reviewer-link")

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.urls import reverse
 
+from attestations.signals import reviewer_notice
+
 User = get_user_model()
 
 
@@ -18,10 +20,13 @@ def _send(user, subject: str, body: str) -> None:
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
 
 
-def campaign_launched(campaign, user, count: int) -> None:
-    from contacts import access
+def _reached_otherwise(campaign, user, count: int, *, reminder: bool) -> bool:
+    answers = reviewer_notice.send(sender=type(campaign), campaign=campaign, user=user, count=count, reminder=reminder)
+    return any(answer for _, answer in answers)
 
-    if access.notify_reviewer(user, campaign, count, reminder=False):  # a customer contact gets a sign-in link
+
+def campaign_launched(campaign, user, count: int) -> None:
+    if _reached_otherwise(campaign, user, count, reminder=False):  # a customer contact gets a sign-in link
         return
     _send(
         user,
@@ -33,9 +38,7 @@ def campaign_launched(campaign, user, count: int) -> None:
 
 
 def reminder(campaign, user, count: int) -> None:
-    from contacts import access
-
-    if access.notify_reviewer(user, campaign, count, reminder=True):
+    if _reached_otherwise(campaign, user, count, reminder=True):
         return
     _send(
         user,
