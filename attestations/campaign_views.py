@@ -12,7 +12,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
@@ -22,7 +21,7 @@ from django_tables2 import RequestConfig, SingleTableMixin
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 from portal import roles
-from portal.actions import Action, offered_panels, refusal
+from portal.actions import Action, action_or_404, offered_panels, refusal
 
 from . import campaigns, review_quality
 from .campaign_forms import CampaignForm, CancelCampaignForm, NoInputForm
@@ -242,9 +241,7 @@ def campaign_detail(request, pk):
 @compliance_required
 @require_POST
 def campaign_action(request, pk, action):
-    spec = CAMPAIGN_ACTIONS.get(action)
-    if spec is None:
-        raise Http404("No such campaign action.")
+    spec = action_or_404(CAMPAIGN_ACTIONS, action)
     campaign = get_object_or_404(_campaigns(), pk=pk)
     form, message = spec.submit(request.POST, campaign, request.user)
     if not form.errors:

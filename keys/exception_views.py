@@ -8,7 +8,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -17,7 +16,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from portal import roles
-from portal.actions import Action, offered_panels, refusal
+from portal.actions import Action, action_or_404, offered_panels, refusal
 
 from . import exceptions
 from .choices import EXCEPTION_TRANSITIONS, ExceptionKind, ExceptionStatus
@@ -175,9 +174,7 @@ def exception_detail(request, pk):
 @login_required
 @require_POST
 def exception_action(request, pk, action):
-    spec = EXCEPTION_ACTIONS.get(action)
-    if spec is None:
-        raise Http404("No such action.")
+    spec = action_or_404(EXCEPTION_ACTIONS, action)
     exception = _visible_exception(request.user, pk)
     form, _ = spec.submit(request.POST, exception, request.user)
     if not form.errors:

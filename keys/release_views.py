@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 from django_filters.views import FilterView
 
-from portal.actions import Action
+from portal.actions import Action, action_or_404
 
 from . import releases
 from .choices import OPEN_RELEASE_STATUSES, ReleaseStatus
@@ -85,9 +85,7 @@ class ReleaseListView(LoginRequiredMixin, FilterView):
 @login_required
 @require_POST
 def release_action(request, pk, action):
-    spec = RELEASE_ACTIONS.get(action)
-    if spec is None:
-        raise PermissionDenied("Roll back or revoke.")
+    spec = action_or_404(RELEASE_ACTIONS, action)
     release = get_object_or_404(visible_releases(request.user), pk=pk)
     if not releases.may_decide(request.user, release):
         raise PermissionDenied("Only the key's owner or steward, compliance or an admin decide a release.")

@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
 from django.utils.cache import patch_vary_headers
@@ -18,7 +17,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from portal import roles
-from portal.actions import Action, always, offered_panels, refusal
+from portal.actions import Action, action_or_404, always, offered_panels, refusal
 
 from . import exceptions, lifecycle, releases
 from .choices import KEY_TRANSITIONS, LifecycleAction
@@ -309,9 +308,7 @@ def key_detail(request, pk):
 @login_required
 @require_POST
 def key_action(request, pk, action):
-    key_action_spec = KEY_ACTIONS.get(action)
-    if key_action_spec is None:
-        raise Http404("No such action.")
+    key_action_spec = action_or_404(KEY_ACTIONS, action)
     key = get_object_or_404(visible_keys(request.user), pk=pk)
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins change a key's lifecycle.")

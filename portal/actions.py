@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django import forms
+from django.http import Http404
 
 from .errors import ServiceError
 
@@ -59,6 +60,13 @@ class Panel:
     form: forms.Form
     id: str
     open: bool = False
+
+
+def action_or_404(actions: dict[str, Action], slug: str) -> Action:
+    action = actions.get(slug)
+    if action is None:
+        raise Http404("No such action.")
+    return action
 
 
 def refusal(actions: dict[str, Action], failed: tuple[str, forms.Form] | None, panels: list[Panel]) -> dict:
