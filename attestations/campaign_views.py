@@ -97,14 +97,10 @@ def campaign_create(request):
         return _scope_preview(request)
     form = CampaignForm(request.POST or None)
     if request.method == "POST":
+        campaign = form.call_service(lambda data: campaigns.create_campaign(actor=request.user, **form.service_kwargs()))
         if form.is_valid():
-            try:
-                campaign = campaigns.create_campaign(actor=request.user, **form.service_kwargs())
-            except campaigns.CampaignError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
-                return redirect(campaign)
+            messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
+            return redirect(campaign)
         return render(request, "attestations/campaign_form.html", {"form": form}, status=400)
     return render(request, "attestations/campaign_form.html", {"form": form})
 
@@ -244,7 +240,7 @@ def campaign_action(request, pk, action):
     spec = action_or_404(CAMPAIGN_ACTIONS, action)
     campaign = get_object_or_404(_campaigns(), pk=pk)
     form, message = spec.submit(request.POST, campaign, request.user)
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, message)
         return redirect(campaign)
     campaign.refresh_from_db()

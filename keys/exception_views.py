@@ -21,7 +21,6 @@ from portal.actions import Action, action_or_404, offered_panels, refusal
 from . import exceptions
 from .choices import EXCEPTION_TRANSITIONS, ExceptionKind, ExceptionStatus
 from .exception_forms import ApproveExceptionForm, ExceptionRequestForm, ReasonForm, RenewExceptionForm
-from .exceptions import KeyExceptionError
 from .filters import visible_customers
 from .forms import LifecycleForm
 from .models import KeyException
@@ -177,7 +176,7 @@ def exception_action(request, pk, action):
     spec = action_or_404(EXCEPTION_ACTIONS, action)
     exception = _visible_exception(request.user, pk)
     form, _ = spec.submit(request.POST, exception, request.user)
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
         return redirect("keys:exception", pk=exception.pk)
     return _render_detail(request, _visible_exception(request.user, pk), failed=(spec.slug, form), status=400)
@@ -190,14 +189,11 @@ def request_exception_view(request, key_pk):
         raise PermissionDenied("Only an admin or the key's owner or steward can request an exception.")
     form = ExceptionRequestForm(request.POST or None)
     if request.method == "POST":
+        exception = form.call_service(
+            lambda data: exceptions.request_exception(key, actor=request.user, **form.service_kwargs()))
         if form.is_valid():
-            try:
-                exception = exceptions.request_exception(key, actor=request.user, **form.service_kwargs())
-            except KeyExceptionError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Requested a {exception.get_kind_display().lower()} exception for "
-                                          f"{key.label}; compliance decides it.")
-                return redirect("keys:exception", pk=exception.pk)
+            messages.success(request, f"Requested a {exception.get_kind_display().lower()} exception for "
+                                      f"{key.label}; compliance decides it.")
+            return redirect("keys:exception", pk=exception.pk)
         return render(request, "keys/exception_form.html", {"form": form, "key": key}, status=400)
     return render(request, "keys/exception_form.html", {"form": form, "key": key})

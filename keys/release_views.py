@@ -93,6 +93,6 @@ def release_action(request, pk, action):
     for name, errors in form.errors.items():
         for message in errors:
             messages.error(request, message if name == NON_FIELD_ERRORS else f"{form[name].label}: {message}")
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, f"Release of {release.key.label} {spec.done}.")
     return redirect(release.key)

@@ -32,7 +32,6 @@ from .forms import (
     RevokeForm,
     RotateForm,
 )
-from .lifecycle import LifecycleError
 from .models import ApiKey, KeyException, LifecycleEvent
 from .release_views import RELEASE_ACTIONS, ReleaseForm
 from .tables import ApiKeyTable
@@ -313,7 +312,7 @@ def key_action(request, pk, action):
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins change a key's lifecycle.")
     form, _ = key_action_spec.submit(request.POST, key, request.user)
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
         return redirect(key)
     return _render_detail(request, key, failed=(key_action_spec.slug, form), status=400)
@@ -326,14 +325,10 @@ def register_key_view(request):
         raise PermissionDenied("Only admins register keys.")
     form = RegisterKeyForm(request.POST or None)
     if request.method == "POST":
+        key = form.call_service(lambda data: lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs()))
         if form.is_valid():
-            try:
-                key = lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs())
-            except LifecycleError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
-                return redirect(key)
+            messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
+            return redirect(key)
         return render(request, "keys/register.html", {"form": form}, status=400)
     return render(request, "keys/register.html", {"form": form})
 

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from django import forms
 from django.http import Http404
 
-from .errors import ServiceError
-
 
 def always(*subject) -> bool:
     return True
@@ -40,16 +38,11 @@ class Action:
     def submit(self, data, subject, actor) -> tuple[forms.Form, object]:
         """Check ``data`` with the action's form and, if it holds, ``perform(subject, actor, cleaned data)``.
 
-        Returns the form, which has errors if the action was not done (the service's refusal among them),
-        and what ``perform`` returned.
+        Returns the form, valid if the action was done (else with its errors, the service's refusal among
+        them), and what ``perform`` returned.
         """
         form = self.form(data)
-        if form.is_valid():
-            try:
-                return form, self.perform(subject, actor, form.cleaned_data)
-            except ServiceError as error:
-                form.add_service_errors(error)
-        return form, None
+        return form, form.call_service(lambda cleaned: self.perform(subject, actor, cleaned))
 
 
 @dataclass
