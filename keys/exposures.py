@@ -26,7 +26,7 @@ from portal.errors import ServiceError
 
 from . import lifecycle
 from .choices import ExposureSource, RevocationReason
-from .fingerprints import MIN_SECRET_LENGTH, candidate_fingerprints, normalise_fingerprint
+from .fingerprints import MIN_SECRET_LENGTH, candidate_fingerprints, identity_refusal, normalise_fingerprint
 from .models import ApiKey, Exposure
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ def report_exposure(
     secret = secret or ""
     location = (location or "").strip()
     notes = (notes or "").strip()
-    if secret and fingerprint:
-        errors["secret"] = ["Give either the secret or its fingerprint, not both."]
-    elif not secret and not fingerprint:
-        errors["secret"] = ["Give the secret you found (it is fingerprinted and dropped) or its fingerprint."]
+    refused = identity_refusal(has_secret=bool(secret), has_fingerprint=bool(fingerprint),
+                               missing="Give the secret you found (it is fingerprinted and dropped) or its fingerprint.")
+    if refused:
+        errors["secret"] = [refused]
     elif secret and (len(secret) < MIN_SECRET_LENGTH or len(secret) > 512):
         errors["secret"] = [f"A secret is between {MIN_SECRET_LENGTH} and 512 characters."]
     candidates: list[str] = []

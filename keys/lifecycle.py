@@ -32,6 +32,7 @@ from .fingerprints import (
     current_pepper_version,
     default_prefix,
     fingerprint_secret,
+    identity_refusal,
     normalise_fingerprint,
 )
 from .models import ApiKey, ApiKeyUserObjectPermission, IssuingSystem, LifecycleEvent, Workflow
@@ -54,10 +55,10 @@ def resolve_identity(
     secret = secret or ""
     fingerprint = (fingerprint or "").strip()
     prefix = (prefix or "").strip()
-    if secret and fingerprint:
-        errors["secret"] = ["Give either the secret or its fingerprint, not both."]
-    elif not secret and not fingerprint:
-        errors["secret"] = ["Give the secret (it is fingerprinted and dropped) or its fingerprint."]
+    refused = identity_refusal(has_secret=bool(secret), has_fingerprint=bool(fingerprint),
+                               missing="Give the secret (it is fingerprinted and dropped) or its fingerprint.")
+    if refused:
+        errors["secret"] = [refused]
     digest = ""
     if secret and not errors:
         if len(secret) < MIN_SECRET_LENGTH or secret != secret.strip():
