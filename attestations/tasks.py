@@ -57,15 +57,18 @@ def notify_campaign_launched(campaign_id: int) -> int:
     return sent
 
 
+def _active_campaigns(campaign_id: int | None):
+    """Every active campaign, or the one named if it is active."""
+    active = Campaign.objects.filter(status=CampaignStatus.ACTIVE)
+    return active.filter(pk=campaign_id) if campaign_id else active
+
+
 @shared_task
 def send_reminders(campaign_id: int | None = None) -> int:
     """Remind reviewers who still have pending items, once per reminder day."""
     today = timezone.localdate()
-    active = Campaign.objects.filter(status=CampaignStatus.ACTIVE)
-    if campaign_id:
-        active = active.filter(pk=campaign_id)
     sent = 0
-    for campaign in active:
+    for campaign in _active_campaigns(campaign_id):
         day = campaigns.due_reminder_day(campaign, today)
         if day is None:
             continue
@@ -80,12 +83,9 @@ def send_reminders(campaign_id: int | None = None) -> int:
 def escalate_overdue(campaign_id: int | None = None) -> int:
     """Send pending items past the escalation day to the owner's manager (or compliance)."""
     today = timezone.localdate()
-    active = Campaign.objects.filter(status=CampaignStatus.ACTIVE)
-    if campaign_id:
-        active = active.filter(pk=campaign_id)
     actor = system_user()
     sent = 0
-    for campaign in active:
+    for campaign in _active_campaigns(campaign_id):
         for user_id, items in campaigns.escalation_targets(campaign, today, actor=actor).items():
             notifications.escalation(campaign, User.objects.get(pk=user_id), items)
             sent += 1

@@ -59,12 +59,10 @@ class ContactListView(ObjectListView):
 def invite(request):
     _require_compliance(request)
     form = InviteForm(request.POST if request.method == "POST" else None, initial={"customer": request.GET.get("customer")})
-    if request.method == "POST" and form.is_valid():
-        try:
-            contact, _token = access.invite_contact(actor=request.user, **form.cleaned_data)
-        except ContactError as error:
-            form.add_service_errors(error)
-        else:
+    if request.method == "POST":
+        invited = form.call_service(lambda data: access.invite_contact(actor=request.user, **data))
+        if form.is_valid():
+            contact, _token = invited
             record_access(request, AccessAction.CONTACT_INVITED, f"{contact.email} ({contact.customer})")
             messages.success(request, f"{contact.name} is invited: a sign-in link was emailed to {contact.email}.")
             return redirect("contacts:detail", contact.pk)
@@ -118,15 +116,11 @@ def assign(request, pk):
     if not roles.is_admin(request.user):
         raise PermissionDenied("Admins assign keys.")
     form = AssignKeyForm(request.POST, contact=contact)
+    form.call_service(lambda data: access.assign_key(contact, data["key"], actor=request.user))
     if form.is_valid():
         key = form.cleaned_data["key"]
-        try:
-            access.assign_key(contact, key, actor=request.user)
-        except ContactError as error:
-            form.add_service_errors(error)
-        else:
-            messages.success(request, f"{contact.name} now owns {key.label}. Rotate the key: ownership changed.")
-            return redirect("contacts:detail", contact.pk)
+        messages.success(request, f"{contact.name} now owns {key.label}. Rotate the key: ownership changed.")
+        return redirect("contacts:detail", contact.pk)
     return _render_detail(request, contact, assign_form=form, status=400)
 
 
@@ -135,14 +129,10 @@ def assign(request, pk):
 def deactivate(request, pk):
     contact = _contact_for_staff(request, pk)
     form = DeactivateForm(request.POST)
+    form.call_service(lambda data: access.deactivate_contact(contact, actor=request.user, reason=data["reason"]))
     if form.is_valid():
-        try:
-            access.deactivate_contact(contact, actor=request.user, reason=form.cleaned_data["reason"])
-        except ContactError as error:
-            form.add_service_errors(error)
-        else:
-            messages.success(request, f"{contact.name} no longer has access; their links stopped working.")
-            return redirect("contacts:detail", contact.pk)
+        messages.success(request, f"{contact.name} no longer has access; their links stopped working.")
+        return redirect("contacts:detail", contact.pk)
     return _render_detail(request, contact, deactivate_form=form, status=400)
 
 

@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django import forms
-
-from core.errors import ServiceError
+from django.http import Http404
 
 
 def always(*subject) -> bool:
@@ -39,16 +38,11 @@ class Action:
     def submit(self, data, subject, actor) -> tuple[forms.Form, object]:
         """Check ``data`` with the action's form and, if it holds, ``perform(subject, actor, cleaned data)``.
 
-        Returns the form, which has errors if the action was not done (the service's refusal among them),
-        and what ``perform`` returned.
+        Returns the form, valid if the action was done (else with its errors, the service's refusal among
+        them), and what ``perform`` returned.
         """
         form = self.form(data)
-        if form.is_valid():
-            try:
-                return form, self.perform(subject, actor, form.cleaned_data)
-            except ServiceError as error:
-                form.add_service_errors(error)
-        return form, None
+        return form, form.call_service(lambda cleaned: self.perform(subject, actor, cleaned))
 
 
 @dataclass
@@ -59,6 +53,13 @@ class Panel:
     form: forms.Form
     id: str
     open: bool = False
+
+
+def action_or_404(actions: dict[str, Action], slug: str) -> Action:
+    action = actions.get(slug)
+    if action is None:
+        raise Http404("No such action.")
+    return action
 
 
 def refusal(actions: dict[str, Action], failed: tuple[str, forms.Form] | None, panels: list[Panel]) -> dict:

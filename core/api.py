@@ -35,7 +35,8 @@ def exception_handler(exc, context):
 
 
 class RolePermission(permissions.BasePermission):
-    """Allow a request when ``allows(user)`` says so; subclasses name the role rule.
+    """Allow a signed-in request when ``allows_request(request)`` says so, by default ``allows(user)``;
+    subclasses name the role rule.
 
     Object visibility is not checked here: views filter their querysets with the models'
     ``visible_to`` so that an object the caller may not see is a 404, never a 403.
@@ -46,8 +47,11 @@ class RolePermission(permissions.BasePermission):
     def allows(self, user) -> bool:
         raise NotImplementedError
 
+    def allows_request(self, request) -> bool:
+        return self.allows(request.user)
+
     def has_permission(self, request, view):
-        return bool(request.user and request.user.is_authenticated and self.allows(request.user))
+        return bool(request.user and request.user.is_authenticated and self.allows_request(request))
 
 
 class SeesEverything(RolePermission):
@@ -62,9 +66,7 @@ class AdminWritesOthersRead(RolePermission):
 
     message = "Only admins may change this."
 
-    def has_permission(self, request, view):
-        if not (request.user and request.user.is_authenticated):
-            return False
+    def allows_request(self, request) -> bool:
         return request.method in permissions.SAFE_METHODS or roles.is_admin(request.user)
 
 

@@ -17,6 +17,16 @@ class ServiceErrorsMixin:
     """For a form whose submission goes through a service that may refuse it: the refusal's messages go
     beside the fields they name, the others on top of the form."""
 
+    def call_service(self, service):
+        """``service(cleaned_data)`` if the form is valid, and what it returns; a refusal goes on the form,
+        so that ``is_valid()`` says afterwards whether it was done."""
+        if self.is_valid():
+            try:
+                return service(self.cleaned_data)
+            except ServiceError as error:
+                self.add_service_errors(error)
+        return None
+
     def add_service_errors(self, error: ServiceError) -> None:
         for field, messages in error.errors.items():
             for message in messages:

@@ -23,6 +23,14 @@ def peppers() -> dict[int, str]:
     return {**settings.KEY_FINGERPRINT_OLD_PEPPERS, current_pepper_version(): settings.KEY_FINGERPRINT_PEPPER}
 
 
+def identity_refusal(*, has_secret: bool, has_fingerprint: bool, missing: str) -> str | None:
+    """A key is identified by its secret or by the secret's fingerprint: exactly one of them (``missing``
+    says what to give when neither is)."""
+    if has_secret and has_fingerprint:
+        return "Give either the secret or its fingerprint, not both."
+    return missing if not has_secret and not has_fingerprint else None
+
+
 def fingerprint_secret(secret: str, version: int | None = None) -> str:
     version = current_pepper_version() if version is None else version
     pepper = peppers()[version]

@@ -217,31 +217,36 @@ def merge_and_number(front: bytes, parts: list, *, footer: str) -> bytes:
 
 def render_key_dossier(export: EvidenceExport, chain, generated_at) -> bytes:
     dossier = evidence.key_dossier(export.key)
-    document = evidence.dossier_document(dossier)
-    key = dossier["key"]
-    attachments = [
-        (f"key-{key.pk}-events.csv", evidence.to_csv(evidence.EVENT_COLUMNS, document["events"]),
-         "Every lifecycle event of the key"),
-        (f"key-{key.pk}.json", evidence.to_json(document), "The key's dossier as data"),
-    ]
-    return html_to_pdf("evidence/key_dossier.html", base_context(
-        export, d=dossier, key=key, chain=chain, generated_at=generated_at,
-        mapping=evidence.control_mapping(Kind.KEY), attachments=[(n, d) for n, _, d in attachments],
-    ), attachments=attachments, variant=PDF_VARIANT)
+    document, key = evidence.dossier_document(dossier), dossier["key"]
+    attachments = _data_attachments(f"key-{key.pk}", document, "events", evidence.EVENT_COLUMNS,
+                                   "Every lifecycle event of the key", "The key's dossier as data")
+    return _render_one_part(export, "evidence/key_dossier.html", Kind.KEY, attachments, chain, generated_at,
+                            d=dossier, key=key)
 
 
 def render_customer_report(export: EvidenceExport, chain, generated_at) -> bytes:
     report = evidence.customer_report(export.customer, export.period_start, export.period_end)
-    document = evidence.customer_document(report)
-    customer = report["customer"]
-    attachments = [
-        (f"customer-{customer.pk}-keys.csv", evidence.to_csv(evidence.CUSTOMER_COLUMNS, document["keys"]),
-         "Every key of the customer"),
-        (f"customer-{customer.pk}.json", evidence.to_json(document), "The customer report as data"),
+    document, customer = evidence.customer_document(report), report["customer"]
+    attachments = _data_attachments(f"customer-{customer.pk}", document, "keys", evidence.CUSTOMER_COLUMNS,
+                                   "Every key of the customer", "The customer report as data")
+    return _render_one_part(export, "evidence/customer_report.html", Kind.CUSTOMER, attachments, chain, generated_at,
+                            r=report, customer=customer)
+
+
+def _data_attachments(stem: str, document: dict, rows: str, columns, rows_label: str, document_label: str) -> list:
+    """A document's data as PDF attachments: its ``rows`` as CSV and the whole document as JSON."""
+    return [
+        (f"{stem}-{rows}.csv", evidence.to_csv(columns, document[rows]), rows_label),
+        (f"{stem}.json", evidence.to_json(document), document_label),
     ]
-    return html_to_pdf("evidence/customer_report.html", base_context(
-        export, r=report, customer=customer, chain=chain, generated_at=generated_at,
-        mapping=evidence.control_mapping(Kind.CUSTOMER), attachments=[(n, d) for n, _, d in attachments],
+
+
+def _render_one_part(export: EvidenceExport, template: str, kind: str, attachments: list, chain, generated_at,
+                     **subject) -> bytes:
+    """A document rendered in one part (a key dossier, a customer report), its data attached."""
+    return html_to_pdf(template, base_context(
+        export, chain=chain, generated_at=generated_at, mapping=evidence.control_mapping(kind),
+        attachments=[(name, description) for name, _, description in attachments], **subject,
     ), attachments=attachments, variant=PDF_VARIANT)
 
 

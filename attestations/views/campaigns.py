@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -22,7 +21,7 @@ from attestations.models import AttestationItem, Campaign, Notification
 from attestations.services import campaigns, review_quality
 from attestations.tables import AttestationItemTable, CampaignTable, with_progress
 from core import roles
-from core.actions import Action, offered_panels, refusal
+from core.actions import Action, action_or_404, offered_panels, refusal
 from core.lists import STAFF, ObjectListView
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
@@ -81,14 +80,10 @@ def campaign_create(request):
         return _scope_preview(request)
     form = CampaignForm(request.POST or None)
     if request.method == "POST":
+        campaign = form.call_service(lambda data: campaigns.create_campaign(actor=request.user, **form.service_kwargs()))
         if form.is_valid():
-            try:
-                campaign = campaigns.create_campaign(actor=request.user, **form.service_kwargs())
-            except campaigns.CampaignError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
-                return redirect(campaign)
+            messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
+            return redirect(campaign)
         return render(request, "attestations/campaign_form.html", {"form": form}, status=400)
     return render(request, "attestations/campaign_form.html", {"form": form})
 
@@ -241,12 +236,10 @@ def _campaigns():
 @compliance_required
 @require_POST
 def campaign_action(request, pk, action):
-    spec = CAMPAIGN_ACTIONS.get(action)
-    if spec is None:
-        raise Http404("No such campaign action.")
+    spec = action_or_404(CAMPAIGN_ACTIONS, action)
     campaign = get_object_or_404(_campaigns(), pk=pk)
     form, message = spec.submit(request.POST, campaign, request.user)
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, message)
         return redirect(campaign)
     return CampaignDetailView.as_view(refused=(spec.slug, form))(request, pk=pk)

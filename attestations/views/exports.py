@@ -45,14 +45,10 @@ def export_create(request):
         raise PermissionDenied("Only compliance and admins export campaign and customer reports.")
     form = ExportRequestForm(data, user=request.user)
     if request.method == "POST":
+        export = form.call_service(lambda data: evidence.request_export(actor=request.user, **form.service_kwargs()))
         if form.is_valid():
-            try:
-                export = evidence.request_export(actor=request.user, **form.service_kwargs())
-            except evidence.EvidenceError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Export #{export.pk} is queued; this page shows its progress.")
-                return redirect("attestations:export", pk=export.pk)
+            messages.success(request, f"Export #{export.pk} is queued; this page shows its progress.")
+            return redirect("attestations:export", pk=export.pk)
         return render(request, "attestations/export_form.html", {"form": form}, status=400)
     if data is None:
         form = ExportRequestForm(user=request.user)

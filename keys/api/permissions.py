@@ -1,6 +1,7 @@
 from rest_framework import permissions
 
 from core import roles
+from core.api import RolePermission
 from keys.models import ApiKey
 from keys.services.tokens import key_scope_q, request_token
 
@@ -25,23 +26,22 @@ class CanRevokeKey(permissions.BasePermission):
         return roles.is_admin(request.user) or obj.owner_id == request.user.pk
 
 
-class IsAdminOrIntegration(permissions.BasePermission):
-    """Admins, or an integration token (which acts within its scope)."""
+class RoleOrIntegration(RolePermission):
+    """The role (``allows``), or an integration token, which acts within its scope."""
 
+    def allows_request(self, request) -> bool:
+        return request_token(request) is not None or self.allows(request.user)
+
+
+class IsAdminOrIntegration(RoleOrIntegration):
     message = "Only admins and integrations may do this."
 
-    def has_permission(self, request, view):
-        if not (request.user and request.user.is_authenticated):
-            return False
-        return request_token(request) is not None or roles.is_admin(request.user)
+    def allows(self, user) -> bool:
+        return roles.is_admin(user)
 
 
-class SeesEverythingOrIntegration(permissions.BasePermission):
-    """Compliance and admins, or an integration token (which reads within its scope)."""
-
+class SeesEverythingOrIntegration(RoleOrIntegration):
     message = "Only compliance, admins and integrations may do this."
 
-    def has_permission(self, request, view):
-        if not (request.user and request.user.is_authenticated):
-            return False
-        return request_token(request) is not None or roles.sees_everything(request.user)
+    def allows(self, user) -> bool:
+        return roles.sees_everything(user)

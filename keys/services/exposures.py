@@ -26,7 +26,7 @@ from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from keys.choices import ExposureSource, RevocationReason
-from keys.fingerprints import MIN_SECRET_LENGTH, candidate_fingerprints, normalise_fingerprint
+from keys.fingerprints import MIN_SECRET_LENGTH, candidate_fingerprints, identity_refusal, normalise_fingerprint
 from keys.models import ApiKey, Exposure
 from keys.services import lifecycle
 
@@ -50,10 +50,10 @@ def report_exposure(
     secret = secret or ""
     location = (location or "").strip()
     notes = (notes or "").strip()
-    if secret and fingerprint:
-        errors["secret"] = ["Give either the secret or its fingerprint, not both."]
-    elif not secret and not fingerprint:
-        errors["secret"] = ["Give the secret you found (it is fingerprinted and dropped) or its fingerprint."]
+    refused = identity_refusal(has_secret=bool(secret), has_fingerprint=bool(fingerprint),
+                               missing="Give the secret you found (it is fingerprinted and dropped) or its fingerprint.")
+    if refused:
+        errors["secret"] = [refused]
     elif secret and (len(secret) < MIN_SECRET_LENGTH or len(secret) > 512):
         errors["secret"] = [f"A secret is between {MIN_SECRET_LENGTH} and 512 characters."]
     candidates: list[str] = []

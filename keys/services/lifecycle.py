@@ -34,6 +34,7 @@ from keys.fingerprints import (
     current_pepper_version,
     default_prefix,
     fingerprint_secret,
+    identity_refusal,
     normalise_fingerprint,
 )
 from keys.models import ApiKey, ApiKeyUserObjectPermission, IssuingSystem, LifecycleEvent, RevocationRequest, Workflow
@@ -56,10 +57,10 @@ def resolve_identity(
     secret = secret or ""
     fingerprint = (fingerprint or "").strip()
     prefix = (prefix or "").strip()
-    if secret and fingerprint:
-        errors["secret"] = ["Give either the secret or its fingerprint, not both."]
-    elif not secret and not fingerprint:
-        errors["secret"] = ["Give the secret (it is fingerprinted and dropped) or its fingerprint."]
+    refused = identity_refusal(has_secret=bool(secret), has_fingerprint=bool(fingerprint),
+                               missing="Give the secret (it is fingerprinted and dropped) or its fingerprint.")
+    if refused:
+        errors["secret"] = [refused]
     digest = ""
     if secret and not errors:
         if len(secret) < MIN_SECRET_LENGTH or secret != secret.strip():
@@ -351,43 +352,39 @@ def record_attestation(key: ApiKey, *, actor, reason: str, next_review_on: datet
     return key
 
 
-@sealed_atomic
-def flag_unattested(key: ApiKey, *, actor, reason: str) -> ApiKey:
-    """Keep the key but mark that nobody vouched for it."""
+def _flag(key: ApiKey, flag: str, action: str, *, actor, reason: str, details=None) -> bool:
+    """Set one of a live key's flags with its lifecycle event, once. Returns whether it was set now (False if it
+    already was, or the key is revoked or expired)."""
+    reason = _require_reason(reason)
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
-    if key.is_final or key.unattested:
-        return key
-    key.unattested = True
-    _record(key, LifecycleAction.FLAG, actor, reason, key.status)
-    return key
+    if key.is_final or getattr(key, flag):
+        return False
+    setattr(key, flag, True)
+    _record(key, action, actor, reason, key.status, details(key) if details else None)
+    return True
+
+
+@sealed_atomic
+def flag_unattested(key: ApiKey, *, actor, reason: str) -> bool:
+    """Keep the key but mark that nobody vouched for it."""
+    return _flag(key, "unattested", LifecycleAction.FLAG, actor=actor, reason=reason)
 
 
 @sealed_atomic
 def flag_orphaned(key: ApiKey, *, actor, reason: str) -> bool:
     """Mark a live key whose owner has left as orphaned, awaiting reassignment.
 
-    Returns whether the key was flagged now (False if it already was, or is revoked or expired).
     Reassigning the key (``change_owner``) clears the flag.
     """
-    key = ApiKey.objects.select_for_update().get(pk=key.pk)
-    if key.is_final or key.orphaned:
-        return False
-    key.orphaned = True
-    _record(key, LifecycleAction.FLAG_ORPHANED, actor, _require_reason(reason), key.status,
-            {"owner": key.owner.get_username()})
-    return True
+    return _flag(key, "orphaned", LifecycleAction.FLAG_ORPHANED, actor=actor, reason=reason,
+                 details=lambda key: {"owner": key.owner.get_username()})
 
 
 @sealed_atomic
 def flag_stale(key: ApiKey, *, actor, reason: str) -> bool:
-    """Mark a live key unused for too long as stale. Returns whether it was flagged now."""
-    key = ApiKey.objects.select_for_update().get(pk=key.pk)
-    if key.is_final or key.stale:
-        return False
-    key.stale = True
-    _record(key, LifecycleAction.FLAG_STALE, actor, _require_reason(reason), key.status,
-            {"last_used_at": key.last_used_at.isoformat() if key.last_used_at else "never"})
-    return True
+    """Mark a live key unused for too long as stale."""
+    return _flag(key, "stale", LifecycleAction.FLAG_STALE, actor=actor, reason=reason,
+                 details=lambda key: {"last_used_at": key.last_used_at.isoformat() if key.last_used_at else "never"})
 
 
 @sealed_atomic

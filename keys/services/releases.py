@@ -164,17 +164,24 @@ def _tell_about_traffic(release: KeyRelease) -> None:
     )
 
 
+def _decidable(release: KeyRelease, actor, refusal: str) -> KeyRelease:
+    """The release, locked, if ``actor`` may decide it (else ``refusal``) and it is still open."""
+    release = KeyRelease.objects.select_for_update().select_related("key").get(pk=release.pk)
+    if not may_decide(actor, release):
+        raise LifecycleError(refusal)
+    if not release.is_open:
+        raise LifecycleError(f"This release is already {release.get_status_display().lower()}.")
+    return release
+
+
 def roll_back(release: KeyRelease, *, actor, reason: str) -> KeyRelease:
     """Keep the key after all: it returns to the status it had before the release. Recorded once."""
     reason = (reason or "").strip()
     if not reason:
         raise LifecycleError("Say why the release is rolled back.", field="reason")
     with sealed_atomic():
-        release = KeyRelease.objects.select_for_update().select_related("key").get(pk=release.pk)
-        if not may_decide(actor, release):
-            raise LifecycleError("Only the key's owner or steward, compliance or an admin can roll a release back.")
-        if not release.is_open:
-            raise LifecycleError(f"This release is already {release.get_status_display().lower()}.")
+        release = _decidable(release, actor, "Only the key's owner or steward, compliance or an admin can roll a "
+                                             "release back.")
         lifecycle.roll_back_release(release.key, actor=actor, to_status=release.status_before,
                                     reason=f"Release rolled back: {reason}", details={"release": release.pk})
         release.status = ReleaseStatus.ROLLED_BACK
@@ -186,11 +193,7 @@ def roll_back(release: KeyRelease, *, actor, reason: str) -> KeyRelease:
 def revoke_now(release: KeyRelease, *, actor, reason: str = "") -> KeyRelease:
     """End an open release early by revoking the key."""
     with sealed_atomic():
-        release = KeyRelease.objects.select_for_update().select_related("key").get(pk=release.pk)
-        if not may_decide(actor, release):
-            raise LifecycleError("Only the key's owner or steward, compliance or an admin can revoke it.")
-        if not release.is_open:
-            raise LifecycleError(f"This release is already {release.get_status_display().lower()}.")
+        release = _decidable(release, actor, "Only the key's owner or steward, compliance or an admin can revoke it.")
         reason = (reason or "").strip() or "revoked before the end of its grace window"
         _finish_revoked(release, actor=actor, reason=f"{release.reason} ({reason})", note=reason)
     return release

@@ -116,21 +116,22 @@ def key_scope_q(token: IntegrationToken, prefix: str = "") -> Q:
 
 def customer_scope_q(token: IntegrationToken) -> Q:
     """The customers a token may read: its customer, or those with keys on its issuing system."""
-    q = Q()
-    if token.customer_id is not None:
-        q &= Q(pk=token.customer_id)
-    if token.issuing_system_id is not None:
-        q &= Q(pk__in=IssuingSystem.objects.filter(pk=token.issuing_system_id).values("keys__workflow__customer_id"))
-    return q
+    return _reached_q(token, customer="pk", from_keys="keys__workflow__customer_id")
 
 
 def workflow_scope_q(token: IntegrationToken) -> Q:
     """The workflows a token may read: its customer's, or those with keys on its issuing system."""
+    return _reached_q(token, customer="customer_id", from_keys="keys__workflow_id")
+
+
+def _reached_q(token: IntegrationToken, *, customer: str, from_keys: str) -> Q:
+    """Rows of the token's customer (``customer`` looks it up), reached by keys of its issuing system (``from_keys``
+    goes from the issuing system to the row)."""
     q = Q()
     if token.customer_id is not None:
-        q &= Q(customer_id=token.customer_id)
+        q &= Q(**{customer: token.customer_id})
     if token.issuing_system_id is not None:
-        q &= Q(pk__in=IssuingSystem.objects.filter(pk=token.issuing_system_id).values("keys__workflow_id"))
+        q &= Q(pk__in=IssuingSystem.objects.filter(pk=token.issuing_system_id).values(from_keys))
     return q
 
 

@@ -3,13 +3,12 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core import roles
-from core.actions import Action, offered_panels, refusal
+from core.actions import Action, action_or_404, offered_panels, refusal
 from core.lists import ObjectListView
 from keys.choices import EXCEPTION_TRANSITIONS, ExceptionKind, ExceptionStatus
 from keys.filters import KeyExceptionFilterSet
@@ -17,7 +16,6 @@ from keys.forms.exceptions import ApproveExceptionForm, ExceptionRequestForm, Re
 from keys.forms.keys import LifecycleForm
 from keys.models import KeyException
 from keys.services import key_exceptions as exceptions
-from keys.services.key_exceptions import KeyExceptionError
 from keys.tables import KeyExceptionTable
 from keys.views.keys import visible_keys
 
@@ -104,12 +102,10 @@ def exception_detail(request, pk):
 @login_required
 @require_POST
 def exception_action(request, pk, action):
-    spec = EXCEPTION_ACTIONS.get(action)
-    if spec is None:
-        raise Http404("No such action.")
+    spec = action_or_404(EXCEPTION_ACTIONS, action)
     exception = _visible_exception(request.user, pk)
     form, _ = spec.submit(request.POST, exception, request.user)
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, f"{spec.done}: the exception for {exception.key.label}.")
         return redirect("keys:exception", pk=exception.pk)
     return _render_detail(request, _visible_exception(request.user, pk), failed=(spec.slug, form), status=400)
@@ -122,14 +118,11 @@ def request_exception_view(request, key_pk):
         raise PermissionDenied("Only an admin or the key's owner or steward can request an exception.")
     form = ExceptionRequestForm(request.POST or None)
     if request.method == "POST":
+        exception = form.call_service(
+            lambda data: exceptions.request_exception(key, actor=request.user, **form.service_kwargs()))
         if form.is_valid():
-            try:
-                exception = exceptions.request_exception(key, actor=request.user, **form.service_kwargs())
-            except KeyExceptionError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Requested a {exception.get_kind_display().lower()} exception for "
-                                          f"{key.label}; compliance decides it.")
-                return redirect("keys:exception", pk=exception.pk)
+            messages.success(request, f"Requested a {exception.get_kind_display().lower()} exception for "
+                                      f"{key.label}; compliance decides it.")
+            return redirect("keys:exception", pk=exception.pk)
         return render(request, "keys/exception_form.html", {"form": form, "key": key}, status=400)
     return render(request, "keys/exception_form.html", {"form": form, "key": key})

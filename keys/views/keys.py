@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from core import roles
-from core.actions import Action, always, offered_panels, refusal
+from core.actions import Action, action_or_404, always, offered_panels, refusal
 from core.lists import ObjectListView
 from keys.choices import KEY_TRANSITIONS, LifecycleAction
 from keys.filters import ApiKeyFilterSet
@@ -31,7 +30,6 @@ from keys.forms.keys import (
 from keys.models import ApiKey, KeyException, LifecycleEvent
 from keys.services import key_exceptions as exceptions
 from keys.services import lifecycle, releases
-from keys.services.lifecycle import LifecycleError
 from keys.tables import ApiKeyTable
 from keys.views.releases import RELEASE_ACTIONS, ReleaseForm
 
@@ -295,14 +293,12 @@ def key_detail(request, pk):
 @login_required
 @require_POST
 def key_action(request, pk, action):
-    key_action_spec = KEY_ACTIONS.get(action)
-    if key_action_spec is None:
-        raise Http404("No such action.")
+    key_action_spec = action_or_404(KEY_ACTIONS, action)
     key = get_object_or_404(visible_keys(request.user), pk=pk)
     if not roles.is_admin(request.user):
         raise PermissionDenied("Only admins change a key's lifecycle.")
     form, _ = key_action_spec.submit(request.POST, key, request.user)
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, f"{key_action_spec.label}: done for {key.label}.")
         return redirect(key)
     return _render_detail(request, key, failed=(key_action_spec.slug, form), status=400)
@@ -315,14 +311,10 @@ def register_key_view(request):
         raise PermissionDenied("Only admins register keys.")
     form = RegisterKeyForm(request.POST or None)
     if request.method == "POST":
+        key = form.call_service(lambda data: lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs()))
         if form.is_valid():
-            try:
-                key = lifecycle.register_key(actor=request.user, **form.lifecycle_kwargs())
-            except LifecycleError as error:
-                form.add_service_errors(error)
-            else:
-                messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
-                return redirect(key)
+            messages.success(request, f"Registered {key.label} ({key.prefix}…); it awaits approval.")
+            return redirect(key)
         return render(request, "keys/register.html", {"form": form}, status=400)
     return render(request, "keys/register.html", {"form": form})
 

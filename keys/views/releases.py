@@ -7,7 +7,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from core.actions import Action
+from core.actions import Action, action_or_404
 from core.lists import ObjectListView
 from keys.filters import KeyReleaseFilterSet
 from keys.forms.keys import LifecycleForm
@@ -69,9 +69,7 @@ class ReleaseListView(ObjectListView):
 @login_required
 @require_POST
 def release_action(request, pk, action):
-    spec = RELEASE_ACTIONS.get(action)
-    if spec is None:
-        raise PermissionDenied("Roll back or revoke.")
+    spec = action_or_404(RELEASE_ACTIONS, action)
     release = get_object_or_404(visible_releases(request.user), pk=pk)
     if not releases.may_decide(request.user, release):
         raise PermissionDenied("Only the key's owner or steward, compliance or an admin decide a release.")
@@ -79,6 +77,6 @@ def release_action(request, pk, action):
     for name, errors in form.errors.items():
         for message in errors:
             messages.error(request, message if name == NON_FIELD_ERRORS else f"{form[name].label}: {message}")
-    if not form.errors:
+    if form.is_valid():
         messages.success(request, f"Release of {release.key.label} {spec.done}.")
     return redirect(release.key)
