@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from attestations.choices import CampaignStatus
 from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
-from attestations.services import campaigns, evidence, evidence_pdf, notifications
+from attestations.services import campaigns, evidence, evidence_pdf, exports, notifications, reminders
 from core.actors import system_user
 from core.chain import sealed_atomic
 
@@ -50,8 +50,8 @@ def launch_due_schedules() -> list[int]:
 def notify_campaign_launched(campaign_id: int) -> int:
     campaign = Campaign.objects.get(pk=campaign_id)
     sent = 0
-    for user_id, count in campaigns.reviewers_with_pending(campaign).items():
-        if campaigns.record_notification(campaign, Notification.Kind.LAUNCHED, user_id, 0, count):
+    for user_id, count in reminders.reviewers_with_pending(campaign).items():
+        if reminders.record_notification(campaign, Notification.Kind.LAUNCHED, user_id, 0, count):
             notifications.campaign_launched(campaign, User.objects.get(pk=user_id), count)
             sent += 1
     return sent
@@ -69,11 +69,11 @@ def send_reminders(campaign_id: int | None = None) -> int:
     today = timezone.localdate()
     sent = 0
     for campaign in _active_campaigns(campaign_id):
-        day = campaigns.due_reminder_day(campaign, today)
+        day = reminders.due_reminder_day(campaign, today)
         if day is None:
             continue
-        for user_id, count in campaigns.reviewers_with_pending(campaign).items():
-            if campaigns.record_notification(campaign, Notification.Kind.REMINDER, user_id, day, count):
+        for user_id, count in reminders.reviewers_with_pending(campaign).items():
+            if reminders.record_notification(campaign, Notification.Kind.REMINDER, user_id, day, count):
                 notifications.reminder(campaign, User.objects.get(pk=user_id), count)
                 sent += 1
     return sent
@@ -86,7 +86,7 @@ def escalate_overdue(campaign_id: int | None = None) -> int:
     actor = system_user()
     sent = 0
     for campaign in _active_campaigns(campaign_id):
-        for user_id, items in campaigns.escalation_targets(campaign, today, actor=actor).items():
+        for user_id, items in reminders.escalation_targets(campaign, today, actor=actor).items():
             notifications.escalation(campaign, User.objects.get(pk=user_id), items)
             sent += 1
     return sent
@@ -140,7 +140,7 @@ def _fail(export_id: int, error: Exception) -> None:
 
 
 def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> None:
-    evidence.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
+    exports.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
     fields = evidence_pdf.store(export, pdf)
     EvidenceExport.objects.filter(pk=export.pk).update(
         status=Status.DONE, progress=100, progress_note="Done", finished_at=timezone.now(), error="",
@@ -156,7 +156,7 @@ def render_export(export_id: int) -> None:
     try:
         if export.kind == Kind.CAMPAIGN:
             ranges = evidence.campaign_chunks(export.campaign)
-            evidence.set_progress(export.pk, 3, f"Rendering {len(ranges)} chunk(s) of items", status=Status.RENDERING,
+            exports.set_progress(export.pk, 3, f"Rendering {len(ranges)} chunk(s) of items", status=Status.RENDERING,
                                   chunks_total=len(ranges), chunks_done=0)
             export.chunks_total = len(ranges)
             if not ranges:
@@ -166,10 +166,10 @@ def render_export(export_id: int) -> None:
             for index, (first_pk, last_pk) in enumerate(ranges):
                 render_export_chunk.delay(export.pk, index, first_pk, last_pk)
             return
-        evidence.set_progress(export.pk, 10, "Verifying the history chain", status=Status.RENDERING)
+        exports.set_progress(export.pk, 10, "Verifying the history chain", status=Status.RENDERING)
         chain = evidence.verify_history_chain()
         generated_at = evidence.generated_at()
-        evidence.set_progress(export.pk, 40, "Rendering the PDF")
+        exports.set_progress(export.pk, 40, "Rendering the PDF")
         if export.kind == Kind.KEY:
             pdf = evidence_pdf.render_key_dossier(export, chain, generated_at)
         else:
@@ -223,16 +223,16 @@ def assemble_export(export_id: int) -> None:
     if export.status != Status.RENDERING:
         return
     try:
-        evidence.set_progress(export_id, 86, "Verifying the history chain")
+        exports.set_progress(export_id, 86, "Verifying the history chain")
         chain = evidence.verify_history_chain()
         ranges = evidence.campaign_chunks(export.campaign)
         if len(ranges) != export.chunks_total:
             raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
-        evidence.set_progress(export_id, 90, "Rendering the cover, contents and summary")
+        exports.set_progress(export_id, 90, "Rendering the cover, contents and summary")
         pages = evidence_pdf.part_pages(export)
         front = evidence_pdf.render_campaign_front(export, ranges, pages, chain, evidence.generated_at(),
                                                    front_pages=evidence_pdf.measured_front_pages(export))
-        evidence.set_progress(export_id, 93, "Merging and numbering the pages")
+        exports.set_progress(export_id, 93, "Merging and numbering the pages")
         parts = [default_storage.open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
         try:
             pdf = evidence_pdf.merge_and_number(front, parts, footer=evidence_pdf.identity(export))

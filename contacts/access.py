@@ -27,7 +27,7 @@ from django.utils.crypto import salted_hmac
 
 from attestations.choices import CampaignStatus, Decision, ItemStatus
 from attestations.models import AttestationItem
-from attestations.services import campaigns
+from attestations.services import decisions
 from contacts.choices import LinkPurpose, LinkState
 from contacts.models import AccessLink, CustomerContact
 from core import roles
@@ -273,7 +273,7 @@ def decide(contact: CustomerContact, item: AttestationItem, *, decision: str, ju
         raise ContactError("Your access to the portal has ended.")
     if not contact_items(contact).filter(pk=item.pk).exists():
         raise ContactError("This item is not yours to decide.")
-    return campaigns.record_decision(item, actor=contact.user, decision=decision, justification=justification,
+    return decisions.record_decision(item, actor=contact.user, decision=decision, justification=justification,
                                      affirm=affirm, reaffirm_exception=reaffirm_exception)
 
 

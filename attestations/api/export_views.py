@@ -1,7 +1,7 @@
 """Evidence exports over REST: request one (202), follow its progress, download the PDF.
 
-Who sees which export is ``evidence.exports_visible_to`` (a hidden export is a 404); who may request
-which is ``evidence.request_export``. Kinds and states are plain strings here (documented in the
+Who sees which export is ``exports.exports_visible_to`` (a hidden export is a 404); who may request
+which is ``exports.request_export``. Kinds and states are plain strings here (documented in the
 help text) so their enums do not collide with other ``kind``/``status`` fields in the schema.
 """
 
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from attestations.models import Campaign, EvidenceExport
-from attestations.services import evidence
+from attestations.services import exports
 from attestations.views.exports import download_name, record_download
 from core import roles
 from core.api import DetailSerializer
@@ -92,7 +92,7 @@ class EvidenceExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
     filterset_class = None
 
     def get_queryset(self):
-        return evidence.exports_visible_to(self.request.user).order_by("-requested_at", "-pk")
+        return exports.exports_visible_to(self.request.user).order_by("-requested_at", "-pk")
 
     def create(self, request, *args, **kwargs):
         """Queue an export; it renders in the background. Poll the returned export until `status` is done."""
@@ -102,7 +102,7 @@ class EvidenceExportViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
         serializer = ExportRequestSerializer(data=request.data, user=request.user)
         serializer.is_valid(raise_exception=True)
         data = {k: v for k, v in serializer.validated_data.items() if v is not None}
-        export = evidence.request_export(actor=request.user, **data)
+        export = exports.request_export(actor=request.user, **data)
         export = self.get_queryset().get(pk=export.pk)
         return Response(self.get_serializer(export).data, status=status.HTTP_202_ACCEPTED)
 

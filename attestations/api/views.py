@@ -21,15 +21,8 @@ from attestations.api.serializers import (
 )
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
-from attestations.services.campaigns import (
-    AlreadyDecided,
-    NotAllowedToDecide,
-    can_decide,
-    close_campaign,
-    create_campaign,
-    launch_campaign,
-    record_decision,
-)
+from attestations.services.campaigns import close_campaign, create_campaign, launch_campaign
+from attestations.services.decisions import AlreadyDecided, NotAllowedToDecide, can_decide, record_decision
 from core.api import Conflict, DetailSerializer, SeesEverything
 
 NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."

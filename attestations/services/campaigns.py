@@ -17,28 +17,22 @@ from django.utils import timezone
 from attestations.choices import (
     CAMPAIGN_TRANSITIONS,
     CampaignStatus,
-    Decision,
     DefaultAction,
     ItemStatus,
     Recommendation,
-    TransferStatus,
 )
 from attestations.models import (
     AttestationItem,
     Campaign,
     CampaignSchedule,
-    Notification,
-    OwnershipTransfer,
-    may_decide,
 )
-from attestations.services import review_quality
 from core.chain import bulk_update_with_history, seal_ids, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
 from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
 from keys.models import ApiKey, KeyException
-from keys.services import lifecycle, releases
+from keys.services import lifecycle
 
 User = get_user_model()
 UNUSED_DAYS = 90
@@ -46,14 +40,6 @@ UNUSED_DAYS = 90
 
 class CampaignError(ServiceError):
     """A refused campaign or decision step."""
-
-
-class NotAllowedToDecide(CampaignError):
-    """The actor is neither the item's reviewer nor its delegate (``may_decide``)."""
-
-
-class AlreadyDecided(CampaignError):
-    """The item is no longer pending."""
 
 
 def _check_transition(campaign: Campaign, action: str) -> None:
@@ -217,132 +203,6 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
     return created
 
 
-def can_decide(user, item: AttestationItem) -> bool:
-    """The assigned reviewer and their delegate (``AttestationItem.objects.decidable_by``)."""
-    return AttestationItem.objects.decidable_by(user).filter(pk=item.pk).exists()
-
-
-def _decision_keys(actor):
-    """Keys as a decision reads them: with the workflow and customer the answer shows (the portal's row,
-    the API's item) and whether ``actor`` registered the key."""
-    return ApiKey.objects.select_related("workflow__customer").annotate(
-        registered_by_actor=review_quality.registered_by(actor))
-
-
-def _locked_item(item_pk: int, actor) -> AttestationItem:
-    """The item under its row lock, with its campaign and whether ``actor`` may decide it."""
-    return (AttestationItem.objects.select_related("campaign").select_for_update(of=("self",))
-            .annotate(actor_may_decide=Case(When(may_decide(actor), then=True), default=False))
-            .get(pk=item_pk))
-
-
-def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
-                    to=None, reaffirm_exception: bool = False, batch_size: int = 1) -> AttestationItem:
-    """Apply one reviewer decision, once.
-
-    The decision freezes into the item what the reviewer saw (usage, exceptions, recommendation), the
-    size of the submission it came in (``batch_size``) and whether the decider was independent of the key.
-
-    Confirming a key that was under an exception at launch also re-affirms the exception's
-    justification (``reaffirm_exception``), and the key is next reviewed on the shorter cadence.
-
-    The item row is locked first, so of concurrent submissions exactly one finds it pending; the
-    campaign's status is read after the lock, so a decision racing a close is applied before the
-    close reaches the item or refused after it.
-    """
-    justification = (justification or "").strip()
-    if decision not in Decision.values:
-        raise CampaignError("Choose confirm, release, reassign or delegate.", field="decision")
-    with sealed_atomic():
-        # The campaign comes with the item; only the item is locked. A close that committed while this
-        # waited for the lock has already expired the item (re-read under the lock): refused as decided.
-        item = _locked_item(item.pk, actor)
-        refused = _refusal(item)
-        if refused is None:
-            _decide(item, actor=actor, decision=decision, justification=justification, affirm=affirm, to=to,
-                    reaffirm_exception=reaffirm_exception, batch_size=batch_size)
-    if refused is not None:
-        # Raised once the transaction, which wrote nothing, has committed: a rollback would also drop the
-        # connection's prepared statements (psycopg clears them on every ROLLBACK), and double submissions
-        # are common enough for that to cost PostgreSQL a re-plan of every statement of the next decisions.
-        raise refused
-    return item
-
-
-def _refusal(item: AttestationItem) -> CampaignError | None:
-    if not item.actor_may_decide:
-        return NotAllowedToDecide("Only the assigned reviewer or their delegate can decide this item.")
-    if item.status != ItemStatus.PENDING:
-        return AlreadyDecided(f"This item was already decided ({item.get_status_display().lower()}).")
-    if item.campaign.status != CampaignStatus.ACTIVE:
-        return CampaignError(f"The campaign is {item.campaign.get_status_display().lower()}: decisions are closed.")
-    return None
-
-
-def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to, reaffirm_exception, batch_size):
-    campaign = item.campaign
-    if decision in (Decision.CONFIRM, Decision.RELEASE):
-        # The key is locked here, after the item, as the lifecycle would lock it: read once.
-        item.key = _decision_keys(actor).select_for_update(of=("self",)).get(pk=item.key_id)
-    elif decision == Decision.REASSIGN:
-        item.key = _decision_keys(actor).get(pk=item.key_id)
-    if decision != Decision.DELEGATE:
-        item.evidence, item.self_review = review_quality.decision_evidence(
-            item, actor, registered_key=item.key.registered_by_actor)
-        item.batch_size = max(batch_size, 1)
-    handler = {
-        Decision.CONFIRM: _confirm,
-        Decision.RELEASE: _release,
-        Decision.REASSIGN: _reassign,
-        Decision.DELEGATE: _delegate,
-    }[decision]
-    handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to,
-            reaffirm_exception=reaffirm_exception)
-
-
-def _finish(item: AttestationItem, status: str, actor, justification: str, reason: str) -> None:
-    item.status = status
-    item.decided_by = actor
-    item.decided_at = timezone.now()
-    item.justification = justification
-    attribute_change(item, actor, reason)
-    item.save()
-
-
-def _confirm(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    errors = {}
-    if not affirm:
-        errors["affirm"] = ["Affirm that the key's purpose, scope and ownership are still right."]
-    if item.exception_id and not reaffirm_exception:
-        errors["reaffirm_exception"] = ["The key is under an exception: re-affirm its justification to confirm it."]
-    if campaign.require_justification and not justification:
-        errors["justification"] = ["This campaign asks for a justification."]
-    if errors:
-        raise CampaignError(errors)
-    item.affirmed = True
-    reason = f"confirmed in campaign {campaign.name}"
-    cadence = campaign.review_cadence_days
-    if item.exception_id:
-        item.exception_reaffirmed = True
-        reason += " (exception re-affirmed)"
-        cadence = campaign.exception_review_cadence_days
-    next_review = timezone.localdate() + datetime.timedelta(days=cadence)
-    item.key = lifecycle.record_attestation(item.key, actor=actor, reason=reason, next_review_on=next_review, locked=True)
-    _finish(item, ItemStatus.CONFIRMED, actor, justification, reason)
-
-
-def _release(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    if not justification:
-        raise CampaignError("Say why the key is no longer needed.", field="justification")
-    reason = f"released in campaign {campaign.name}: {justification}"
-    if not item.key.is_final:
-        # A grace window first (brownout), unless the campaign says 0 days or the key was exposed.
-        releases.release_key(item.key, actor=actor, reason=reason, grace_days=campaign.release_grace_days,
-                             context=f"campaign {campaign.name}, item #{item.pk}")
-        item.key.refresh_from_db()  # suspended or revoked by the release, on its own copy of the key
-    _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name}")
-
-
 def named_user(to, field_name="to"):
     if to is None or to == "":
         raise CampaignError("Name the person.", field=field_name)
@@ -354,68 +214,6 @@ def named_user(to, field_name="to"):
     if not to.is_active:
         raise CampaignError("That account is inactive.", field=field_name)
     return to
-
-
-def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    to = named_user(to)
-    if to.pk == item.key.owner_id:
-        raise CampaignError("This person already owns the key.", field="to")
-    if not justification:
-        raise CampaignError("Say why the key belongs to someone else.", field="justification")
-    if OwnershipTransfer.objects.filter(key=item.key, status=TransferStatus.PENDING).exists():
-        raise CampaignError("A transfer of this key is already waiting for acceptance.", field="to")
-    item.reassigned_to = to
-    transfer = OwnershipTransfer(key=item.key, item=item, from_user_id=item.key.owner_id, to_user=to,
-                                 requested_by=actor, reason=justification)
-    attribute_change(transfer, actor, f"reassigned in campaign {campaign.name}")
-    transfer.save()
-    _finish(item, ItemStatus.REASSIGNED, actor, justification, f"reassigned to {to.get_username()}")
-    enqueue_on_commit("attestations.tasks.notify_transfer_requested", transfer.pk)
-
-
-def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    to = named_user(to)
-    if actor.pk != item.reviewer_id:
-        raise CampaignError("Only the assigned reviewer can delegate the decision.")
-    if to.pk == actor.pk:
-        raise CampaignError("You cannot delegate to yourself.", field="to")
-    item.delegate = to
-    attribute_change(item, actor, f"decision delegated to {to.get_username()}")
-    item.save()
-
-
-def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[list[int], dict[int, list[str]]]:
-    """Confirm several items under one justification; each applies or is refused on its own."""
-    done, refused = [], {}
-    item_ids = list(item_ids)
-    for item in AttestationItem.objects.filter(pk__in=item_ids).order_by("pk"):
-        try:
-            record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm,
-                            batch_size=len(item_ids))
-            done.append(item.pk)
-        except ServiceError as exc:
-            refused[item.pk] = exc.messages
-    return done, refused
-
-
-@sealed_atomic
-def answer_transfer(transfer: OwnershipTransfer, *, actor, accept: bool) -> OwnershipTransfer:
-    """The named new owner accepts (ownership moves, rotation required) or declines."""
-    transfer = OwnershipTransfer.objects.select_for_update().get(pk=transfer.pk)
-    if transfer.to_user_id != actor.pk:
-        raise CampaignError("Only the person named can answer this transfer.")
-    if transfer.status != TransferStatus.PENDING:
-        raise CampaignError(f"This transfer is already {transfer.get_status_display().lower()}.")
-    if accept and transfer.deadline and transfer.deadline < timezone.now():
-        raise CampaignError("The time to accept this key has passed: its default action applies.")
-    transfer.status = TransferStatus.ACCEPTED if accept else TransferStatus.DECLINED
-    transfer.answered_at = timezone.now()
-    attribute_change(transfer, actor, "accepted" if accept else "declined")
-    transfer.save()
-    if accept:
-        lifecycle.change_owner(transfer.key, actor=actor, new_owner=actor,
-                               reason=f"accepted ownership from {transfer.from_user.get_username()}: {transfer.reason}")
-    return transfer
 
 
 def close_campaign(campaign: Campaign, *, actor) -> dict[str, int]:
@@ -506,80 +304,6 @@ def campaign_progress(campaign: Campaign) -> dict:
     return {"totals": totals, "by_status": by_status, "per_customer": per_customer, "per_reviewer": per_reviewer}
 
 
-def reminder_schedule(campaign: Campaign) -> list[int]:
-    """The days after launch on which reviewers with pending items are reminded: the listed days, plus
-    every ``reminder_every_days`` days, before the campaign is due."""
-    days = {d for d in campaign.reminder_days or [] if isinstance(d, int) and d > 0}
-    if campaign.reminder_every_days:
-        days.update(range(campaign.reminder_every_days, campaign.duration_days, campaign.reminder_every_days))
-    return sorted(days)
-
-
-def due_reminder_day(campaign: Campaign, today: datetime.date) -> int | None:
-    """The latest reminder day that has come; a missed day is not sent twice later."""
-    if campaign.status != CampaignStatus.ACTIVE or not campaign.launched_at:
-        return None
-    elapsed = (today - timezone.localdate(campaign.launched_at)).days
-    days = [d for d in reminder_schedule(campaign) if d <= elapsed]
-    return max(days) if days else None
-
-
-def reviewers_with_pending(campaign: Campaign) -> dict[int, int]:
-    """Who has undecided items (reviewer, or delegate where one was named), with counts."""
-    pending = campaign.items.filter(status=ItemStatus.PENDING)
-    counts: dict[int, int] = {}
-    for reviewer_id, delegate_id in pending.values_list("reviewer_id", "delegate_id"):
-        who = delegate_id or reviewer_id
-        counts[who] = counts.get(who, 0) + 1
-    return counts
-
-
-def record_notification(campaign: Campaign, kind: str, recipient_id: int, sequence: int, item_count: int) -> bool:
-    """Record a notification once; False if it was already sent (so a retried task sends nothing)."""
-    _, created = Notification.objects.get_or_create(
-        campaign=campaign, kind=kind, recipient_id=recipient_id, sequence=sequence,
-        defaults={"item_count": item_count},
-    )
-    return created
-
-
-def escalation_targets(campaign: Campaign, today: datetime.date, *, actor) -> dict[int, list[AttestationItem]]:
-    """Mark pending items past the escalation day as escalated; return them by the person escalated to.
-
-    The owner's manager gets them, or compliance when the owner has none.
-    """
-    from core import roles
-
-    if campaign.status != CampaignStatus.ACTIVE or campaign.escalation_days is None or not campaign.launched_at:
-        return {}
-    if (today - timezone.localdate(campaign.launched_at)).days < campaign.escalation_days:
-        return {}
-    compliance = list(User.objects.filter(groups__name=roles.COMPLIANCE, is_active=True).order_by("pk"))
-    targets: dict[int, list[AttestationItem]] = {}
-    with sealed_atomic():
-        items = list(
-            campaign.items.select_for_update(of=("self",))
-            .filter(status=ItemStatus.PENDING, escalated_at__isnull=True)
-            .select_related("reviewer__owner_profile", "key")
-        )
-        now = timezone.now()
-        for item in items:
-            profile = getattr(item.reviewer, "owner_profile", None)
-            manager = profile.manager if profile and profile.manager_id and profile.manager.is_active else None
-            recipients = [manager] if manager else compliance
-            if not recipients:
-                continue
-            item.escalated_at = now
-            item.escalated_to = recipients[0]
-            for person in recipients:
-                targets.setdefault(person.pk, []).append(item)
-        escalated = [i for i in items if i.escalated_at]
-        if escalated:
-            bulk_update_with_history(escalated, AttestationItem, ["escalated_at", "escalated_to"], default_user=actor,
-                                     default_change_reason=f"escalated in campaign {campaign.name}"[:100])
-    return targets
-
-
 @sealed_atomic
 def launch_due_schedule(schedule: CampaignSchedule, *, actor, today: datetime.date | None = None) -> Campaign | None:
     """Launch the schedule's next campaign if its day has come; the next launch moves by the cadence.
@@ -606,15 +330,3 @@ def launch_due_schedule(schedule: CampaignSchedule, *, actor, today: datetime.da
     return campaign
 
 
-def mark_shown(user, item_ids) -> int:
-    """Record when a reviewer first had pending items in front of them (decision time starts there).
-
-    Telemetry like a key's last use: a plain UPDATE without history records.
-    """
-    if not user.is_authenticated:
-        return 0
-    return (
-        AttestationItem.objects.decidable_by(user)
-        .filter(pk__in=list(item_ids), status=ItemStatus.PENDING, shown_at__isnull=True)
-        .update(shown_at=timezone.now())
-    )

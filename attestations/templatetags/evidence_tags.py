@@ -1,6 +1,6 @@
 from django import template
 
-from attestations.services import evidence
+from attestations.services import exports
 
 register = template.Library()
 
@@ -8,4 +8,4 @@ register = template.Library()
 @register.filter
 def may_request_dossier(user, key) -> bool:
     """Whether ``user`` may request ``key``'s dossier (the service's rule, for showing the button)."""
-    return evidence.can_request_dossier(user, key)
+    return exports.can_request_dossier(user, key)

@@ -18,7 +18,7 @@ from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction
 from attestations.filters import AttestationItemFilterSet, CampaignFilterSet
 from attestations.forms.campaigns import CampaignForm, CancelCampaignForm, NoInputForm
 from attestations.models import AttestationItem, Campaign, Notification
-from attestations.services import campaigns, review_quality
+from attestations.services import campaigns, reminders, review_quality
 from attestations.tables import AttestationItemTable, CampaignTable, with_progress
 from core import roles
 from core.actions import Action, action_or_404, offered_panels, refusal
@@ -220,7 +220,7 @@ class CampaignDetailView(ObjectListView):
             "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),
             "notifications": _notifications(campaign),
             "reviewer_quality": review_quality.reviewer_quality_rows(campaign),
-            "reminder_days": campaigns.reminder_schedule(campaign),
+            "reminder_days": reminders.reminder_schedule(campaign),
             "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
                                    else campaign.release_grace_days),
             "action_panels": panels,

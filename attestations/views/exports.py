@@ -1,6 +1,6 @@
 """Portal pages for evidence exports: list, request, detail with live progress, and download.
 
-Who sees which export is ``evidence.exports_visible_to``: an export the user may not see is a 404.
+Who sees which export is ``exports.exports_visible_to``: an export the user may not see is a 404.
 """
 
 from django.contrib import messages
@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from attestations.filters import EvidenceExportFilterSet
 from attestations.forms.exports import ExportRequestForm
 from attestations.models import EvidenceExport
-from attestations.services import evidence
+from attestations.services import exports
 from attestations.tables import EvidenceExportTable
 from core import audit, roles
 from core.lists import ObjectListView
@@ -31,7 +31,7 @@ class ExportListView(ObjectListView):
     per_page = EXPORTS_PER_PAGE
 
     def visible_to(self, user):
-        return evidence.exports_visible_to(user)
+        return exports.exports_visible_to(user)
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs) | {"can_request_reports": roles.sees_everything(self.request.user)}
@@ -45,7 +45,7 @@ def export_create(request):
         raise PermissionDenied("Only compliance and admins export campaign and customer reports.")
     form = ExportRequestForm(data, user=request.user)
     if request.method == "POST":
-        export = form.call_service(lambda data: evidence.request_export(actor=request.user, **form.service_kwargs()))
+        export = form.call_service(lambda data: exports.request_export(actor=request.user, **form.service_kwargs()))
         if form.is_valid():
             messages.success(request, f"Export #{export.pk} is queued; this page shows its progress.")
             return redirect("attestations:export", pk=export.pk)
@@ -58,7 +58,7 @@ def export_create(request):
 
 
 def _visible_export(request, pk) -> EvidenceExport:
-    return get_object_or_404(evidence.exports_visible_to(request.user), pk=pk)
+    return get_object_or_404(exports.exports_visible_to(request.user), pk=pk)
 
 
 @login_required

@@ -31,7 +31,7 @@ from attestations.forms.decisions import (
     item_dom_id,
 )
 from attestations.models import AttestationItem, OwnershipTransfer
-from attestations.services import campaigns, review_quality
+from attestations.services import decisions, review_quality
 from attestations.services.campaigns import CampaignError
 from core import roles
 from core.actions import Panel
@@ -164,7 +164,7 @@ def _can_decide_now(user, item: AttestationItem) -> bool:
     return (
         item.status == ItemStatus.PENDING
         and item.campaign.status == CampaignStatus.ACTIVE
-        and campaigns.can_decide(user, item)
+        and decisions.can_decide(user, item)
     )
 
 
@@ -189,7 +189,7 @@ def _render_item(request, item: AttestationItem, failed: DecisionForm | None = N
 @login_required
 def item_detail(request, pk):
     item = _visible_item(request.user, pk)
-    campaigns.mark_shown(request.user, [item.pk])
+    decisions.mark_shown(request.user, [item.pk])
     return _render_item(request, item)
 
 
@@ -202,7 +202,7 @@ def decide(request, pk):
         # (granted to the reviewer and the delegate, who see the item); a refusal of an item the user
         # may not see, or of none at all, is a 404 below, as it would have been before the form.
         try:
-            decided = campaigns.record_decision(AttestationItem(pk=pk), actor=request.user, **form.service_kwargs())
+            decided = decisions.record_decision(AttestationItem(pk=pk), actor=request.user, **form.service_kwargs())
         except AttestationItem.DoesNotExist:
             raise Http404("No such item.") from None
         except ServiceError as error:  # CampaignError, or a lifecycle refusal from inside the decision
@@ -237,7 +237,7 @@ def bulk_confirm(request):
                 messages.error(request, message)
         return redirect(back)
     ids = form.cleaned_data["items"]
-    done, refused = campaigns.bulk_confirm(
+    done, refused = decisions.bulk_confirm(
         ids, actor=request.user, justification=form.cleaned_data["justification"], affirm=form.cleaned_data["affirm"]
     )
     # Items the user may not see are named by number only; the service refused them anyway.
@@ -263,7 +263,7 @@ def answer_transfer(request, pk, answer):
         raise Http404("Answer accept or decline.")
     transfer = get_object_or_404(OwnershipTransfer.objects.select_related("key"), pk=pk, to_user=request.user)
     try:
-        campaigns.answer_transfer(transfer, actor=request.user, accept=TRANSFER_ANSWERS[answer])
+        decisions.answer_transfer(transfer, actor=request.user, accept=TRANSFER_ANSWERS[answer])
     except CampaignError as error:
         for message in error.messages:
             messages.error(request, message)

@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from attestations.api.urls import router
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from keys.choices import Environment, KeyStatus
 from tests import factories
 
@@ -136,7 +136,7 @@ def test_campaign_list_and_status_filter(world, compliance_user):
 
 
 def test_campaign_detail_has_progress(world, compliance_user, owner):
-    campaigns.record_decision(world["item"], actor=owner, **CONFIRM)
+    decisions.record_decision(world["item"], actor=owner, **CONFIRM)
     body = client_for(compliance_user).get(reverse("campaign-detail", args=[world["campaign"].pk])).json()
     assert body["status"] == "active"
     totals = body["progress"]["totals"]
@@ -226,7 +226,7 @@ def test_compliance_sees_all_items_and_filters(world, compliance_user, owner, ot
 
     assert ids() == {world["item"].pk, world["other_item"].pk}
     assert ids(reviewer=other_owner.username) == {world["other_item"].pk}
-    campaigns.record_decision(world["item"], actor=owner, **CONFIRM)
+    decisions.record_decision(world["item"], actor=owner, **CONFIRM)
     assert ids(status="confirmed") == {world["item"].pk}
     assert ids(campaign=world["campaign"].pk) == {world["item"].pk, world["other_item"].pk}
     assert ids(campaign=world["campaign"].pk + 1) == set()

@@ -7,7 +7,7 @@ from pypdf import PdfReader
 
 from attestations.choices import Decision, DefaultAction
 from attestations.models import EvidenceExport
-from attestations.services import campaigns, evidence
+from attestations.services import campaigns, decisions, exports
 from tests import factories
 
 FORMULA_JUSTIFICATION = "=HYPERLINK(\"http://evil.test\") still used <b>nightly</b>"
@@ -21,9 +21,9 @@ def decided_campaign(compliance_user, owner, other_owner, *, keys_per_owner: int
     campaign = campaigns.create_campaign(actor=compliance_user, name=name, default_action=DefaultAction.SUSPEND)
     campaigns.launch_campaign(campaign, actor=compliance_user)
     items = {i.key_id: i for i in campaign.items.all()}
-    campaigns.record_decision(items[own[0].pk], actor=owner, decision=Decision.CONFIRM,
+    decisions.record_decision(items[own[0].pk], actor=owner, decision=Decision.CONFIRM,
                               justification=FORMULA_JUSTIFICATION, affirm=True)
-    campaigns.record_decision(items[own[1].pk], actor=owner, decision=Decision.RELEASE,
+    decisions.record_decision(items[own[1].pk], actor=owner, decision=Decision.RELEASE,
                               justification="Integration retired in October")
     campaigns.close_campaign(campaign, actor=compliance_user)
     campaign.refresh_from_db()
@@ -32,7 +32,7 @@ def decided_campaign(compliance_user, owner, other_owner, *, keys_per_owner: int
 
 def run_export(capture, **kwargs) -> EvidenceExport:
     with capture(execute=True):
-        export = evidence.request_export(**kwargs)
+        export = exports.request_export(**kwargs)
     export.refresh_from_db()
     assert export.status == EvidenceExport.Status.DONE, export.error
     return export

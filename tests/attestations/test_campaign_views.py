@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from attestations.choices import CAMPAIGN_TRANSITIONS, CampaignStatus, Decision, DefaultAction, ItemStatus
 from attestations.models import Campaign, Notification
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from attestations.views.campaigns import CAMPAIGN_ACTIONS
 from keys.choices import Environment, KeyStatus, LifecycleAction, RiskTier
 from tests import factories
@@ -121,7 +121,7 @@ def test_missing_campaign_is_404(client, compliance_user):
 
 def test_list_shows_progress_and_filters(client, compliance_user, active, owner):
     item = active.items.get(reviewer=owner)
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="still used", affirm=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="still used", affirm=True)
     other = campaigns.create_campaign(actor=compliance_user, name="Staging sweep")
     client.force_login(compliance_user)
 
@@ -256,7 +256,7 @@ def test_detail_offers_actions_by_transition_table(client, compliance_user, draf
 
 def test_detail_items_filter_by_status_reviewer_customer(client, compliance_user, active, owner, other_owner, key):
     item = active.items.get(reviewer=owner)
-    campaigns.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="not needed")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="not needed")
     client.force_login(compliance_user)
     url = campaign_url(active)
 
@@ -302,7 +302,7 @@ def test_launch_close_through_the_page(client, request, role, draft, owner, othe
     assert "Launched 2026-Q4: 2 items" in client.get(response.url).text
 
     item = draft.items.get(key=key)
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="in use", affirm=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="in use", affirm=True)
     response = client.post(action_url(draft, "close"))
     assert response.status_code == 302
     draft.refresh_from_db()

@@ -7,7 +7,7 @@ from django.utils import timezone
 from attestations import tasks
 from attestations.choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
 from attestations.models import AttestationItem, Notification, OwnershipTransfer
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from keys.choices import ContractStatus, KeyStatus, RevocationReason
 from tests import factories
 
@@ -33,7 +33,7 @@ def test_launch_snapshots_live_keys_once(setup, compliance_user, owner, django_c
     items = AttestationItem.objects.filter(campaign=campaign)
     assert {i.reviewer_id for i in items if i.key in keys_a} == {owner.pk}
     assert all(i.history.count() == 1 for i in items)
-    assert all(campaigns.can_decide(i.reviewer, i) for i in items)
+    assert all(decisions.can_decide(i.reviewer, i) for i in items)
     assert campaigns.launch_campaign(campaign, actor=compliance_user) == 0
     assert items.count() == 4
     assert len(mail.outbox) == 2
@@ -56,9 +56,9 @@ def test_confirm_moves_review_date_and_records_history(setup, compliance_user, o
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[0])
     with pytest.raises(campaigns.CampaignError) as err:
-        campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="still used")
+        decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="still used")
     assert "affirm" in err.value.errors
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="still used", affirm=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="still used", affirm=True)
     item.refresh_from_db()
     key = item.key
     key.refresh_from_db()
@@ -66,7 +66,7 @@ def test_confirm_moves_review_date_and_records_history(setup, compliance_user, o
     assert key.next_review_on == timezone.localdate() + datetime.timedelta(days=campaign.review_cadence_days)
     assert key.events.last().reason == "confirmed in campaign 2026-Q4"
     with pytest.raises(campaigns.CampaignError):
-        campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="again", affirm=True)
+        decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="again", affirm=True)
 
 
 def test_only_reviewer_or_delegate_decides(setup, compliance_user, owner, other_owner):
@@ -75,9 +75,9 @@ def test_only_reviewer_or_delegate_decides(setup, compliance_user, owner, other_
     item = campaign.items.get(key=keys_a[0])
     for intruder in (other_owner, compliance_user):
         with pytest.raises(campaigns.CampaignError):
-            campaigns.record_decision(item, actor=intruder, decision=Decision.CONFIRM, justification="x", affirm=True)
-    campaigns.record_decision(item, actor=owner, decision=Decision.DELEGATE, to=other_owner.username)
-    campaigns.record_decision(item, actor=other_owner, decision=Decision.CONFIRM, justification="x", affirm=True)
+            decisions.record_decision(item, actor=intruder, decision=Decision.CONFIRM, justification="x", affirm=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.DELEGATE, to=other_owner.username)
+    decisions.record_decision(item, actor=other_owner, decision=Decision.CONFIRM, justification="x", affirm=True)
     item.refresh_from_db()
     assert item.status == ItemStatus.CONFIRMED and item.decided_by == other_owner
 
@@ -86,7 +86,7 @@ def test_release_suspends_the_key_for_its_grace_window(setup, compliance_user, o
     campaign, keys_a, _ = setup
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[1])
-    campaigns.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
     key = keys_a[1]
     key.refresh_from_db()
     assert key.status == KeyStatus.SUSPENDED and not key.revocation_requests.exists()
@@ -101,7 +101,7 @@ def test_release_with_no_grace_window_revokes_the_key(setup, compliance_user, ow
     campaign.save()
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[1])
-    campaigns.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
     key = keys_a[1]
     key.refresh_from_db()
     assert key.status == KeyStatus.REVOKED and key.revocation_reason == RevocationReason.RELEASED
@@ -112,14 +112,14 @@ def test_reassign_waits_for_acceptance(setup, compliance_user, owner, other_owne
     campaign, keys_a, _ = setup
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[0])
-    campaigns.record_decision(item, actor=owner, decision=Decision.REASSIGN, to=other_owner.username,
+    decisions.record_decision(item, actor=owner, decision=Decision.REASSIGN, to=other_owner.username,
                               justification="bob's team runs it now")
     transfer = OwnershipTransfer.objects.get(key=keys_a[0])
     keys_a[0].refresh_from_db()
     assert keys_a[0].owner == owner
     with pytest.raises(campaigns.CampaignError):
-        campaigns.answer_transfer(transfer, actor=owner, accept=True)
-    campaigns.answer_transfer(transfer, actor=other_owner, accept=True)
+        decisions.answer_transfer(transfer, actor=owner, accept=True)
+    decisions.answer_transfer(transfer, actor=other_owner, accept=True)
     keys_a[0].refresh_from_db()
     assert keys_a[0].owner == other_owner and keys_a[0].rotation_required
 
@@ -134,7 +134,7 @@ def test_close_applies_default_action_once(compliance_user, owner, other_owner, 
     silent = factories.ApiKeyFactory(owner=other_owner)
     campaign = campaigns.create_campaign(actor=compliance_user, name="close", default_action=action)
     campaigns.launch_campaign(campaign, actor=compliance_user)
-    campaigns.record_decision(campaign.items.get(key=decided), actor=owner, decision=Decision.CONFIRM,
+    decisions.record_decision(campaign.items.get(key=decided), actor=owner, decision=Decision.CONFIRM,
                               justification="ok", affirm=True)
     result = campaigns.close_campaign(campaign, actor=compliance_user)
     assert result[action] == 1
@@ -148,7 +148,7 @@ def test_close_applies_default_action_once(compliance_user, owner, other_owner, 
     assert campaigns.close_campaign(campaign, actor=compliance_user) == {}
     assert silent.events.filter(reason__startswith="no response").count() >= 1
     with pytest.raises(campaigns.CampaignError):
-        campaigns.record_decision(item, actor=other_owner, decision=Decision.CONFIRM, justification="late", affirm=True)
+        decisions.record_decision(item, actor=other_owner, decision=Decision.CONFIRM, justification="late", affirm=True)
 
 
 def test_reminders_only_to_pending_reviewers_once_per_day(setup, compliance_user, owner, other_owner):
@@ -157,7 +157,7 @@ def test_reminders_only_to_pending_reviewers_once_per_day(setup, compliance_user
     campaign.save()
     campaigns.launch_campaign(campaign, actor=compliance_user)
     for item in campaign.items.filter(reviewer=owner):
-        campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
+        decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
     campaign.refresh_from_db()
     campaign.launched_at = timezone.now() - datetime.timedelta(days=4)
     campaign.save()

@@ -7,7 +7,7 @@ from django.db import close_old_connections, connection
 from attestations import tasks
 from attestations.choices import CampaignStatus, Decision, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from keys.choices import KeyStatus, LifecycleAction
 from keys.models import ApiKey
 from tests import factories
@@ -56,7 +56,7 @@ def test_twenty_simultaneous_decisions_apply_once():
     item = campaign.items.get()
 
     def decide(n):
-        return campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM,
+        return decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM,
                                          justification=f"submission {n}", affirm=True)
 
     results = _in_threads(20, decide)
@@ -80,7 +80,7 @@ def test_close_racing_decisions_loses_none():
         if n == len(items):
             return campaigns.close_campaign(campaign, actor=compliance)
         item = items[n]
-        return campaigns.record_decision(item, actor=item.reviewer, decision=Decision.CONFIRM,
+        return decisions.record_decision(item, actor=item.reviewer, decision=Decision.CONFIRM,
                                          justification="racing the close", affirm=True)
 
     results = _in_threads(len(items) + 1, work)

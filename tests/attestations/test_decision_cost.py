@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from attestations.choices import Decision, ItemStatus
-from attestations.services import campaigns, review_quality
+from attestations.services import campaigns, decisions, review_quality
 from core.models import ChainLink
 from keys.choices import ExceptionStatus, LifecycleAction
 from keys.models import KeyException, LifecycleEvent, UsageDaily
@@ -175,7 +175,7 @@ def test_evidence_matches_reading_it_fact_by_fact(owner, other_owner, compliance
     assert ("registered_key" in expected_flags) is with_registration
     assert "requested_exception" in expected_flags and len(expected["sources"]) == review_quality.MAX_SOURCES
 
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, reaffirm_exception=True,
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, reaffirm_exception=True,
                               justification="still used")
     item.refresh_from_db()
     assert item.self_review == expected_flags
@@ -186,18 +186,18 @@ def test_evidence_matches_reading_it_fact_by_fact(owner, other_owner, compliance
 def test_a_refused_decision_commits_instead_of_rolling_back(owner, other_owner, items, monkeypatch):
     """psycopg drops a connection's prepared statements on every rollback; a refusal found by the locked
     read wrote nothing, so its transaction commits and the refusal is raised afterwards."""
-    campaigns.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, affirm=True, justification="x")
+    decisions.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, affirm=True, justification="x")
     rollbacks = []
     wrapper = connections["default"]
     original = wrapper.rollback  # the chain's commit hook wraps it on the connection
     monkeypatch.setattr(wrapper, "rollback", lambda: (rollbacks.append(1), original())[1])
-    with pytest.raises(campaigns.AlreadyDecided):
-        campaigns.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, affirm=True, justification="x")
-    with pytest.raises(campaigns.NotAllowedToDecide):
-        campaigns.record_decision(items[1], actor=other_owner, decision=Decision.CONFIRM, affirm=True, justification="x")
+    with pytest.raises(decisions.AlreadyDecided):
+        decisions.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, affirm=True, justification="x")
+    with pytest.raises(decisions.NotAllowedToDecide):
+        decisions.record_decision(items[1], actor=other_owner, decision=Decision.CONFIRM, affirm=True, justification="x")
     assert rollbacks == [] and connection.get_autocommit() and not connection.in_atomic_block
     assert items[1].history.count() == 1  # nothing written for the refused decision
     # A refusal from the decision itself (a missing affirmation) still rolls back what it began.
     with pytest.raises(campaigns.CampaignError):
-        campaigns.record_decision(items[1], actor=owner, decision=Decision.CONFIRM, affirm=False, justification="x")
+        decisions.record_decision(items[1], actor=owner, decision=Decision.CONFIRM, affirm=False, justification="x")
     assert rollbacks == [1]

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from attestations.choices import Decision
-from attestations.services import campaigns, review_quality
+from attestations.services import campaigns, decisions, review_quality
 from keys.choices import ExceptionStatus
 from keys.services.usage import ingest_usage
 from tests import factories
@@ -48,7 +48,7 @@ def test_decision_freezes_what_the_reviewer_saw(client, reviewed, owner):
     assert client.get(reverse("attestations:item", args=[item.pk])).status_code == 200
     item.refresh_from_db()
     assert item.shown_at is not None
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, reaffirm_exception=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, reaffirm_exception=True)
     item.refresh_from_db()
     evidence = item.evidence
     assert evidence["calls_30d"] == 2 and evidence["calls_90d"] == 3
@@ -69,10 +69,10 @@ def test_decision_freezes_what_the_reviewer_saw(client, reviewed, owner):
 def test_self_review_and_bulk_batches_are_recorded(reviewed, owner, compliance_user):
     campaign, used, own, bulk, _ = reviewed
     own_item = campaign.items.get(key=own)
-    campaigns.record_decision(own_item, actor=owner, decision=Decision.CONFIRM, affirm=True)
+    decisions.record_decision(own_item, actor=owner, decision=Decision.CONFIRM, affirm=True)
     own_item.refresh_from_db()
     assert own_item.self_review == ["approved_key", "owner_is_steward"]
-    done, refused = campaigns.bulk_confirm([i.pk for i in campaign.items.filter(key__in=bulk)], actor=owner,
+    done, refused = decisions.bulk_confirm([i.pk for i in campaign.items.filter(key__in=bulk)], actor=owner,
                                            justification="still used", affirm=True)
     assert len(done) == 2 and not refused
     assert set(campaign.items.filter(key__in=bulk).values_list("batch_size", flat=True)) == {2}
@@ -84,7 +84,7 @@ def test_self_review_and_bulk_batches_are_recorded(reviewed, owner, compliance_u
 
 def test_campaign_page_shows_reviewer_quality(client, reviewed, owner, compliance_user):
     campaign, used, own, bulk, _ = reviewed
-    campaigns.record_decision(campaign.items.get(key=own), actor=owner, decision=Decision.CONFIRM, affirm=True)
+    decisions.record_decision(campaign.items.get(key=own), actor=owner, decision=Decision.CONFIRM, affirm=True)
     client.force_login(compliance_user)
     page = client.get(reverse("attestations:campaign", args=[campaign.pk]))
     assert page.status_code == 200
@@ -95,10 +95,10 @@ def test_campaign_page_shows_reviewer_quality(client, reviewed, owner, complianc
 def test_campaign_report_pdf_prints_frozen_evidence_and_reviewer_quality(
         reviewed, owner, compliance_user, django_capture_on_commit_callbacks):
     campaign, used, own, bulk, _ = reviewed
-    campaigns.record_decision(campaign.items.get(key=used), actor=owner, decision=Decision.CONFIRM, affirm=True,
+    decisions.record_decision(campaign.items.get(key=used), actor=owner, decision=Decision.CONFIRM, affirm=True,
                               reaffirm_exception=True)
-    campaigns.record_decision(campaign.items.get(key=own), actor=owner, decision=Decision.CONFIRM, affirm=True)
-    campaigns.bulk_confirm([i.pk for i in campaign.items.filter(key__in=bulk)], actor=owner, justification="ok",
+    decisions.record_decision(campaign.items.get(key=own), actor=owner, decision=Decision.CONFIRM, affirm=True)
+    decisions.bulk_confirm([i.pk for i in campaign.items.filter(key__in=bulk)], actor=owner, justification="ok",
                            affirm=True)
     export = run_export(django_capture_on_commit_callbacks, actor=compliance_user, kind="campaign", campaign=campaign)
     pdf = reader(export)

@@ -13,7 +13,7 @@ from pypdf.generic import StreamObject
 from attestations import tasks as evidence_tasks
 from attestations.management.commands.make_signing_cert import make_signing_certificate
 from attestations.models import EvidenceExport
-from attestations.services import evidence, evidence_pdf
+from attestations.services import evidence, evidence_pdf, exports
 from attestations.services.evidence_pdf import part_name
 from keys.choices import KeyStatus, RevocationReason
 from keys.models import ApiKey, RevocationRequest
@@ -228,7 +228,7 @@ def test_a_failed_render_is_recorded(campaign, compliance_user, monkeypatch, dja
 
     monkeypatch.setattr(evidence_tasks.evidence_pdf, "render_campaign_chunk", broken)
     with django_capture_on_commit_callbacks(execute=True):
-        export = evidence.request_export(actor=compliance_user, kind="campaign", campaign=campaign)
+        export = exports.request_export(actor=compliance_user, kind="campaign", campaign=campaign)
     export.refresh_from_db()
     assert export.status == EvidenceExport.Status.FAILED and "fonts missing" in export.error
     assert not export.file
@@ -236,13 +236,13 @@ def test_a_failed_render_is_recorded(campaign, compliance_user, monkeypatch, dja
 
 def test_progress_is_recorded_while_rendering(campaign, compliance_user, monkeypatch, django_capture_on_commit_callbacks):
     seen = []
-    original = evidence.set_progress
+    original = exports.set_progress
 
     def spy(export_id, percent, note, **fields):
         seen.append(percent)
         original(export_id, percent, note, **fields)
 
-    monkeypatch.setattr(evidence, "set_progress", spy)
+    monkeypatch.setattr(exports, "set_progress", spy)
     export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
     assert seen == sorted(seen) and len(seen) >= 4
 

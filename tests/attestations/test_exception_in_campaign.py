@@ -10,7 +10,7 @@ from django.utils.html import escape
 
 from attestations.choices import Decision, ItemStatus
 from attestations.models import CampaignSchedule
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from attestations.services.campaigns import CampaignError
 from attestations.views import inbox as views
 from core.actors import system_user
@@ -86,7 +86,7 @@ def test_lapsed_permanent_exception_stays_approved_and_is_flagged(compliance_use
 def test_a_settled_lapse_does_not_force_the_key_into_later_campaigns(compliance_user, not_due, owner):
     lapse(approved_exception(not_due, compliance_user))
     item = launch(compliance_user, due_for_review_only=True).items.get()
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, reaffirm_exception=True,
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, reaffirm_exception=True,
                               justification="Migration slipped to next quarter.")
     not_due.refresh_from_db()
     assert not_due.next_review_on == days(30)
@@ -107,11 +107,11 @@ def test_confirming_under_exception_requires_reaffirming(compliance_user, owner,
     campaign = launch(compliance_user, review_cadence_days=90, exception_review_cadence_days=21)
     item = campaign.items.get(key=key)
     with pytest.raises(CampaignError) as refused:
-        campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, justification="used")
+        decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, justification="used")
     assert set(refused.value.errors) == {"reaffirm_exception"}
     item.refresh_from_db()
     assert item.status == ItemStatus.PENDING
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, justification="used",
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, justification="used",
                               reaffirm_exception=True)
     item.refresh_from_db()
     key.refresh_from_db()
@@ -123,7 +123,7 @@ def test_confirming_under_exception_requires_reaffirming(compliance_user, owner,
 
 def test_confirming_without_exception_keeps_the_normal_cadence(compliance_user, owner, key):
     item = launch(compliance_user, review_cadence_days=90).items.get(key=key)
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, justification="used")
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, affirm=True, justification="used")
     key.refresh_from_db()
     item.refresh_from_db()
     assert key.next_review_on == days(90) and not item.exception_reaffirmed
@@ -132,7 +132,7 @@ def test_confirming_without_exception_keeps_the_normal_cadence(compliance_user, 
 def test_release_under_exception_needs_no_reaffirmation(compliance_user, owner, key):
     approved_exception(key, compliance_user)
     item = launch(compliance_user).items.get(key=key)
-    campaigns.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="Migrated to OAuth")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="Migrated to OAuth")
     item.refresh_from_db()
     assert item.status == ItemStatus.RELEASED
 
@@ -142,7 +142,7 @@ def test_bulk_confirm_refuses_items_under_exception(compliance_user, owner, key)
     plain = factories.ApiKeyFactory(owner=owner)
     campaign = launch(compliance_user)
     ids = list(campaign.items.values_list("pk", flat=True))
-    done, refused = campaigns.bulk_confirm(ids, actor=owner, justification="all used", affirm=True)
+    done, refused = decisions.bulk_confirm(ids, actor=owner, justification="all used", affirm=True)
     assert done == [campaign.items.get(key=plain).pk]
     assert list(refused) == [campaign.items.get(key=key).pk]
 

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from attestations.choices import Decision, ItemStatus, TransferStatus
 from attestations.models import AttestationItem, OwnershipTransfer
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from attestations.views import inbox as views
 from keys.choices import KeyStatus
 from tests import factories
@@ -220,7 +220,7 @@ def test_reassign_then_new_owner_accepts(client, owner, other_owner, item):
 
 
 def test_decline_keeps_the_owner(client, owner, other_owner, item):
-    campaigns.record_decision(item, actor=owner, decision=Decision.REASSIGN, to=other_owner, justification="x")
+    decisions.record_decision(item, actor=owner, decision=Decision.REASSIGN, to=other_owner, justification="x")
     transfer = OwnershipTransfer.objects.get(item=item)
     client.force_login(other_owner)
     client.post(transfer_url(transfer, "decline"))
@@ -268,7 +268,7 @@ def test_item_detail_offers_forms_only_while_pending(client, owner, item):
     client.force_login(owner)
     response = client.get(item_url(item))
     assert decide_url(item) in response.text and "hx-post" not in response.text
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
     text = client.get(item_url(item)).text
     assert decide_url(item) not in text
     assert "Confirmed in campaign 2026-Q4" in text  # the item's history
@@ -306,7 +306,7 @@ def test_decision_panels_are_rendered_from_the_decision_forms(owner, other_owner
 
 def test_bulk_confirm_reports_refused_items(client, owner, other_owner, campaign, other_item):
     mine = list(campaign.items.filter(reviewer=owner).order_by("pk"))
-    campaigns.record_decision(mine[0], actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
+    decisions.record_decision(mine[0], actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
     client.force_login(owner)
     response = client.post(BULK, {"items": [m.pk for m in mine] + [other_item.pk], "affirm": "on",
                                   "justification": "reviewed with the team"}, follow=True)
@@ -335,7 +335,7 @@ def test_bulk_confirm_needs_affirmation_and_a_selection(client, owner, campaign)
 
 
 def test_filters_and_pending_first(client, owner, compliance_user, campaign, item):
-    campaigns.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
     other_customer_key = factories.ApiKeyFactory(owner=owner, label="Elsewhere")
     second = launch(compliance_user, name="Second")
     client.force_login(owner)
@@ -372,7 +372,7 @@ def test_query_count_does_not_grow(client, owner, compliance_user, other_owner, 
             factories.ApiKeyFactory(owner=owner, last_used_at=None)
         campaign = launch(compliance_user, name=name)
         first = campaign.items.order_by("pk").first()
-        campaigns.record_decision(first, actor=owner, decision=Decision.DELEGATE, to=other_owner)
+        decisions.record_decision(first, actor=owner, decision=Decision.DELEGATE, to=other_owner)
 
     client.force_login(owner)
     make_items(5, "small")

@@ -10,7 +10,7 @@ from django.utils import timezone
 from attestations import tasks
 from attestations.choices import CampaignStatus, DefaultAction, TransferKind, TransferStatus
 from attestations.models import Campaign, CampaignSchedule, Notification, OwnershipTransfer
-from attestations.services import campaigns, successions
+from attestations.services import campaigns, decisions, reminders, successions
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason
 from keys.services import lifecycle, sweeps
 from tests import factories
@@ -91,7 +91,7 @@ def test_unaccepted_succession_falls_to_the_campaigns_default_action_once(depart
     assert successions.lapse_due_successions(later + datetime.timedelta(days=1)) == {"lapsed": 0, "skipped": 0}
     assert key.events.filter(action=LifecycleAction.REVOKE).count() == 1 and key.revocation_requests.count() == 1
     with pytest.raises(campaigns.CampaignError, match="already lapsed"):
-        campaigns.answer_transfer(transfer, actor=owner, accept=True)
+        decisions.answer_transfer(transfer, actor=owner, accept=True)
 
 
 def test_without_a_campaign_the_configured_default_applies(departed, owner, other_owner, settings):
@@ -101,7 +101,7 @@ def test_without_a_campaign_the_configured_default_applies(departed, owner, othe
     # Past the deadline the successor can no longer accept, even before the sweep runs.
     OwnershipTransfer.objects.filter(pk=transfer.pk).update(deadline=timezone.now() - datetime.timedelta(seconds=1))
     with pytest.raises(campaigns.CampaignError, match="time to accept"):
-        campaigns.answer_transfer(transfer, actor=owner, accept=True)
+        decisions.answer_transfer(transfer, actor=owner, accept=True)
     assert tasks.lapse_due_successions()["lapsed"] == 1
     key.refresh_from_db()
     assert key.status == KeyStatus.SUSPENDED and key.unattested and key.owner == erin
@@ -115,16 +115,16 @@ def test_reminders_follow_the_schedules_cadence_and_only_reach_reviewers_with_pe
         factories.ApiKeyFactory(owner=user)
     campaign = campaigns.launch_due_schedule(schedule, actor=compliance_user)
     campaign.refresh_from_db()
-    assert campaign.reminder_every_days == 3 and campaigns.reminder_schedule(campaign) == [3, 6, 9, 12]
+    assert campaign.reminder_every_days == 3 and reminders.reminder_schedule(campaign) == [3, 6, 9, 12]
     item = campaign.items.get(reviewer=owner)
-    campaigns.record_decision(item, actor=owner, decision="confirm", affirm=True, justification="in use")
+    decisions.record_decision(item, actor=owner, decision="confirm", affirm=True, justification="in use")
     launched = timezone.localdate(campaign.launched_at)
-    assert campaigns.due_reminder_day(campaign, launched + datetime.timedelta(days=2)) is None
+    assert reminders.due_reminder_day(campaign, launched + datetime.timedelta(days=2)) is None
     Campaign.objects.filter(pk=campaign.pk).update(launched_at=campaign.launched_at - datetime.timedelta(days=7))
     mail.outbox.clear()
     assert tasks.send_reminders(campaign.pk) == 1
-    reminders = Notification.objects.filter(campaign=campaign, kind=Notification.Kind.REMINDER)
-    assert list(reminders.values_list("recipient__username", "sequence")) == [("bob", 6)]
+    sent = Notification.objects.filter(campaign=campaign, kind=Notification.Kind.REMINDER)
+    assert list(sent.values_list("recipient__username", "sequence")) == [("bob", 6)]
     assert [m.to for m in mailoutbox] == [[other_owner.email]]
     assert tasks.send_reminders(campaign.pk) == 0  # the same cadence day is not sent twice
 

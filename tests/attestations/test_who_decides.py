@@ -7,7 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from attestations.choices import Decision
 from attestations.models import AttestationItem, may_decide
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from keys.services import lifecycle
 from tests import factories
 
@@ -24,8 +24,8 @@ def people(owner, other_owner, compliance_user, admin_user):
     campaigns.launch_campaign(campaign, actor=compliance_user)
     first, second = (campaign.items.get(key=key) for key in keys)
     erin, frank, grace = (factories.OwnerFactory(username=name) for name in ("erin", "frank", "grace"))
-    campaigns.record_decision(first, actor=owner, decision=Decision.DELEGATE, to=other_owner.username)
-    campaigns.record_decision(first, actor=owner, decision=Decision.DELEGATE, to=erin.username)
+    decisions.record_decision(first, actor=owner, decision=Decision.DELEGATE, to=other_owner.username)
+    decisions.record_decision(first, actor=owner, decision=Decision.DELEGATE, to=erin.username)
     lifecycle.change_owner(keys[1], actor=admin_user, new_owner=frank, reason="moved teams")
     return {
         "reviewer": (owner, {first, second}),
@@ -41,7 +41,7 @@ def test_every_reading_of_who_decides_agrees(people):
     items = list(AttestationItem.objects.order_by("pk"))
     for role, (user, expected) in people.items():
         assert set(AttestationItem.objects.decidable_by(user)) == expected, role
-        assert {item for item in items if campaigns.can_decide(user, item)} == expected, role
+        assert {item for item in items if decisions.can_decide(user, item)} == expected, role
         assert set(AttestationItem.objects.filter(may_decide(user.pk))) == expected, role
         if role != "compliance":
             assert set(AttestationItem.objects.visible_to(user)) == expected, role
@@ -51,10 +51,10 @@ def test_a_decision_is_refused_to_everyone_the_rule_leaves_out(people):
     _, reviewed = people["reviewer"]
     for role, (user, _) in people.items():
         for item in reviewed - people[role][1]:
-            with pytest.raises(campaigns.NotAllowedToDecide):
-                campaigns.record_decision(item, actor=user, decision=Decision.CONFIRM, justification="x", affirm=True)
+            with pytest.raises(decisions.NotAllowedToDecide):
+                decisions.record_decision(item, actor=user, decision=Decision.CONFIRM, justification="x", affirm=True)
     delegate, (delegated,) = people["delegate"]
-    decided = campaigns.record_decision(delegated, actor=delegate, decision=Decision.CONFIRM, justification="x",
+    decided = decisions.record_decision(delegated, actor=delegate, decision=Decision.CONFIRM, justification="x",
                                         affirm=True)
     assert decided.decided_by == delegate
 
@@ -63,4 +63,4 @@ def test_anonymous_decides_nothing(people):
     anonymous = AnonymousUser()
     assert not AttestationItem.objects.decidable_by(anonymous).exists()
     assert not AttestationItem.objects.visible_to(anonymous).exists()
-    assert not any(campaigns.can_decide(anonymous, item) for item in AttestationItem.objects.all())
+    assert not any(decisions.can_decide(anonymous, item) for item in AttestationItem.objects.all())

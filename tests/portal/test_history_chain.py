@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from attestations.choices import DefaultAction
 from attestations.models import AttestationItem
-from attestations.services import campaigns
+from attestations.services import campaigns, reminders
 from core import chain
 from core.models import ChainHead, ChainLink
 from keys.choices import RevocationReason
@@ -186,7 +186,7 @@ def test_bulk_import_launch_escalation_and_close_are_sealed(owner, compliance_us
     created = campaigns.launch_campaign(campaign, actor=compliance_user)
     assert created == 150 and sealed_labels()[ITEM_HISTORY] == 150
     campaign.refresh_from_db()
-    assert campaigns.escalation_targets(campaign, timezone.localdate(), actor=compliance_user)
+    assert reminders.escalation_targets(campaign, timezone.localdate(), actor=compliance_user)
     assert sealed_labels()[ITEM_HISTORY] == 300
     campaigns.close_campaign(campaign, actor=compliance_user)
     assert AttestationItem.history.count() == 450

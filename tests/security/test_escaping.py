@@ -10,7 +10,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from attestations.choices import DefaultAction
-from attestations.services import campaigns
+from attestations.services import campaigns, decisions
 from keys.models import ApiKey
 from tests import factories
 
@@ -31,7 +31,7 @@ def hostile(owner, compliance_user):
                                          default_action=DefaultAction.KEEP_AND_FLAG)
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=key)
-    campaigns.record_decision(item, actor=owner, decision="confirm", justification=f"Still needed {SCRIPT} {IMG}",
+    decisions.record_decision(item, actor=owner, decision="confirm", justification=f"Still needed {SCRIPT} {IMG}",
                               affirm=True)
     return {"key": key, "campaign": campaign, "item": item}
 

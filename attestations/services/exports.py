@@ -1,0 +1,102 @@
+"""Evidence exports requested and followed: who may request which export, the request itself (rendered by a
+worker), and its progress.
+
+Compliance and admins may export anything; an owner may export only the dossier of a key they own;
+nobody else exports anything. The same rule says who may see and download an export afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.utils import timezone
+
+from attestations.models import Campaign, EvidenceExport
+from attestations.services.evidence import Kind
+from core import roles
+from core.chain import sealed_atomic
+from core.errors import ServiceError
+from core.jobs import enqueue_on_commit
+from keys.models import ApiKey, Customer
+
+
+class EvidenceError(ServiceError):
+    """A refused export request or download."""
+
+
+def exports_visible_to(user):
+    """The one definition of who sees which export: compliance and admins all; an owner their keys' dossiers."""
+    exports = EvidenceExport.objects.select_related("requested_by", "campaign", "key", "customer")
+    if not user.is_authenticated:
+        return exports.none()
+    if roles.sees_everything(user):
+        return exports
+    own_keys = ApiKey.objects.visible_to(user).filter(owner=user)
+    return exports.filter(kind=Kind.KEY, key__in=own_keys)
+
+
+def can_request_dossier(user, key: ApiKey) -> bool:
+    if not user.is_authenticated:
+        return False
+    return roles.sees_everything(user) or ApiKey.objects.visible_to(user).filter(pk=key.pk, owner=user).exists()
+
+
+def _period(period_start, period_end) -> dict[str, list[str]]:
+    """A report covers what happened: a period in order, and not after today."""
+    today = timezone.localdate()
+    errors = {}
+    for name, day in (("period_start", period_start), ("period_end", period_end)):
+        if day and day > today:
+            errors[name] = [f"A report covers the past: give a date no later than today ({today.isoformat()})."]
+    if not errors and period_start and period_end and period_start > period_end:
+        errors["period_end"] = ["The period ends before it starts."]
+    return errors
+
+
+def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: ApiKey | None = None,
+                   customer: Customer | None = None, period_start: datetime.date | None = None,
+                   period_end: datetime.date | None = None) -> EvidenceExport:
+    """Queue an evidence export; rendering starts when the transaction commits.
+
+    Compliance and admins may export any campaign, key or customer; an owner only the dossier of a
+    key they own; anyone else is refused. The export records who asked and with which parameters.
+    """
+    if not getattr(actor, "is_authenticated", False):
+        raise EvidenceError("Sign in to request an export.")
+    subjects = {Kind.CAMPAIGN: ("campaign", campaign), Kind.KEY: ("key", key), Kind.CUSTOMER: ("customer", customer)}
+    if kind not in subjects:
+        raise EvidenceError(f"Choose the kind of export: {', '.join(Kind.values)}.", field="kind")
+    name, subject = subjects[kind]
+    if subject is None:
+        raise EvidenceError(f"Name the {name} to export.", field=name)
+    others = [n for k, (n, s) in subjects.items() if k != kind and s is not None]
+    if others:
+        raise EvidenceError(f"A {Kind(kind).label.lower()} names only a {name}, not a {others[0]}.", field=others[0])
+    if not roles.sees_everything(actor):
+        if kind != Kind.KEY:
+            raise EvidenceError("Only compliance and admins export campaign and customer reports.")
+        if not can_request_dossier(actor, subject):
+            raise EvidenceError("You may request the dossier of your own keys only.", field="key")
+    if kind != Kind.CUSTOMER and (period_start or period_end):
+        raise EvidenceError("Only a customer report covers a period.", field="period_start")
+    errors = _period(period_start, period_end)
+    if errors:
+        raise EvidenceError(errors)
+    parameters = {"kind": kind, name: subject.pk, "subject": str(subject)}
+    if period_start:
+        parameters["period_start"] = period_start.isoformat()
+    if period_end:
+        parameters["period_end"] = period_end.isoformat()
+    with sealed_atomic():
+        export = EvidenceExport.objects.create(
+            kind=kind, campaign=campaign, key=key, customer=customer, period_start=period_start,
+            period_end=period_end, parameters=parameters, requested_by=actor, progress_note="Waiting for a worker",
+        )
+        enqueue_on_commit("attestations.tasks.render_export", export.pk)
+    return export
+
+
+def set_progress(export_id: int, percent: int, note: str, **fields) -> None:
+    """Progress is written outside any long transaction so pollers see it while the export renders."""
+    EvidenceExport.objects.filter(pk=export_id).update(progress=max(0, min(100, percent)), progress_note=note[:200],
+                                                       **fields)
