@@ -5,6 +5,11 @@ from core import roles
 from core.errors import ServiceError
 from core.models import AccessRecord
 
+admin.site.site_header = "API key attestation portal — administration"
+admin.site.site_title = "Key portal admin"
+admin.site.index_title = "Customers, workflows, issuing systems and keys"
+admin.site.site_url = "/"
+
 
 class ReadOnlyAdminMixin:
     """Records written only by their service (events, audit, tokens, decisions): the admin shows them and
