@@ -2,9 +2,9 @@
 the database engine otherwise. In CI the suite runs with CACHE_URL on the real Redis."""
 
 import os
-from importlib import import_module
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import pytest
