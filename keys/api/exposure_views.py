@@ -4,7 +4,7 @@ Whoever may not see the matched key gets the same answer as for no match at all.
 """
 
 from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
@@ -15,6 +15,7 @@ from ..exposures import report_exposure
 from ..models import Exposure
 from ..tokens import key_scope_q, request_token
 from .permissions import SeesEverythingOrIntegration, scope_keys_for_request
+from .views import TakesSecretOnCreate
 
 NO_MATCH = "Report recorded. It matches none of the keys you can see."
 
@@ -70,8 +71,9 @@ class ExposureSerializer(serializers.ModelSerializer):
     list=extend_schema(description="Exposure reports: compliance and admins all; an integration those matched to "
                                    "keys of its scope."),
 )
-class ExposureViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class ExposureViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ExposureSerializer
+    create_serializer_class = ReportExposureSerializer
     integration_token_actions = {"create", "list"}
     filterset_fields = ["key", "source"]
 
@@ -86,13 +88,6 @@ class ExposureViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.G
         if self.action == "create":
             return [IsAuthenticated()]
         return [SeesEverythingOrIntegration()]
-
-    def get_serializer_class(self):
-        return ReportExposureSerializer if self.action == "create" else ExposureSerializer
-
-    @method_decorator(sensitive_post_parameters("secret"))
-    def dispatch(self, request, *args, **kwargs):
-        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         request=ReportExposureSerializer, responses={201: ExposureReceiptSerializer},
