@@ -13,6 +13,14 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture
+def media_root(settings, tmp_path):
+    """Stored files (evidence exports) go to a folder of the test's own; evidence is not signed."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EVIDENCE_SIGNING_PKCS12 = ""
+    settings.EVIDENCE_SIGNING_PASSWORD = ""
+
+
+@pytest.fixture
 def owner(db):
     return factories.OwnerFactory(username="alice")
 

@@ -1,4 +1,5 @@
-"""Forms of the owner's inbox. They only collect input; attestations.services.campaigns decides and records."""
+"""Forms of the owner's inbox and of the decisions on an item, wherever they are offered (the inbox, the item
+page, a customer contact's page). They only collect input; attestations.services.decisions decides and records."""
 
 from django import forms
 
@@ -84,12 +85,14 @@ def _reviewer_only(item, user) -> bool:
 DECISION_ACTIONS: dict[str, Action] = {
     action.slug: action
     for action in (
-        Action(Decision.CONFIRM, "Confirm", ConfirmForm, button_class="button-primary", done="Confirmed {label}."),
-        Action(Decision.RELEASE, "Release", ReleaseForm, button_class="button-danger",
+        Action(Decision.CONFIRM, Decision.CONFIRM.label, ConfirmForm, button_class="button-primary",
+               done="Confirmed {label}."),
+        Action(Decision.RELEASE, Decision.RELEASE.label, ReleaseForm, button_class="button-danger",
                done="Released {label}: the key is being revoked."),
-        Action(Decision.REASSIGN, "Reassign", ReassignForm, done="Reassigned {label}: {to} must accept the ownership."),
-        Action(Decision.DELEGATE, "Delegate", DelegateForm, button_class="button-ghost", offered=_reviewer_only,
-               done="The decision on {label} is delegated to {to}."),
+        Action(Decision.REASSIGN, Decision.REASSIGN.label, ReassignForm,
+               done="Reassigned {label}: {to} must accept the ownership."),
+        Action(Decision.DELEGATE, Decision.DELEGATE.label, DelegateForm, button_class="button-ghost",
+               offered=_reviewer_only, done="The decision on {label} is delegated to {to}."),
     )
 }
 
@@ -137,9 +140,13 @@ class ItemIdsField(forms.Field):
 
 
 class BulkConfirmForm(forms.Form):
+    """Confirm the ticked items together; the inbox renders its fields as a decision panel's."""
+
     items = ItemIdsField()
-    justification = forms.CharField(required=False, max_length=2000, strip=True)
-    affirm = forms.BooleanField(required=False)
+    affirm = forms.BooleanField(
+        required=False, label="I affirm the purpose, scope and ownership are still right for every selected key"
+    )
+    justification = justification_field()
 
 
 class InboxFilterForm(forms.Form):

@@ -152,6 +152,7 @@ def inbox(request):
         "return_to": request.get_full_path(),
         "hx_rows": True,
         "recent_days": RECENT_DAYS,
+        "bulk_form": BulkConfirmForm(auto_id="bulk-%s"),
     }
     return render(request, "attestations/inbox.html", context)
 

@@ -4,13 +4,14 @@ Whoever may not see the matched key gets the same answer as for no match at all.
 """
 
 from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from keys.api.permissions import SeesEverythingOrIntegration, scope_keys_for_request
+from keys.api.views import TakesSecretOnCreate
 from keys.choices import ExposureSource
 from keys.models import Exposure
 from keys.services.exposures import report_exposure
@@ -70,8 +71,9 @@ class ExposureSerializer(serializers.ModelSerializer):
     list=extend_schema(description="Exposure reports: compliance and admins all; an integration those matched to "
                                    "keys of its scope."),
 )
-class ExposureViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class ExposureViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ExposureSerializer
+    create_serializer_class = ReportExposureSerializer
     integration_token_actions = {"create", "list"}
     filterset_fields = ["key", "source"]
 
@@ -86,13 +88,6 @@ class ExposureViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewsets.G
         if self.action == "create":
             return [IsAuthenticated()]
         return [SeesEverythingOrIntegration()]
-
-    def get_serializer_class(self):
-        return ReportExposureSerializer if self.action == "create" else ExposureSerializer
-
-    @method_decorator(sensitive_post_parameters("secret"))
-    def dispatch(self, request, *args, **kwargs):
-        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         request=ReportExposureSerializer, responses={201: ExposureReceiptSerializer},

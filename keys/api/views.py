@@ -31,6 +31,20 @@ from keys.views.keys import EVENT_MATCH_WINDOW
 User = get_user_model()
 
 
+class TakesSecretOnCreate:
+    """For a viewset whose ``create`` takes a key's secret: the posted secret is kept out of error reports, and
+    ``create`` reads its own serializer (``create_serializer_class``) while the answers use ``serializer_class``."""
+
+    create_serializer_class = None
+
+    def get_serializer_class(self):
+        return self.create_serializer_class if self.action == "create" else super().get_serializer_class()
+
+    @method_decorator(sensitive_post_parameters("secret"))
+    def dispatch(self, request, *args, **kwargs):
+        return super().dispatch(request, *args, **kwargs)
+
+
 class CustomerViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Customers: compliance and admins see all, owners those of keys they can see; admins create and edit."""
 
@@ -140,10 +154,11 @@ def _record_changes(records) -> dict[int, list[dict]]:
                     "never stored or returned) or its `fingerprint` with a `prefix`.",
     ),
 )
-class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class ApiKeyViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """API keys the caller may see (an integration token: the keys of its scope); another user's key is a 404."""
 
     serializer_class = ApiKeySerializer
+    create_serializer_class = RegisterKeySerializer
     filterset_class = ApiKeyFilterSet
     integration_token_actions = {"list", "retrieve", "history", "create", "revoke"}
 
@@ -158,13 +173,6 @@ class ApiKeyViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if self.action == "revoke":
             return [IsAuthenticated(), CanRevokeKey()]
         return [IsAuthenticated()]
-
-    def get_serializer_class(self):
-        return RegisterKeySerializer if self.action == "create" else ApiKeySerializer
-
-    @method_decorator(sensitive_post_parameters("secret"))
-    def dispatch(self, request, *args, **kwargs):
-        return super().dispatch(request, *args, **kwargs)
 
     @method_decorator(sensitive_variables())
     def create(self, request, *args, **kwargs):

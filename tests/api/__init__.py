@@ -1,5 +1,6 @@
 """REST API tests. Helpers shared by the API test modules."""
 
+import pytest
 from rest_framework.test import APIClient
 
 ROLES = ("anon", "owner", "other", "compliance", "admin")
@@ -24,3 +25,22 @@ def routes(router) -> set[tuple[str, str]]:
 
 def assert_matrix_row(response, expected: int, label: str) -> None:
     assert response.status_code == expected, f"{label}: {response.status_code} {response.content[:300]!r}"
+
+
+def permission_matrix_tests(router, matrix: dict, url, unchanged=None):
+    """An API's permission matrix (url name -> method -> role -> status) as two tests: every route the router
+    serves has its row, and every role gets its status. ``url(name, world)`` is the route's URL for the module's
+    ``world``; ``unchanged(world, name)`` checks afterwards that the request changed nothing it should not."""
+
+    def test_matrix_covers_every_route():
+        assert routes(router) == {(name, method) for name, methods in matrix.items() for method in methods}
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "method"), [(n, m) for n, methods in matrix.items() for m in methods])
+    def test_permission_matrix(world, name, method, role):
+        response = getattr(client_for(world[role]), method)(url(name, world), {}, format="json")
+        assert_matrix_row(response, matrix[name][method][role], f"{role} {method} {name}")
+        if unchanged is not None:
+            unchanged(world, name)
+
+    return test_matrix_covers_every_route, test_permission_matrix

@@ -5,24 +5,16 @@ from django.urls import reverse
 
 from attestations.api.urls import exports_router
 from attestations.models import EvidenceExport
-from tests.attestations.evidence_helpers import decided_campaign
-from tests.attestations.export_world import owner_dossier_export
+from tests.attestations.export_world import export_world, owner_dossier_export
 
-from . import ROLES, assert_matrix_row, client_for, routes
+from . import client_for, permission_matrix_tests
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 @pytest.fixture
 def world(owner, other_owner, compliance_user, admin_user, key, other_key):
-    campaign = decided_campaign(compliance_user, owner, other_owner)[0]
-    return {"anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
-            "key": key, "other_key": other_key, "campaign": campaign}
+    return export_world(owner, other_owner, compliance_user, admin_user, key, other_key)
 
 
 # url name -> method -> role -> status, with an empty body (an allowed POST reaches validation: 400).
@@ -40,15 +32,7 @@ def matrix_url(name, world):
     return reverse(name) if name.endswith("-list") else reverse(name, args=[owner_dossier_export(world).pk])
 
 
-def test_matrix_covers_every_route():
-    assert routes(exports_router) == {(name, method) for name, methods in MATRIX.items() for method in methods}
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("name", "method"), [(n, m) for n, methods in MATRIX.items() for m in methods])
-def test_permission_matrix(world, name, method, role):
-    response = getattr(client_for(world[role]), method)(matrix_url(name, world), {}, format="json")
-    assert_matrix_row(response, MATRIX[name][method][role], f"{role} {method} {name}")
+test_matrix_covers_every_route, test_permission_matrix = permission_matrix_tests(exports_router, MATRIX, matrix_url)
 
 
 def test_compliance_requests_a_campaign_report(world, django_capture_on_commit_callbacks):

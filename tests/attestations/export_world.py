@@ -4,7 +4,16 @@ from django.core.files.base import ContentFile
 
 from attestations.models import EvidenceExport
 
+from .evidence_helpers import decided_campaign
+
 PDF_STUB = b"%PDF-1.7\n% evidence export stand-in for permission tests\n%%EOF\n"
+
+
+def export_world(owner, other_owner, compliance_user, admin_user, key, other_key) -> dict:
+    """Every role, a key each for the owner and the other owner, and a decided campaign."""
+    campaign = decided_campaign(compliance_user, owner, other_owner)[0]
+    return {"anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
+            "key": key, "other_key": other_key, "campaign": campaign}
 
 
 def owner_dossier_export(world) -> EvidenceExport:

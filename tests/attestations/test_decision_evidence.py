@@ -13,14 +13,7 @@ from keys.services.usage import ingest_usage
 from tests import factories
 from tests.attestations.evidence_helpers import attached_csv, reader, run_export, text
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.EVIDENCE_SIGNING_PKCS12 = ""
-    settings.EVIDENCE_SIGNING_PASSWORD = ""
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 @pytest.fixture

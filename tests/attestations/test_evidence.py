@@ -28,14 +28,7 @@ from tests.attestations.evidence_helpers import (
     text,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.EVIDENCE_SIGNING_PKCS12 = ""
-    settings.EVIDENCE_SIGNING_PASSWORD = ""
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from django.urls import reverse
 
 from attestations.models import EvidenceExport
 from tests import factories
-from tests.attestations.evidence_helpers import decided_campaign
-from tests.attestations.export_world import PDF_STUB, campaign_export, owner_dossier_export
+from tests.attestations.export_world import PDF_STUB, campaign_export, export_world, owner_dossier_export
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 LOGIN = "login"
 ROLES = ("anon", "owner", "other", "compliance", "admin")
@@ -36,16 +35,9 @@ def matrix_url(name, world):
     return reverse(name, args=[owner_dossier_export(world).pk for _ in args])
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-
-
 @pytest.fixture
 def world(owner, other_owner, compliance_user, admin_user, key, other_key):
-    campaign = decided_campaign(compliance_user, owner, other_owner)[0]
-    return {"anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
-            "key": key, "other_key": other_key, "campaign": campaign}
+    return export_world(owner, other_owner, compliance_user, admin_user, key, other_key)
 
 
 def client_for(client, user):

@@ -304,6 +304,14 @@ def test_decision_panels_are_rendered_from_the_decision_forms(owner, other_owner
 # Bulk confirm
 
 
+def test_bulk_confirm_fields_are_rendered_from_its_form(client, owner, item):
+    client.force_login(owner)
+    text = client.get(INBOX).text
+    assert ('<label for="bulk-affirm">I affirm the purpose, scope and ownership are still right for every selected key'
+            '</label>') in text
+    assert '<textarea name="justification" id="bulk-justification" rows="2" maxlength="2000"></textarea>' in text
+
+
 def test_bulk_confirm_reports_refused_items(client, owner, other_owner, campaign, other_item):
     mine = list(campaign.items.filter(reviewer=owner).order_by("pk"))
     decisions.record_decision(mine[0], actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
