@@ -1,5 +1,6 @@
 """Shared set-up for the benchmarks: a dedicated PostgreSQL database (or SQLite), migrated."""
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -27,3 +28,22 @@ def setup_django(default_db_name: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def import_first(*names: str):
+    """The first of these modules that exists, so the benchmarks run before and after services move
+    between packages (e.g. ``attestations.campaigns`` -> ``attestations.services.campaigns``).
+
+    Only a module that is missing itself is skipped: an import error inside an existing module is raised.
+    """
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if not (error.name == name or name.startswith(f"{error.name}.")):
+                raise
+    raise ModuleNotFoundError(f"none of {', '.join(names)} exists")
+
+
+CAMPAIGNS = ("attestations.campaigns", "attestations.services.campaigns")
+CHAIN = ("portal.chain", "core.chain")
