@@ -3,7 +3,9 @@
     python bench/inbox_bench.py [N]      # PostgreSQL at 127.0.0.1 unless DATABASE_URL is set
 
 GETs /inbox/ 30 times as that owner and prints the query count of each request (target: constant,
-and the same as with a handful of items) and the median / p95 server time (target: median < 100 ms).
+and the same as with a handful of items) and the median / p95 server time (target: median < 100 ms),
+with the CPU time of this process per request and the slowest queries (wall-clock times move with the
+machine's other load; the CPU time less so). Runs with the project's local settings (DEBUG on).
 """
 
 import datetime
@@ -63,12 +65,17 @@ def make_keys(n: int, me) -> None:
         ApiKey.objects.bulk_create(batch)
 
 
-def timed_get(client, url):
+def timed_get(client, url, query_times=None, cpu_times=None):
     with CaptureQueriesContext(connection) as queries:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         response = client.get(url)
-        elapsed = time.perf_counter() - t
+        elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
     assert response.status_code == 200, response.status_code
+    if cpu_times is not None:
+        cpu_times.append(cpu)
+    if query_times is not None:
+        for position, query in enumerate(queries.captured_queries):
+            query_times.setdefault(position, (query["sql"], []))[1].append(float(query["time"]))
     return elapsed, len(queries.captured_queries), response
 
 
@@ -95,9 +102,9 @@ def main() -> None:
     client = Client()
     client.force_login(me)
     timed_get(client, "/inbox/")  # warm-up: template compilation, connection
-    times, counts = [], set()
+    times, counts, query_times, cpu_times = [], set(), {}, []
     for _ in range(RUNS):
-        elapsed, count, response = timed_get(client, "/inbox/")
+        elapsed, count, response = timed_get(client, "/inbox/", query_times, cpu_times)
         times.append(elapsed)
         counts.add(count)
     assert response.content.count(b'<article class="inbox-item') == 50
@@ -106,6 +113,12 @@ def main() -> None:
     print(f"owner with {pending} pending items among {AttestationItem.objects.count()} items")
     print(f"GET /inbox/ x{RUNS}: queries per request {sorted(counts)} (target: one constant count)")
     print(f"server time: median {statistics.median(times) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms (target: median < 100 ms)")
+    print(f"CPU of this process (Django; PostgreSQL is another process): median {statistics.median(cpu_times) * 1000:.1f} ms "
+          "per request")
+    in_queries = sum(statistics.median(t) for _, t in query_times.values())
+    print(f"of which in the database (median of each query, summed): {in_queries * 1000:.1f} ms; the slowest:")
+    for sql, spent in sorted(query_times.values(), key=lambda entry: -statistics.median(entry[1]))[:3]:
+        print(f"  {statistics.median(spent) * 1000:6.1f} ms  {' '.join(sql.split())[:160]}")
 
     _, filtered_count, _ = timed_get(client, f"/inbox/?status=pending&customer={Customer.objects.first().pk}&page=2")
     print(f"filtered second page: {filtered_count} queries")
