@@ -75,9 +75,10 @@ def refusal(actions: dict[str, Action], failed: tuple[str, forms.Form] | None, p
 
 
 def offered_panels(actions: Iterable[Action], *subject, failed: tuple[str, forms.Form] | None = None,
-                   id_prefix: str = "action") -> list[Panel]:
+                   id_prefix: str = "action", blank_form: Callable[[Action], forms.Form] | None = None) -> list[Panel]:
     """A panel for each of ``actions`` offered for ``subject``; ``failed`` is a refused submission (the
-    action's slug and its form), shown in its panel."""
+    action's slug and its form), shown in its panel. ``blank_form(action)`` gives the others' forms (by default
+    a new one each)."""
     panels = []
     for action in actions:
         if not action.offered(*subject):
@@ -85,5 +86,6 @@ def offered_panels(actions: Iterable[Action], *subject, failed: tuple[str, forms
         if failed is not None and failed[0] == action.slug:
             panels.append(Panel(action, failed[1], action.panel_id(id_prefix), open=True))
         else:
-            panels.append(Panel(action, action.form(id_prefix=id_prefix), action.panel_id(id_prefix)))
+            form = action.form(id_prefix=id_prefix) if blank_form is None else blank_form(action)
+            panels.append(Panel(action, form, action.panel_id(id_prefix)))
     return panels

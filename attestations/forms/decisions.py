@@ -113,15 +113,25 @@ def decision_form(data, *, item_id) -> DecisionForm:
     return action.form(data, id_prefix=item_dom_id(item_id))
 
 
-def decision_panels(item, user, decisions=tuple(DECISION_ACTIONS), failed: DecisionForm | None = None) -> list[Panel]:
-    """The panels of the ``decisions`` offered to ``user`` on ``item``; ``failed`` is a refused submission."""
-    panels = offered_panels(
-        [DECISION_ACTIONS[decision] for decision in decisions], item, user,
-        failed=(failed.decision, failed) if failed is not None else None, id_prefix=item_dom_id(item.pk),
+def decision_panels(item, user, decisions=tuple(DECISION_ACTIONS), failed: DecisionForm | None = None, *,
+                    blank_forms: dict | None = None) -> list[Panel]:
+    """The panels of the ``decisions`` offered to ``user`` on ``item``; ``failed`` is a refused submission.
+
+    ``blank_forms``, a dict kept for one page, lets its rows share the forms nobody has filled in (an inbox
+    page shows two hundred panels): a panel's field ids come from the panel, not from its form.
+    """
+    blank_forms = {} if blank_forms is None else blank_forms
+
+    def blank_form(action: Action) -> DecisionForm:
+        variant = (action.slug, item.exception_id is None)
+        if variant not in blank_forms:
+            blank_forms[variant] = action.form(id_prefix=item_dom_id(item.pk)).for_item(item)
+        return blank_forms[variant]
+
+    return offered_panels(
+        [DECISION_ACTIONS[decision] for decision in decisions], item, user, blank_form=blank_form,
+        failed=(failed.decision, failed.for_item(item)) if failed is not None else None, id_prefix=item_dom_id(item.pk),
     )
-    for panel in panels:
-        panel.form.for_item(item)
-    return panels
 
 
 class ItemIdsField(forms.Field):

@@ -7,13 +7,15 @@ register = template.Library()
 
 
 @register.filter
-def decision_field(field: BoundField) -> str:
-    """One field of a decision form as its panel shows it: the input, its label and its errors.
+def decision_field(field: BoundField, panel_id: str = "") -> str:
+    """One field of a decision form as its panel shows it: the input, its label and its errors. Its id is the
+    panel's and the field's name (``panel_id``; the form's own ids without one), as rows may share a blank form.
 
     Written out here rather than by the widget's and the label's templates, which cost too much at the two
     hundred panels of an inbox page; the form still says which fields there are, their labels and values.
     """
-    field_id, name, errors, kind = escape(field.auto_id), field.html_name, field.errors, field.widget_type
+    field_id = escape(f"{panel_id}-{field.html_name}" if panel_id else field.auto_id)
+    name, errors, kind = field.html_name, field.errors, field.widget_type
     invalid = f' aria-invalid="true" aria-describedby="{field_id}-error"' if errors else ""
     error = f'<p class="field-error" id="{field_id}-error" role="alert">{escape(" ".join(errors))}</p>' if errors else ""
     label = f'<label for="{field_id}">{escape(field.label)}</label>'

@@ -62,13 +62,13 @@ class ItemRow:
 
 
 def item_row(item: AttestationItem, user, *, decidable: bool, failed: DecisionForm | None = None,
-             done: str = "") -> ItemRow:
+             done: str = "", blank_forms: dict | None = None) -> ItemRow:
     row = ItemRow(item=item, decidable=decidable, done=done)
     if failed is not None:
         row.refused = list(failed.non_field_errors())
     if decidable:
         row.decide_url = reverse("attestations:decide", args=[item.pk])
-        row.panels = decision_panels(item, user, failed=failed)
+        row.panels = decision_panels(item, user, failed=failed, blank_forms=blank_forms)
     return row
 
 
@@ -133,7 +133,9 @@ def inbox(request):
     data = filters.cleaned_data if filters.is_valid() else {}
     page = Paginator(_pending_first(_filtered(items, data)), PER_PAGE).get_page(request.GET.get("page"))
     attach_people(page.object_list)
-    rows = [item_row(item, user, decidable=item.status == ItemStatus.PENDING) for item in page.object_list]
+    blank_forms = {}
+    rows = [item_row(item, user, decidable=item.status == ItemStatus.PENDING, blank_forms=blank_forms)
+            for item in page.object_list]
     transfers = (
         OwnershipTransfer.objects.filter(to_user=user, status=TransferStatus.PENDING)
         .select_related("key__workflow__customer", "from_user", "requested_by", "item__campaign")

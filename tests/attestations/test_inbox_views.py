@@ -304,6 +304,17 @@ def test_decision_panels_are_rendered_from_the_decision_forms(owner, other_owner
 # Bulk confirm
 
 
+def test_rows_share_blank_forms_but_not_field_ids(client, owner, campaign):
+    client.force_login(owner)
+    response = client.get(INBOX)
+    first, second = (row for row in response.context["rows"] if row.pending)
+    assert first.panels[0].form is second.panels[0].form  # built once per page
+    ids = re.findall(r' id="([^"]+)"', response.text)
+    assert len(ids) == len(set(ids))
+    for row in (first, second):
+        assert f'<label for="{row.dom_id}-confirm-affirm">' in response.text
+
+
 def test_bulk_confirm_fields_are_rendered_from_its_form(client, owner, item):
     client.force_login(owner)
     text = client.get(INBOX).text
