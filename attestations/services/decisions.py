@@ -191,11 +191,19 @@ def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
     item.save()
 
 
+NO_SUCH_ITEM = "No such item."
+
+
 def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[list[int], dict[int, list[str]]]:
-    """Confirm several items under one justification; each applies or is refused on its own."""
+    """Confirm several items under one justification; each applies or is refused on its own.
+
+    An item the actor may not see is refused as one that does not exist, so the answer tells no one which
+    ids exist (the API answers both with a 404)."""
     done, refused = [], {}
     item_ids = list(item_ids)
-    for item in AttestationItem.objects.filter(pk__in=item_ids).order_by("pk"):
+    visible = AttestationItem.objects.visible_to(actor).filter(pk__in=item_ids)
+    refused.update({pk: [NO_SUCH_ITEM] for pk in set(item_ids) - set(visible.values_list("pk", flat=True))})
+    for item in visible.order_by("pk"):
         try:
             record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm,
                             batch_size=len(item_ids))
