@@ -26,6 +26,7 @@ from keys.choices import (
     RevocationRequestStatus,
     RevocationState,
     RiskTier,
+    TriageStatus,
     WorkflowStatus,
 )
 
@@ -347,6 +348,30 @@ class Exposure(models.Model):
     @property
     def matched(self):
         return self.key_id is not None
+
+
+class ExposureTriage(models.Model):
+    """A report that gave only the fingerprint of a key its reporter may not see. Fingerprints are not secret
+    (key pages and evidence show them), so such a report does not revoke the key: compliance decides."""
+
+    exposure = models.OneToOneField(Exposure, on_delete=models.CASCADE, related_name="triage")
+    status = models.CharField(max_length=20, choices=TriageStatus.choices, default=TriageStatus.OPEN, db_index=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-opened_at"]
+        verbose_name = "exposure triage"
+
+    def __str__(self):
+        return f"Triage of exposure #{self.exposure_id} ({self.get_status_display()})"
+
+    @property
+    def is_open(self):
+        return self.status == TriageStatus.OPEN
 
 
 class IntegrationToken(models.Model):
