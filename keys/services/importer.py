@@ -27,6 +27,7 @@ from django.utils.dateparse import parse_datetime
 
 from core.chain import bulk_create_with_history, sealed_atomic
 from core.errors import ServiceError
+from core.validators import field_errors
 from keys.choices import ContractStatus, KeyStatus, LifecycleAction, RiskTier, WorkflowStatus
 from keys.fingerprints import current_pepper_version
 from keys.models import ApiKey, Customer, IssuingSystem, LifecycleEvent, Workflow
@@ -348,6 +349,9 @@ def _build_key(row: _Row, lookups: _Lookups, errors: list, *, actor, today, now)
     label = cells.get("label", "")
     if len(label) > ApiKey._meta.get_field("label").max_length:
         errors.append(("label", "At most 200 characters."))
+    else:
+        errors += [(name, message) for name, messages in field_errors(ApiKey, label=label).items()
+                   for message in messages]
 
     customer_id, workflow_name = cells.get("customer", ""), cells.get("workflow", "")
     customer = lookups.customers.get(customer_id)

@@ -20,6 +20,7 @@ from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
+from core.validators import field_errors
 from keys.choices import (
     KEY_TRANSITIONS,
     IssuingSystemKind,
@@ -223,6 +224,8 @@ def register_key(
     label = (label or "").strip()
     if not label:
         errors["label"] = ["A label is required."]
+    for field, messages in field_errors(ApiKey, label=label).items():
+        errors.setdefault(field, messages)
     if workflow.status == WorkflowStatus.DECOMMISSIONED:
         errors["workflow"] = ["This workflow is decommissioned: no new keys may be registered for it."]
     if not owner.is_active:

@@ -19,6 +19,7 @@ from core import roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.validators import field_errors
 from keys.models import Customer, IntegrationToken, IssuingSystem
 
 TOKEN_PREFIX = "kpt_"
@@ -52,6 +53,8 @@ def create_token(
         errors["name"] = ["A name is required."]
     elif len(name) > 200:
         errors["name"] = ["A name is at most 200 characters."]
+    else:
+        errors.update(field_errors(IntegrationToken, name=name))
     if issuing_system is None and customer is None:
         errors["issuing_system"] = ["Scope the token to an issuing system or a customer."]
     if acts_as is None:
