@@ -6,6 +6,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
+from core.validators import refuse_hidden_characters
 from keys.choices import Environment, RiskTier
 from keys.models import ApiKey, Customer, KeyException, Workflow
 
@@ -58,7 +59,7 @@ class Rules(models.Model):
 
 
 class CampaignSchedule(Scope, Rules):
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[refuse_hidden_characters])
     cadence_days = models.PositiveSmallIntegerField(default=90, help_text="Days between launches.")
     is_active = models.BooleanField(default=True)
     next_launch_on = models.DateField(default=timezone.localdate)
@@ -73,7 +74,7 @@ class CampaignSchedule(Scope, Rules):
 
 
 class Campaign(Scope, Rules):
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[refuse_hidden_characters])
     schedule = models.ForeignKey(CampaignSchedule, on_delete=models.SET_NULL, null=True, blank=True, related_name="campaigns")
     status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
     created_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")

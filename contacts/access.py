@@ -34,6 +34,7 @@ from core import roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.validators import field_errors
 from keys.choices import ContractStatus
 from keys.models import ApiKey, Customer
 from keys.services import lifecycle
@@ -84,6 +85,8 @@ def invite_contact(*, actor, customer: Customer, name: str, email: str) -> tuple
     errors: dict[str, list[str]] = {}
     if not name:
         errors["name"] = ["Give the contact's name."]
+    else:
+        errors.update(field_errors(CustomerContact, name=name))
     try:
         validate_email(email)
     except ValidationError:

@@ -11,6 +11,7 @@ from simple_history.models import HistoricalRecords
 
 from contacts.choices import LinkPurpose, LinkState
 from core import roles
+from core.validators import refuse_hidden_characters
 from keys.models import Customer
 
 USER = settings.AUTH_USER_MODEL
@@ -27,7 +28,7 @@ class CustomerContactQuerySet(models.QuerySet):
 class CustomerContact(models.Model):
     user = models.OneToOneField(USER, on_delete=models.PROTECT, related_name="customer_contact")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="contacts")
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[refuse_hidden_characters])
     email = models.EmailField(unique=True)
     invited_by = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     invited_at = models.DateTimeField(default=timezone.now)

@@ -30,6 +30,15 @@ def is_compliance(user) -> bool:
     return user.is_authenticated and COMPLIANCE in _group_names(user)
 
 
+def is_owner(user) -> bool:
+    return user.is_authenticated and OWNER in _group_names(user)
+
+
+def is_customer_contact(user) -> bool:
+    """An external person at a customer: reaches only the contact pages, runs no integration, reports nothing."""
+    return user.is_authenticated and CUSTOMER_CONTACT in _group_names(user)
+
+
 def sees_everything(user) -> bool:
     """Compliance reads everything; admins manage everything."""
     return is_admin(user) or is_compliance(user)

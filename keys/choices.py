@@ -136,6 +136,14 @@ class ExposureSource(models.TextChoices):
     API = "api", "Reported through the API"
 
 
+class TriageStatus(models.TextChoices):
+    """A fingerprint-only exposure report of a key its reporter may not see, until compliance decides."""
+
+    OPEN = "open", "Awaiting triage"
+    REVOKED = "revoked", "Key revoked after triage"
+    DISMISSED = "dismissed", "Dismissed after triage"
+
+
 class ExceptionKind(models.TextChoices):
     TRANSITIONAL = "transitional", "Transitional (migrating away)"
     PERMANENT = "permanent", "Permanent (risk accepted)"

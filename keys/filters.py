@@ -18,6 +18,7 @@ from keys.choices import (
     ReleaseStatus,
     RevocationRequestStatus,
     RiskTier,
+    TriageStatus,
 )
 from keys.models import (
     ApiKey,
@@ -203,10 +204,12 @@ class ExposureFilterSet(django_filters.FilterSet):
         widget=forms.Select(choices=[("", "Matched or not"), ("true", "Matches a key"), ("false", "No matching key")]),
     )
     source = django_filters.ChoiceFilter(choices=ExposureSource.choices, empty_label="Any source")
+    triage = django_filters.ChoiceFilter(field_name="triage__status", choices=TriageStatus.choices,
+                                         empty_label="Any triage", label="Triage")
 
     class Meta:
         model = Exposure
-        fields = ["q", "matched", "source"]
+        fields = ["q", "matched", "source", "triage"]
 
     def search(self, queryset, name, value):
         value = value.strip()

@@ -7,6 +7,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from core import roles
+from core.validators import refuse_hidden_characters
 from keys.choices import (
     OPEN_RELEASE_STATUSES,
     OPEN_REVOCATION_STATUSES,
@@ -26,6 +27,7 @@ from keys.choices import (
     RevocationRequestStatus,
     RevocationState,
     RiskTier,
+    TriageStatus,
     WorkflowStatus,
 )
 
@@ -33,8 +35,9 @@ USER = settings.AUTH_USER_MODEL
 
 
 class Customer(models.Model):
-    name = models.CharField(max_length=200, unique=True)
-    external_id = models.CharField(max_length=100, unique=True, help_text="The customer's id in the CRM.")
+    name = models.CharField(max_length=200, unique=True, validators=[refuse_hidden_characters])
+    external_id = models.CharField(max_length=100, unique=True, help_text="The customer's id in the CRM.",
+                                   validators=[refuse_hidden_characters])
     contract_status = models.CharField(
         max_length=20, choices=ContractStatus.choices, default=ContractStatus.ACTIVE, db_index=True
     )
@@ -56,7 +59,7 @@ class Workflow(models.Model):
     """One integration of a customer: the reason a key exists."""
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="workflows")
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[refuse_hidden_characters])
     purpose = models.TextField()
     data_scope = models.CharField(max_length=300, help_text="What data the integration may reach.")
     environment = models.CharField(max_length=20, choices=Environment.choices, db_index=True)
@@ -80,7 +83,7 @@ class Workflow(models.Model):
 
 
 class IssuingSystem(models.Model):
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[refuse_hidden_characters])
     kind = models.CharField(max_length=20, choices=IssuingSystemKind.choices, default=IssuingSystemKind.MANUAL)
     revoke_url = models.URLField(blank=True, help_text="Webhook systems: where signed revocation calls go.")
     notes = models.TextField(blank=True)
@@ -97,7 +100,7 @@ class IssuingSystem(models.Model):
 class OwnerProfile(models.Model):
     user = models.OneToOneField(USER, on_delete=models.CASCADE, related_name="owner_profile")
     manager = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="reports")
-    department = models.CharField(max_length=200, blank=True)
+    department = models.CharField(max_length=200, blank=True, validators=[refuse_hidden_characters])
     is_active = models.BooleanField(default=True, help_text="Cleared when the person leaves.")
     departed_on = models.DateField(null=True, blank=True)
     history = HistoricalRecords()
@@ -134,7 +137,7 @@ class ApiKey(models.Model):
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="keys")
     issuing_system = models.ForeignKey(IssuingSystem, on_delete=models.PROTECT, related_name="keys")
-    label = models.CharField(max_length=200)
+    label = models.CharField(max_length=200, validators=[refuse_hidden_characters])
     prefix = models.CharField(max_length=32, db_index=True, help_text="The visible start of the key, e.g. sk_live_4f2a.")
     fingerprint = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the secret under the pepper.")
     pepper_version = models.PositiveSmallIntegerField(default=1)
@@ -349,13 +352,37 @@ class Exposure(models.Model):
         return self.key_id is not None
 
 
+class ExposureTriage(models.Model):
+    """A report that gave only the fingerprint of a key its reporter may not see. Fingerprints are not secret
+    (key pages and evidence show them), so such a report does not revoke the key: compliance decides."""
+
+    exposure = models.OneToOneField(Exposure, on_delete=models.CASCADE, related_name="triage")
+    status = models.CharField(max_length=20, choices=TriageStatus.choices, default=TriageStatus.OPEN, db_index=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-opened_at"]
+        verbose_name = "exposure triage"
+
+    def __str__(self):
+        return f"Triage of exposure #{self.exposure_id} ({self.get_status_display()})"
+
+    @property
+    def is_open(self):
+        return self.status == TriageStatus.OPEN
+
+
 class IntegrationToken(models.Model):
     """An API token for a machine integration, scoped to an issuing system or a customer.
 
     Only a SHA-256 of the token is stored; the token is shown once, when it is created.
     """
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[refuse_hidden_characters])
     token_prefix = models.CharField(max_length=12)
     token_hash = models.CharField(max_length=64, unique=True)
     issuing_system = models.ForeignKey(IssuingSystem, on_delete=models.CASCADE, null=True, blank=True,

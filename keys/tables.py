@@ -176,6 +176,31 @@ class RevocationRequestTable(tables.Table):
         empty_text = "No revocation requests match these filters."
 
 
+class TriageColumn(tables.TemplateColumn):
+    """A fingerprint-only report of a key its reporter may not see: its triage, and the form deciding an open one
+    (the list is for compliance and admins, who triage)."""
+
+    template_code = (
+        '{% if triage.is_open %}<span class="badge badge-flag">'
+        '{{ triage.get_status_display }}</span>'
+        '<form method="post" action="{% url \'keys:exposure-triage\' record.pk %}" class="inline-form">{% csrf_token %}'
+        '<input type="hidden" name="next" value="{{ request.get_full_path }}">'
+        '<label class="visually-hidden" for="triage-reason-{{ record.pk }}">Why, for exposure #{{ record.pk }}</label>'
+        '<input type="text" name="reason" id="triage-reason-{{ record.pk }}" maxlength="2000" required '
+        'placeholder="Why"> <button type="submit" name="decision" value="revoke" class="button button-small '
+        'button-danger">Revoke key</button> <button type="submit" name="decision" value="dismiss" class="button '
+        'button-small">Dismiss</button></form>'
+        '{% elif triage %}{{ triage.get_status_display }}<br><span class="muted">by '
+        '{{ triage.decided_by.get_username }}: {{ triage.decision_reason|truncatechars:120 }}</span>'
+        '{% else %}<span class="muted">—</span>{% endif %}'
+    )
+    empty_values = ()  # rendered for every row, with or without a triage
+
+    def get_context_data(self, *, record, **kwargs):
+        # A reverse one-to-one without a row raises on access: read it once, None when there is none.
+        return super().get_context_data(record=record, **kwargs) | {"triage": getattr(record, "triage", None)}
+
+
 class ExposureTable(tables.Table):
     id = tables.Column(verbose_name="#")
     reported_at = tables.TemplateColumn(
@@ -192,6 +217,7 @@ class ExposureTable(tables.Table):
     location = tables.Column()
     notes = tables.TemplateColumn("{{ record.notes|truncatechars:200 }}")
     source = tables.Column()
+    triage = TriageColumn(verbose_name="Triage")
 
     class Meta:
         attrs = {"class": "data-table"}

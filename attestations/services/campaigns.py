@@ -30,6 +30,7 @@ from core.chain import bulk_update_with_history, seal_ids, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
+from core.validators import field_errors
 from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
 from keys.models import ApiKey, KeyException
 from keys.services import lifecycle
@@ -126,6 +127,9 @@ def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = Non
     name = (name or "").strip()
     if not name:
         raise CampaignError("A campaign needs a name.", field="name")
+    refused = field_errors(Campaign, name=name)
+    if refused:
+        raise CampaignError(refused)
     if schedule is not None:
         for attr in ("environments", "risk_tiers", "due_for_review_only", "duration_days", "reminder_days",
                      "reminder_every_days", "escalation_days", "default_action", "require_justification",

@@ -167,6 +167,8 @@ def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
     to = named_user(to)
     if to.pk == item.key.owner_id:
         raise CampaignError("This person already owns the key.", field="to")
+    if lifecycle.is_contact_of_another_customer(to, item.key.workflow.customer_id):
+        raise CampaignError(lifecycle.CONTACT_CUSTODY, field="to")
     if not justification:
         raise CampaignError("Say why the key belongs to someone else.", field="justification")
     if OwnershipTransfer.objects.filter(key=item.key, status=TransferStatus.PENDING).exists():
@@ -186,16 +188,26 @@ def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
         raise CampaignError("Only the assigned reviewer can delegate the decision.")
     if to.pk == actor.pk:
         raise CampaignError("You cannot delegate to yourself.", field="to")
+    if lifecycle.is_contact_of_another_customer(to, item.key.workflow.customer_id):
+        raise CampaignError("A customer contact may decide only on keys of their own customer.", field="to")
     item.delegate = to
     attribute_change(item, actor, f"decision delegated to {to.get_username()}")
     item.save()
 
 
+NO_SUCH_ITEM = "No such item."
+
+
 def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[list[int], dict[int, list[str]]]:
-    """Confirm several items under one justification; each applies or is refused on its own."""
+    """Confirm several items under one justification; each applies or is refused on its own.
+
+    An item the actor may not see is refused as one that does not exist, so the answer tells no one which
+    ids exist (the API answers both with a 404)."""
     done, refused = [], {}
     item_ids = list(item_ids)
-    for item in AttestationItem.objects.filter(pk__in=item_ids).order_by("pk"):
+    visible = AttestationItem.objects.visible_to(actor).filter(pk__in=item_ids)
+    refused.update({pk: [NO_SUCH_ITEM] for pk in set(item_ids) - set(visible.values_list("pk", flat=True))})
+    for item in visible.order_by("pk"):
         try:
             record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm,
                             batch_size=len(item_ids))
@@ -220,8 +232,11 @@ def answer_transfer(transfer: OwnershipTransfer, *, actor, accept: bool) -> Owne
     attribute_change(transfer, actor, "accepted" if accept else "declined")
     transfer.save()
     if accept:
-        lifecycle.change_owner(transfer.key, actor=actor, new_owner=actor,
-                               reason=f"accepted ownership from {transfer.from_user.get_username()}: {transfer.reason}")
+        try:
+            lifecycle.change_owner(transfer.key, actor=actor, new_owner=actor, reason=(
+                f"accepted ownership from {transfer.from_user.get_username()}: {transfer.reason}"))
+        except lifecycle.LifecycleError as refused:  # e.g. a customer contact named for another customer's key
+            raise CampaignError(" ".join(refused.messages)) from None
     return transfer
 
 

@@ -80,7 +80,8 @@ def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> Owners
     """Put a departed owner's key to a successor, who must accept it by the deadline."""
     successor = named_user(successor, "successor")
     with sealed_atomic():
-        key = ApiKey.objects.select_for_update(of=("self",)).select_related("owner__owner_profile").get(pk=key.pk)
+        key = (ApiKey.objects.select_for_update(of=("self",)).select_related("owner__owner_profile", "workflow")
+               .get(pk=key.pk))
         if not may_name_successor(actor, key):
             raise CampaignError("Only the departed owner's manager (or compliance, when there is none) or an admin "
                                 "can name a successor.")
@@ -90,6 +91,8 @@ def name_successor(key: ApiKey, *, actor, successor, reason: str = "") -> Owners
             raise CampaignError("The key's owner has not left: reassign it in a campaign instead.")
         if successor.pk == key.owner_id:
             raise CampaignError("The successor cannot be the departed owner.", field="successor")
+        if lifecycle.is_contact_of_another_customer(successor, key.workflow.customer_id):
+            raise CampaignError(lifecycle.CONTACT_CUSTODY, field="successor")
         profile = getattr(successor, "owner_profile", None)
         if profile is not None and not profile.is_active:
             raise CampaignError("That person has left too.", field="successor")

@@ -243,15 +243,12 @@ def bulk_confirm(request):
     done, refused = decisions.bulk_confirm(
         ids, actor=request.user, justification=form.cleaned_data["justification"], affirm=form.cleaned_data["affirm"]
     )
-    # Items the user may not see are named by number only; the service refused them anyway.
+    # Items the user may not see are named by number only, and refused as missing ones are.
     labels = {
         pk: f"{label} ({prefix}…)"
         for pk, label, prefix in AttestationItem.objects.visible_to(request.user)
         .filter(pk__in=ids).values_list("pk", "key__label", "key__prefix")
     }
-    missing = [pk for pk in ids if pk not in done and pk not in refused]
-    for pk in missing:
-        refused[pk] = ["No such item."]
     if done:
         messages.success(request, f"Confirmed {len(done)} item{'s' if len(done) != 1 else ''}.")
     for pk, reasons in sorted(refused.items()):

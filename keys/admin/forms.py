@@ -54,6 +54,8 @@ class ApiKeyChangeForm(ServiceErrorsMixin, forms.ModelForm):
         if refusal and "scopes" in cleaned and sorted(cleaned["scopes"] or []) != sorted(instance.scopes or []):
             self.add_error("scopes", refusal)
         errors = lifecycle.validate_dates(value("issued_on"), value("expires_on"), value("next_review_on"))
+        if instance.pk and "steward" in cleaned and cleaned["steward"] is not None:
+            errors.update(lifecycle.custody_errors(instance.workflow.customer_id, steward=cleaned["steward"]))
         if errors:
             self.add_service_errors(lifecycle.LifecycleError(errors))
         return cleaned

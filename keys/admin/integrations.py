@@ -28,10 +28,17 @@ class IntegrationTokenAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
 
 @admin.register(Exposure)
 class ExposureAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
-    """Read-only: exposures are reported in the portal or the API, through keys.services.exposures."""
+    """Read-only: exposures are reported in the portal or the API, and triaged on the portal's exposure list,
+    through keys.services.exposures."""
 
-    list_display = ("pk", "reported_at", "key", "location", "source", "reported_by")
-    list_filter = ("source",)
+    list_display = ("pk", "reported_at", "key", "location", "source", "reported_by", "triage_status")
+    list_filter = ("source", "triage__status")
     search_fields = ("location", "key__label", "key__prefix")
-    list_select_related = ("key", "reported_by")
-    readonly_fields = ("key", "fingerprint", "location", "notes", "source", "reported_by", "reported_at")
+    list_select_related = ("key", "reported_by", "triage")
+    readonly_fields = ("key", "fingerprint", "location", "notes", "source", "reported_by", "reported_at",
+                       "triage_status")
+
+    @admin.display(description="Triage")
+    def triage_status(self, obj):
+        triage = getattr(obj, "triage", None)
+        return triage.get_status_display() if triage else "—"

@@ -1,20 +1,21 @@
 """``/api/v1/exposures/``: report a found secret (or its fingerprint); list reports (compliance, admins, integrations).
 
-Whoever may not see the matched key gets the same answer as for no match at all.
+Admins, compliance, owners and stewards, and integration tokens report; customer contacts may not. Whoever
+may not see the matched key gets the same answer as for no match at all.
 """
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from keys.api.permissions import SeesEverythingOrIntegration, scope_keys_for_request
+from core.api import RolePermission
+from keys.api.permissions import SeesEverythingOrIntegration
 from keys.api.views import TakesSecretOnCreate
-from keys.choices import ExposureSource
+from keys.choices import ExposureSource, TriageStatus
 from keys.models import Exposure
-from keys.services.exposures import report_exposure
+from keys.services.exposures import key_shown_to, may_report, report_exposure
 from keys.services.tokens import key_scope_q, request_token
 
 NO_MATCH = "Report recorded. It matches none of the keys you can see."
@@ -53,17 +54,29 @@ class ExposureReceiptSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class MayReportExposures(RolePermission):
+    message = "Only admins, compliance, key owners and stewards, and integrations report exposures."
+
+    def allows_request(self, request) -> bool:
+        return may_report(request.user, request_token(request))
+
+
 class ExposureSerializer(serializers.ModelSerializer):
     key_label = serializers.CharField(source="key.label", read_only=True, allow_null=True)
     key_prefix = serializers.CharField(source="key.prefix", read_only=True, allow_null=True)
     reported_by = serializers.CharField(source="reported_by.username", read_only=True, allow_null=True)
     matched = serializers.BooleanField(read_only=True)
     source = serializers.ChoiceField(choices=ExposureSource.choices, read_only=True)
+    triage = serializers.ChoiceField(
+        source="triage.status", choices=TriageStatus.choices, read_only=True, allow_null=True, default=None,
+        help_text="A fingerprint-only report of a key its reporter may not see: `open` until compliance revokes "
+                  "the key or dismisses the report; null when no triage was needed.",
+    )
 
     class Meta:
         model = Exposure
         fields = ["id", "matched", "key", "key_label", "key_prefix", "location", "notes", "source", "reported_by",
-                  "reported_at"]
+                  "reported_at", "triage"]
         read_only_fields = fields
 
 
@@ -78,7 +91,7 @@ class ExposureViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, mixins.ListM
     filterset_fields = ["key", "source"]
 
     def get_queryset(self):
-        exposures = Exposure.objects.select_related("key", "reported_by").order_by("-reported_at", "-pk")
+        exposures = Exposure.objects.select_related("key", "reported_by", "triage").order_by("-reported_at", "-pk")
         token = request_token(self.request)
         if token is not None:
             return exposures.filter(key_scope_q(token, "key__"))
@@ -86,7 +99,7 @@ class ExposureViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, mixins.ListM
 
     def get_permissions(self):
         if self.action == "create":
-            return [IsAuthenticated()]
+            return [MayReportExposures()]
         return [SeesEverythingOrIntegration()]
 
     @extend_schema(
@@ -97,24 +110,29 @@ class ExposureViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, mixins.ListM
             OpenApiExample("No match (or a key you may not see)", response_only=True, status_codes=["201"],
                            value={"id": 7, "matched": False, "key": None, "message": NO_MATCH}),
         ],
-        description="Report a found secret (fingerprinted at once, never kept) or its fingerprint. A match revokes "
-                    "the key as an emergency and tells its owner and compliance. The answer names the key only to "
-                    "a caller who may see it; anyone else gets the same answer as for no match.",
+        description="Report a found secret (fingerprinted at once, never kept) or its fingerprint (admins, "
+                    "compliance, key owners and stewards, integrations; never a customer contact). The secret "
+                    "revokes the matched key as an emergency; a fingerprint alone revokes only a key the caller "
+                    "may see, and otherwise opens a triage for compliance. The key's owner and compliance are "
+                    "told of every match. The answer names the key only to a caller who may see it; anyone else "
+                    "gets the same answer as for no match.",
     )
     @method_decorator(sensitive_variables())
     def create(self, request, *args, **kwargs):
         serializer = ReportExposureSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        token = request_token(request)
         exposure = report_exposure(
             reporter=request.user,
+            token=token,
             source=ExposureSource.API,
             secret=serializer.validated_data.get("secret"),
             fingerprint=serializer.validated_data.get("fingerprint"),
             location=serializer.validated_data["location"],
             notes=serializer.validated_data.get("notes", ""),
         )
-        key = exposure.key
-        if key is not None and scope_keys_for_request(request).filter(pk=key.pk).exists():
+        key = key_shown_to(exposure, request.user, token)
+        if key is not None:
             body = {"id": exposure.pk, "matched": True, "key": key.pk, "message": matched_message(key)}
         else:
             body = {"id": exposure.pk, "matched": False, "key": None, "message": NO_MATCH}

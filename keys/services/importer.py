@@ -27,10 +27,18 @@ from django.utils.dateparse import parse_datetime
 
 from core.chain import bulk_create_with_history, sealed_atomic
 from core.errors import ServiceError
+from core.validators import field_errors
 from keys.choices import ContractStatus, KeyStatus, LifecycleAction, RiskTier, WorkflowStatus
 from keys.fingerprints import current_pepper_version
 from keys.models import ApiKey, Customer, IssuingSystem, LifecycleEvent, Workflow
-from keys.services.lifecycle import grant_owner_permissions, resolve_identity, validate_dates
+from keys.services.lifecycle import (
+    contacts_among,
+    custody_errors,
+    grant_owner_permissions,
+    resolve_identity,
+    validate_dates,
+    with_contact_customer,
+)
 
 COLUMNS = (
     "label",
@@ -228,6 +236,7 @@ class _Lookups:
     workflows: dict[tuple[str, str], Workflow]
     systems: dict[str, IssuingSystem]
     users: dict[str, object]
+    contacts: dict[int, int | None]  # customer contacts among the users: user id -> their customer
 
 
 def _prefetch(rows: list[_Row]) -> _Lookups:
@@ -237,7 +246,7 @@ def _prefetch(rows: list[_Row]) -> _Lookups:
     customer_ids = wanted("customer")
     workflow_names = wanted("workflow")
     usernames = wanted("owner") | wanted("steward")
-    customers, workflows, systems, users = {}, {}, {}, {}
+    customers, workflows, systems, users, contacts = {}, {}, {}, {}, {}
     for chunk in _chunks(customer_ids):
         customers.update((c.external_id, c) for c in Customer.objects.filter(external_id__in=chunk))
     # Names are narrowed in Python to the (customer, name) pairs the file asks for.
@@ -252,9 +261,13 @@ def _prefetch(rows: list[_Row]) -> _Lookups:
         systems.update((s.name, s) for s in IssuingSystem.objects.filter(name__in=chunk))
     user_model = get_user_model()
     for chunk in _chunks(usernames):
-        queryset = user_model.objects.filter(**{f"{user_model.USERNAME_FIELD}__in": chunk}).select_related("owner_profile")
-        users.update((u.get_username(), u) for u in queryset)
-    return _Lookups(customers, workflows, systems, users)
+        queryset = with_contact_customer(
+            user_model.objects.filter(**{f"{user_model.USERNAME_FIELD}__in": chunk}).select_related("owner_profile")
+        )
+        found = list(queryset)
+        users.update((u.get_username(), u) for u in found)
+        contacts.update(contacts_among(found))
+    return _Lookups(customers, workflows, systems, users, contacts)
 
 
 def _parse_date(value: str) -> datetime.date:
@@ -336,6 +349,9 @@ def _build_key(row: _Row, lookups: _Lookups, errors: list, *, actor, today, now)
     label = cells.get("label", "")
     if len(label) > ApiKey._meta.get_field("label").max_length:
         errors.append(("label", "At most 200 characters."))
+    else:
+        errors += [(name, message) for name, messages in field_errors(ApiKey, label=label).items()
+                   for message in messages]
 
     customer_id, workflow_name = cells.get("customer", ""), cells.get("workflow", "")
     customer = lookups.customers.get(customer_id)
@@ -358,6 +374,9 @@ def _build_key(row: _Row, lookups: _Lookups, errors: list, *, actor, today, now)
 
     owner = _person(cells.get("owner", ""), "owner", lookups, errors)
     steward = _person(cells.get("steward", ""), "steward", lookups, errors)
+    if customer is not None:
+        for name, messages in custody_errors(customer.pk, lookups.contacts, owner=owner, steward=steward).items():
+            errors += [(name, message) for message in messages]
 
     risk_tier = cells.get("risk_tier", "").lower()
     if risk_tier and risk_tier not in RiskTier.values:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 
-from django.contrib.auth.models import Permission
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from core import roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
+from core.validators import field_errors
 from keys.choices import (
     KEY_TRANSITIONS,
     IssuingSystemKind,
@@ -40,6 +44,7 @@ from keys.fingerprints import (
 from keys.models import ApiKey, ApiKeyUserObjectPermission, IssuingSystem, LifecycleEvent, RevocationRequest, Workflow
 
 OWNER_PERMISSIONS = ("view_apikey", "change_apikey")
+CONTACT_CUSTODY = "A customer contact may own or steward only keys of their own customer."
 
 
 class LifecycleError(ServiceError):
@@ -82,6 +87,46 @@ def resolve_identity(
     if prefix and len(prefix) > MAX_PREFIX_LENGTH:
         errors.setdefault("prefix", []).append(f"A prefix is at most {MAX_PREFIX_LENGTH} characters.")
     return prefix, digest, errors
+
+
+def with_contact_customer(users):
+    """A user queryset annotated with ``contact_of`` (the customer of their customer-contact profile, the contacts
+    app's, reached by its relation) and ``in_contact_role``; ``contacts_among`` reads them."""
+    return users.annotate(
+        contact_of=F("customer_contact__customer"),
+        in_contact_role=Exists(Group.objects.filter(user=OuterRef("pk"), name=roles.CUSTOMER_CONTACT)),
+    )
+
+
+def contacts_among(annotated_users: Iterable) -> dict[int, int | None]:
+    """The customer contacts among users read through ``with_contact_customer``: user id -> their customer (None
+    for an account in the contact role without one)."""
+    return {user.pk: user.contact_of for user in annotated_users if user.contact_of is not None or user.in_contact_role}
+
+
+def contact_customers(users: Iterable) -> dict[int, int | None]:
+    """The customer contacts among ``users``, as ``contacts_among``, in one query."""
+    ids = {user.pk for user in users if user is not None}
+    if not ids:
+        return {}
+    return contacts_among(with_contact_customer(get_user_model().objects.filter(pk__in=ids)))
+
+
+def is_contact_of_another_customer(user, customer_id: int, contacts: dict[int, int | None] | None = None) -> bool:
+    """Whether ``user`` is a customer contact of a customer other than ``customer_id``: such a person never holds,
+    nor decides on, that customer's keys. ``contacts`` is ``contact_customers`` read beforehand (imports)."""
+    if user is None:
+        return False
+    contacts = contact_customers([user]) if contacts is None else contacts
+    return user.pk in contacts and contacts[user.pk] != customer_id
+
+
+def custody_errors(customer_id: int, contacts: dict[int, int | None] | None = None, **people) -> dict[str, list[str]]:
+    """Per field, the people (field name -> user or None) named to own or steward a key of ``customer_id`` who are
+    customer contacts of another customer. Every path that names a key's owner or steward checks this."""
+    contacts = contact_customers(people.values()) if contacts is None else contacts
+    return {field: [CONTACT_CUSTODY] for field, user in people.items()
+            if is_contact_of_another_customer(user, customer_id, contacts)}
 
 
 def _record(key: ApiKey, action: str, actor, reason: str, from_status: str = "", details: dict | None = None):
@@ -171,16 +216,22 @@ def register_key(
     next_review_on: datetime.date | None = None,
     reason: str = "",
 ) -> ApiKey:
-    """Register a key as pending approval. Only its prefix and fingerprint are kept."""
+    """Register a key as pending approval. Only its prefix and fingerprint are kept.
+
+    A customer contact may own or steward only keys of their own customer."""
     prefix, digest, errors = resolve_identity(secret=secret, fingerprint=fingerprint, prefix=prefix)
     del secret
     label = (label or "").strip()
     if not label:
         errors["label"] = ["A label is required."]
+    for field, messages in field_errors(ApiKey, label=label).items():
+        errors.setdefault(field, messages)
     if workflow.status == WorkflowStatus.DECOMMISSIONED:
         errors["workflow"] = ["This workflow is decommissioned: no new keys may be registered for it."]
     if not owner.is_active:
         errors["owner"] = ["The owner's account is inactive."]
+    for field, messages in custody_errors(workflow.customer_id, owner=owner, steward=steward).items():
+        errors.setdefault(field, []).extend(messages)
     issued_on = issued_on or timezone.localdate()
     errors.update(validate_dates(issued_on, expires_on, next_review_on))
     if digest and ApiKey.objects.filter(fingerprint=digest).exists():
@@ -315,13 +366,16 @@ def expire_key(key: ApiKey, *, actor, reason: str = "") -> ApiKey:
 
 @sealed_atomic
 def change_owner(key: ApiKey, *, actor, new_owner, reason: str) -> ApiKey:
-    """Move ownership: object permissions follow, and the key must be rotated."""
+    """Move ownership: object permissions follow, and the key must be rotated. A customer contact may own only
+    keys of their own customer."""
     reason = _require_reason(reason)
     key = _locked(key, LifecycleAction.CHANGE_OWNER)
     if new_owner.pk == key.owner_id:
         raise LifecycleError("This person already owns the key.", field="new_owner")
     if not new_owner.is_active:
         raise LifecycleError("The new owner's account is inactive.", field="new_owner")
+    if is_contact_of_another_customer(new_owner, key.workflow.customer_id):
+        raise LifecycleError(CONTACT_CUSTODY, field="new_owner")
     old_owner = key.owner
     key.owner = new_owner
     key.rotation_required = True

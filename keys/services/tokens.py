@@ -19,6 +19,7 @@ from core import roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.validators import field_errors
 from keys.models import Customer, IntegrationToken, IssuingSystem
 
 TOKEN_PREFIX = "kpt_"
@@ -42,7 +43,7 @@ def create_token(
 
     The token must be scoped (issuing system, customer, or both: then keys of that customer minted
     by that system). Its service account must be an active account without the admin or compliance
-    role: the token's rights come from its scope, never from a person's role.
+    role, and not a customer contact: the token's rights come from its scope, never from a person's role.
     """
     if not roles.is_admin(actor):
         raise TokenError("Only admins create integration tokens.")
@@ -52,6 +53,8 @@ def create_token(
         errors["name"] = ["A name is required."]
     elif len(name) > 200:
         errors["name"] = ["A name is at most 200 characters."]
+    else:
+        errors.update(field_errors(IntegrationToken, name=name))
     if issuing_system is None and customer is None:
         errors["issuing_system"] = ["Scope the token to an issuing system or a customer."]
     if acts_as is None:
@@ -60,6 +63,8 @@ def create_token(
         errors["acts_as"] = ["The service account is inactive."]
     elif roles.sees_everything(acts_as) or acts_as.is_superuser:
         errors["acts_as"] = ["Choose a service account without the admin or compliance role."]
+    elif roles.is_customer_contact(acts_as):
+        errors["acts_as"] = ["Choose a service account, not a customer contact."]
     if errors:
         raise TokenError(errors)
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)

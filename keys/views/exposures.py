@@ -1,4 +1,5 @@
-"""Exposures in the portal: anyone signed in reports a found secret; compliance and admins see the reports.
+"""Exposures in the portal: admins, compliance, key owners and stewards report a found secret (customer contacts
+may not); compliance and admins see the reports and triage the fingerprint-only ones.
 
 The secret is fingerprinted at once by keys.services.exposures.report_exposure and never kept; someone who
 may not see the matched key gets the same answer as for no match.
@@ -7,15 +8,20 @@ may not see the matched key gets the same answer as for no match.
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
 
+from core import roles
 from core.lists import STAFF, ObjectListView
 from keys.choices import ExposureSource
 from keys.filters import ExposureFilterSet
 from keys.forms.keys import LifecycleForm, SecretField
-from keys.models import ApiKey, Exposure
-from keys.services.exposures import ExposureError, report_exposure
+from keys.models import Exposure
+from keys.services.exposures import ExposureError, key_shown_to, may_report, report_exposure, triage_exposure
 from keys.tables import ExposureTable
 
 NO_MATCH = "Thank you: the report is recorded. It matches none of the keys you can see."
@@ -29,10 +35,17 @@ class ExposureForm(LifecycleForm):
     notes = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
 
 
+class TriageForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("revoke", "Revoke the key"), ("dismiss", "Dismiss the report")])
+    reason = forms.CharField(max_length=2000, required=False)
+
+
 @sensitive_variables()
 @sensitive_post_parameters("secret")
 @login_required
 def report_exposure_view(request):
+    if not may_report(request.user):
+        raise PermissionDenied("Only admins, compliance, key owners and stewards report exposures.")
     form = ExposureForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -40,8 +53,8 @@ def report_exposure_view(request):
         except ExposureError as error:
             form.add_service_errors(error)
         else:
-            key = exposure.key
-            if key is not None and ApiKey.objects.visible_to(request.user).filter(pk=key.pk).exists():
+            key = key_shown_to(exposure, request.user)
+            if key is not None:
                 messages.warning(request, f"The secret matches {key.label} ({key.prefix}…): the key is "
                                           f"{key.get_status_display().lower()}, and its owner and compliance have "
                                           "been told.")
@@ -51,8 +64,32 @@ def report_exposure_view(request):
     return render(request, "keys/exposure_report.html", {"form": form}, status=400 if form.errors else 200)
 
 
+@login_required
+@require_POST
+def triage_exposure_view(request, pk):
+    if not roles.sees_everything(request.user):
+        raise PermissionDenied("Only compliance and admins triage exposure reports.")
+    exposure = get_object_or_404(Exposure, pk=pk)
+    form = TriageForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose to revoke the key or dismiss the report, and say why.")
+    else:
+        revoke = form.cleaned_data["decision"] == "revoke"
+        try:
+            triage_exposure(exposure, actor=request.user, revoke=revoke, reason=form.cleaned_data["reason"])
+        except ExposureError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"Exposure #{exposure.pk}: " + ("the key is revoked." if revoke else
+                                                                      "the report is dismissed."))
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = reverse("keys:exposures")
+    return redirect(next_url)
+
+
 class ExposureListView(ObjectListView):
-    queryset = Exposure.objects.select_related("key__workflow__customer", "reported_by")
+    queryset = Exposure.objects.select_related("key__workflow__customer", "reported_by", "triage__decided_by")
     table_class = ExposureTable
     filterset_class = ExposureFilterSet
     template_name = "keys/exposure_list.html"

@@ -5,6 +5,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
 
+from keys.api.exposure_views import NO_MATCH
 from keys.choices import ExposureSource, KeyStatus
 from keys.fingerprints import fingerprint_secret
 from keys.models import Exposure
@@ -142,3 +143,87 @@ def test_exposure_list_page(owner, compliance_user, exposed_key):
     page = client_for(compliance_user).get(reverse("keys:exposures"))
     assert page.status_code == 200 and "ci log" in page.content.decode()
     assert client_for(owner).get(reverse("keys:exposures")).status_code == 403
+
+
+# A fingerprint alone, and who may report
+
+
+def test_a_fingerprint_of_a_key_the_reporter_cannot_see_revokes_nothing_and_answers_as_no_match(
+    exposed_key, other_owner, compliance_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        matched = post(client_for(other_owner), fingerprint=exposed_key.fingerprint)
+    unmatched = post(client_for(other_owner), fingerprint="ab" * 32)
+    assert matched.status_code == unmatched.status_code == 201
+    strip = lambda body: {k: v for k, v in body.items() if k != "id"}  # noqa: E731
+    assert strip(matched.json()) == strip(unmatched.json())
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+    assert sorted(a for m in mail.outbox for a in m.to) == sorted([exposed_key.owner.email, compliance_user.email])
+    rows = client_for(compliance_user).get(reverse("exposure-list")).json()["results"]
+    assert [(row["key"], row["triage"]) for row in rows] == [(None, None), (exposed_key.pk, "open")]
+
+
+def test_a_fingerprint_from_a_token_out_of_its_scope_revokes_nothing(exposed_key):
+    _, outside = make_token(issuing_system=factories.IssuingSystemFactory(name="Elsewhere"), name="Other")
+    body = post(token_client(outside), fingerprint=exposed_key.fingerprint).json()
+    assert body["key"] is None and body["message"] == NO_MATCH
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+
+
+def test_customer_contacts_and_accounts_without_a_role_may_not_report(exposed_key, compliance_user):
+    from rest_framework.authtoken.models import Token
+
+    from contacts import access
+
+    contact, _ = access.invite_contact(actor=compliance_user, customer=exposed_key.workflow.customer,
+                                       name="Pat Contact", email="pat@acme.test")
+    nobody = factories.UserFactory(username="nobody")
+    for user in (contact.user, nobody):
+        # A personal API token: no contact session for the contact pages' middleware to stop.
+        client = token_client(Token.objects.create(user=user).key)
+        for proof in ({"secret": SECRET}, {"fingerprint": exposed_key.fingerprint}):
+            response = post(client, **proof)
+            assert response.status_code == 403, response.content
+            assert SECRET not in response.content.decode()
+    assert not Exposure.objects.exists()
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+
+
+def test_portal_fingerprint_of_an_invisible_key_says_no_match_and_revokes_nothing(exposed_key, other_owner):
+    response = client_for(other_owner).post(reverse("keys:exposure-report"),
+                                            {"fingerprint": exposed_key.fingerprint, "location": "a wiki page"},
+                                            follow=True)
+    html = response.content.decode()
+    assert "matches none of the keys you can see" in html and exposed_key.label not in html
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+
+
+def test_portal_report_page_refuses_accounts_without_a_role():
+    nobody = factories.UserFactory(username="nobody")
+    assert client_for(nobody).get(reverse("keys:exposure-report")).status_code == 403
+    response = client_for(nobody).post(reverse("keys:exposure-report"), {"secret": SECRET, "location": "a"})
+    assert response.status_code == 403
+    assert not Exposure.objects.exists()
+
+
+def test_compliance_triages_on_the_exposure_list(exposed_key, other_owner, compliance_user, owner):
+    report_exposure(reporter=other_owner, source=ExposureSource.PORTAL, fingerprint=exposed_key.fingerprint,
+                    location="wiki")
+    exposure = Exposure.objects.get()
+    page = client_for(compliance_user).get(reverse("keys:exposures"), {"triage": "open"})
+    html = page.content.decode()
+    assert page.status_code == 200 and reverse("keys:exposure-triage", args=[exposure.pk]) in html
+    url = reverse("keys:exposure-triage", args=[exposure.pk])
+    assert client_for(owner).post(url, {"decision": "revoke", "reason": "mine"}).status_code == 403
+    refused = client_for(compliance_user).post(url, {"decision": "dismiss"}, follow=True)
+    assert any("Say why" in str(m) for m in refused.context["messages"])
+    done = client_for(compliance_user).post(url, {"decision": "revoke", "reason": "Confirmed with the owner"})
+    assert done.status_code == 302
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.REVOKED
+    listed = client_for(compliance_user).get(reverse("keys:exposures")).content.decode()
+    assert "Key revoked after triage" in listed and url not in listed

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from attestations.api.urls import router as attestations_router
+from contacts import access as contact_access
 from keys.api.urls import router as keys_router
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason
 from keys.models import ApiKey, IntegrationToken, LifecycleEvent, UsageDaily
@@ -83,6 +84,28 @@ def test_token_must_be_scoped_and_act_as_a_plain_account(systems, admin_user, co
         with pytest.raises(tokens.TokenError) as refused:
             tokens.create_token(actor=admin_user, name="x", issuing_system=systems[0], acts_as=privileged)
         assert "acts_as" in refused.value.errors
+
+
+def customer_contact(actor):
+    contact, _ = contact_access.invite_contact(actor=actor, customer=factories.CustomerFactory(name="Acme"),
+                                               name="Pat Contact", email="pat@acme.test")
+    return contact.user
+
+
+def test_token_may_not_act_as_a_customer_contact(systems, admin_user, compliance_user):
+    with pytest.raises(tokens.TokenError) as refused:
+        tokens.create_token(actor=admin_user, name="x", issuing_system=systems[0], acts_as=customer_contact(admin_user))
+    assert list(refused.value.errors) == ["acts_as"]
+    assert not IntegrationToken.objects.exists()
+
+
+def test_token_form_refuses_a_customer_contact_beside_the_field(admin_user, systems):
+    contact = customer_contact(admin_user)
+    response = client_for(admin_user).post(reverse("keys:tokens"), {
+        "name": "Gateway", "issuing_system": systems[0].pk, "acts_as": contact.username})
+    assert response.status_code == 400
+    assert "customer contact" in " ".join(response.context["form"].errors["acts_as"])
+    assert not IntegrationToken.objects.exists()
 
 
 # Authentication

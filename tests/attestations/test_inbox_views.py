@@ -332,12 +332,24 @@ def test_bulk_confirm_reports_refused_items(client, owner, other_owner, campaign
     messages = [str(m) for m in response.context["messages"]]
     assert messages[0] == "Confirmed 1 item."
     assert f"{mine[0].key.label} ({mine[0].key.prefix}…) was not confirmed: This item was already decided" in messages[1]
-    # Another owner's item is refused without naming its key.
-    assert messages[2].startswith(f"Item #{other_item.pk} was not confirmed: Only the assigned reviewer")
+    # Another owner's item is refused without naming its key, as if it did not exist.
+    assert messages[2] == f"Item #{other_item.pk} was not confirmed: No such item."
     assert other_item.key.label not in response.text
     statuses = dict(AttestationItem.objects.values_list("pk", "status"))
     assert statuses[mine[1].pk] == ItemStatus.CONFIRMED
     assert statuses[other_item.pk] == ItemStatus.PENDING
+
+
+def test_bulk_confirm_answers_another_owners_item_as_a_missing_one(client, owner, campaign, other_item):
+    """The answer must not tell which item ids exist: the API answers both with a 404."""
+    missing = AttestationItem.objects.order_by("-pk").values_list("pk", flat=True).first() + 1000
+    client.force_login(owner)
+    response = client.post(BULK, {"items": [other_item.pk, missing], "affirm": "on", "justification": "ok"},
+                           follow=True)
+    messages = [str(m) for m in response.context["messages"]]
+    assert [m.replace(f"#{other_item.pk}", "#N").replace(f"#{missing}", "#N") for m in messages] == [
+        "Item #N was not confirmed: No such item."] * 2
+    assert AttestationItem.objects.get(pk=other_item.pk).status == ItemStatus.PENDING
 
 
 def test_bulk_confirm_needs_affirmation_and_a_selection(client, owner, campaign):

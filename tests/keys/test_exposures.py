@@ -108,3 +108,121 @@ def test_refused_reports(owner, kwargs, field):
     assert field in refused.value.errors
     assert SECRET not in str(refused.value)
     assert not Exposure.objects.exists()
+
+
+# Who may report, and what a fingerprint alone may do
+
+
+def customer_contact(actor):
+    from contacts import access
+
+    contact, _ = access.invite_contact(actor=actor, customer=factories.CustomerFactory(name="Acme"),
+                                       name="Pat Contact", email="pat@acme.test")
+    return contact.user
+
+
+def test_a_fingerprint_alone_from_someone_who_cannot_see_the_key_opens_a_triage_and_revokes_nothing(
+    exposed_key, other_owner, compliance_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        exposure = report(other_owner, fingerprint=exposed_key.fingerprint)
+    assert exposure.key == exposed_key
+    assert exposure.triage.status == "open"
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+    assert not RevocationRequest.objects.exists()
+    # The key's owner and compliance are told all the same.
+    recipients = sorted(address for message in mail.outbox for address in message.to)
+    assert recipients == sorted([exposed_key.owner.email, compliance_user.email])
+    assert "not revoked" in mail.outbox[0].body and "triage" in mail.outbox[0].body
+
+
+@pytest.mark.parametrize("reporter", ["owner", "steward", "delegate", "compliance", "admin"])
+def test_a_fingerprint_alone_revokes_a_key_the_reporter_can_see(exposed_key, reporter, compliance_user, admin_user):
+    from django.contrib.auth.models import Permission
+
+    from keys.models import ApiKeyUserObjectPermission
+
+    user = {"owner": exposed_key.owner, "compliance": compliance_user, "admin": admin_user}.get(reporter)
+    if reporter == "steward":
+        user = exposed_key.steward = factories.OwnerFactory(username="sam")
+        exposed_key.save()
+    elif reporter == "delegate":
+        user = factories.OwnerFactory(username="dee")
+        ApiKeyUserObjectPermission.objects.create(content_object=exposed_key, user=user,
+                                                  permission=Permission.objects.get(codename="view_apikey"))
+    exposure = report(user, fingerprint=exposed_key.fingerprint)
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.REVOKED
+    assert not hasattr(exposure, "triage") or exposure.triage is None
+
+
+def test_the_secret_itself_revokes_whoever_reports_it(exposed_key, other_owner):
+    exposure = report(other_owner, secret=SECRET)
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.REVOKED
+    assert "with the secret" in LifecycleEvent.objects.get(key=exposed_key, action=LifecycleAction.REVOKE).reason
+    assert exposure.key == exposed_key
+
+
+@pytest.mark.parametrize("kind", ["contact", "no role"])
+def test_customer_contacts_and_accounts_without_a_role_may_not_report(exposed_key, compliance_user, kind):
+    user = customer_contact(compliance_user) if kind == "contact" else factories.UserFactory(username="nobody")
+    for proof in ({"secret": SECRET}, {"fingerprint": exposed_key.fingerprint}):
+        with pytest.raises(exposures.ExposureError) as refused:
+            report(user, **proof)
+        assert isinstance(refused.value, exposures.NotAllowedToReport)
+    assert not Exposure.objects.exists()
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+
+
+def test_an_integration_token_out_of_its_scope_opens_a_triage(exposed_key):
+    from tests.integration_tokens import make_token
+
+    outside, _ = make_token(issuing_system=factories.IssuingSystemFactory(name="Elsewhere"), name="Other")
+    exposure = exposures.report_exposure(reporter=outside.acts_as, token=outside, source=ExposureSource.API,
+                                         fingerprint=exposed_key.fingerprint, location="ci log")
+    assert exposure.triage.status == "open"
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE
+    inside, _ = make_token(issuing_system=exposed_key.issuing_system, name="Gateway")
+    exposures.report_exposure(reporter=inside.acts_as, token=inside, source=ExposureSource.API,
+                              fingerprint=exposed_key.fingerprint, location="ci log")
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.REVOKED
+
+
+# Compliance triages
+
+
+@pytest.fixture
+def triaged(exposed_key, other_owner):
+    return report(other_owner, fingerprint=exposed_key.fingerprint)
+
+
+def test_compliance_revokes_the_key_of_a_report_in_triage_once(
+    triaged, exposed_key, compliance_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        triage = exposures.triage_exposure(triaged, actor=compliance_user, revoke=True, reason="Confirmed leak")
+    assert (triage.status, triage.decided_by, triage.decision_reason) == ("revoked", compliance_user, "Confirmed leak")
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.REVOKED and exposed_key.revocation_reason == RevocationReason.EXPOSED
+    assert RevocationRequest.objects.get(key=exposed_key).emergency
+    assert exposed_key.owner.email in [address for message in mail.outbox for address in message.to]
+    assert triage.history.first().history_user == compliance_user
+    with pytest.raises(exposures.ExposureError, match="already"):
+        exposures.triage_exposure(triaged, actor=compliance_user, revoke=False, reason="again")
+
+
+def test_compliance_dismisses_a_report_with_a_reason(triaged, exposed_key, admin_user, owner):
+    with pytest.raises(exposures.ExposureError) as refused:
+        exposures.triage_exposure(triaged, actor=admin_user, revoke=False, reason=" ")
+    assert "reason" in refused.value.errors
+    with pytest.raises(exposures.ExposureError):
+        exposures.triage_exposure(triaged, actor=owner, revoke=True, reason="mine")
+    triage = exposures.triage_exposure(triaged, actor=admin_user, revoke=False, reason="A test fingerprint")
+    assert triage.status == "dismissed"
+    exposed_key.refresh_from_db()
+    assert exposed_key.status == KeyStatus.ACTIVE

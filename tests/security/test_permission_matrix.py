@@ -23,9 +23,10 @@ from attestations.choices import DefaultAction
 from attestations.models import EvidenceExport, OwnershipTransfer
 from attestations.services import campaigns
 from contacts import access as contact_access
-from keys.choices import KeyStatus, ReleaseStatus, RevocationReason
+from keys.choices import ExposureSource, KeyStatus, ReleaseStatus, RevocationReason
 from keys.models import KeyRelease
 from keys.services import lifecycle
+from keys.services.exposures import report_exposure
 from tests import factories
 from tests.api import test_campaigns_api, test_keys_api
 
@@ -76,6 +77,8 @@ PAGES = {
     "keys:token-revoke": {"args": ("token",), "post": row(LOGIN, 403, 403, 403, 302)},
     "keys:exposures": {"get": STAFF_ONLY},
     "keys:exposure-report": {"get": EVERYONE, "post": EVERYONE},
+    # bob's report of the fingerprint of alice's key, which he cannot see: compliance and admins triage it.
+    "keys:exposure-triage": {"args": ("exposure",), "post": row(LOGIN, 403, 403, 302, 302)},
     "attestations:inbox": {"get": EVERYONE},
     "attestations:bulk-confirm": {"post": row(LOGIN, 302, 302, 302, 302)},
     "attestations:item": {"args": ("item",), "get": row(LOGIN, 200, 404, 200, 200)},
@@ -220,8 +223,10 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
 
         token, _ = tokens.create_token(actor=admin_user, name="Gateway sync", issuing_system=key.issuing_system,
                                        acts_as=factories.UserFactory(username="svc-gateway"))
+    exposure = report_exposure(reporter=other_owner, source=ExposureSource.PORTAL, fingerprint=key.fingerprint,
+                               location="Matrix fixture.")
     return {
-        "contact": contact.user, "contact_profile": contact, "contact_token": contact_token,
+        "contact": contact.user, "contact_profile": contact, "contact_token": contact_token, "exposure": exposure,
         "contact_item": campaign.items.get(key=contact_key),
         "export": export, "token": token,
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
