@@ -2,7 +2,6 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
@@ -159,7 +158,6 @@ class AttestationItem(models.Model):
 
     class Meta:
         ordering = ["campaign", "pk"]
-        permissions = [("decide_attestationitem", "Can decide an attestation item")]
         constraints = [models.UniqueConstraint(fields=["campaign", "key"], name="one_item_per_key_per_campaign")]
         indexes = [
             models.Index(fields=["reviewer", "status"]),
@@ -186,14 +184,6 @@ class AttestationItem(models.Model):
         if not type(self.key)._meta.get_field("workflow").is_cached(self.key):
             self.key.workflow = Workflow.objects.select_related("customer").get(pk=self.key.workflow_id)
         return self
-
-
-class AttestationItemUserObjectPermission(UserObjectPermissionBase):
-    content_object = models.ForeignKey(AttestationItem, on_delete=models.CASCADE)
-
-
-class AttestationItemGroupObjectPermission(GroupObjectPermissionBase):
-    content_object = models.ForeignKey(AttestationItem, on_delete=models.CASCADE)
 
 
 class OwnershipTransfer(models.Model):
