@@ -5,6 +5,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
+from core.models import NamedRecord
 from core.validators import refuse_hidden_characters
 from keys.choices import Environment, RiskTier
 from keys.models import ApiKey, Customer, KeyException, Workflow
@@ -57,19 +58,12 @@ class Rules(models.Model):
         abstract = True
 
 
-class CampaignSchedule(Scope, Rules):
+class CampaignSchedule(NamedRecord, Scope, Rules):
     name = models.CharField(max_length=200, unique=True, validators=[refuse_hidden_characters])
     cadence_days = models.PositiveSmallIntegerField(default=90, help_text="Days between launches.")
     is_active = models.BooleanField(default=True)
     next_launch_on = models.DateField(default=timezone.localdate)
-    created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
 
 class Campaign(Scope, Rules):

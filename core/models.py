@@ -4,6 +4,19 @@ from django.conf import settings
 from django.db import models
 
 
+class NamedRecord(models.Model):
+    """A record people know by its name: listed by name and shown as its name, with its creation time."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
 class ChainHead(models.Model):
     """The single head of the history chain; its row lock serialises sealing."""
 

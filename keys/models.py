@@ -7,6 +7,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from core import roles
+from core.models import NamedRecord
 from core.validators import refuse_hidden_characters
 from keys.choices import (
     OPEN_RELEASE_STATUSES,
@@ -34,7 +35,7 @@ from keys.choices import (
 USER = settings.AUTH_USER_MODEL
 
 
-class Customer(models.Model):
+class Customer(NamedRecord):
     name = models.CharField(max_length=200, unique=True, validators=[refuse_hidden_characters])
     external_id = models.CharField(max_length=100, unique=True, help_text="The customer's id in the CRM.",
                                    validators=[refuse_hidden_characters])
@@ -45,14 +46,7 @@ class Customer(models.Model):
     account_manager = models.ForeignKey(
         USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="managed_customers"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
 
 class Workflow(models.Model):
@@ -82,19 +76,12 @@ class Workflow(models.Model):
         return f"{self.customer} / {self.name}"
 
 
-class IssuingSystem(models.Model):
+class IssuingSystem(NamedRecord):
     name = models.CharField(max_length=200, unique=True, validators=[refuse_hidden_characters])
     kind = models.CharField(max_length=20, choices=IssuingSystemKind.choices, default=IssuingSystemKind.MANUAL)
     revoke_url = models.URLField(blank=True, help_text="Webhook systems: where signed revocation calls go.")
     notes = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
 
 class OwnerProfile(models.Model):
