@@ -140,8 +140,11 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DB_SERVER
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5) or None)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes (server, in-process tasks, tests) share one file: wait instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several threads and processes (server, in-process tasks, tests) share one file: each transaction takes the
+    # write lock when it begins (IMMEDIATE) and waits up to the timeout for it. A deferred transaction that read
+    # first and then writes fails at once with "database is locked" when another writer is in, whatever the timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
