@@ -10,6 +10,11 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,7 +53,26 @@ def required(name: str, local_default: str) -> str:
     return local_default
 
 
-SECRET_KEY = required("SECRET_KEY", "local-only-insecure-secret-key-change-me-in-production-0123456789")
+LOCAL_SECRET_KEY = "local-only-insecure-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = required("SECRET_KEY", LOCAL_SECRET_KEY)
+
+
+def weak_secret_key(value: str) -> bool:
+    """What Django's deploy check warns about (short, few distinct characters, a generated development key),
+    or the local default."""
+    return (len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+            or value.startswith(SECRET_KEY_INSECURE_PREFIX) or value == LOCAL_SECRET_KEY)
+
+
+# Production refuses to start rather than warn: debug pages show settings and code, and a weak key lets
+# anyone forge sessions, password-reset links and signed values.
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off in production mode: unset DEBUG or set DEBUG=false.")
+if PRODUCTION and weak_secret_key(SECRET_KEY):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is too weak for production mode: give at least {SECRET_KEY_MIN_LENGTH} random characters, "
+        "e.g. python -c 'import secrets; print(secrets.token_urlsafe(64))'."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
