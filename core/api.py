@@ -127,3 +127,4 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+

@@ -278,6 +278,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
+# The OpenAPI schema (/api/schema/) and its docs (/api/docs/) for anonymous callers too; otherwise only for
+# signed-in users and tokens.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "API key attestation portal",
     "VERSION": "1.0.0",

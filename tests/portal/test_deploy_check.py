@@ -97,3 +97,25 @@ def test_local_mode_may_run_with_debug_and_the_local_key(tmp_path):
     env = production_env(tmp_path, DJANGO_ENV=None, SECRET_KEY=None, DEBUG="true")
     result = manage(env, "check")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+ANONYMOUS_SCHEMA_REQUEST = (
+    "import django; django.setup(); from django.test import Client; "
+    "print(Client().get('/api/schema/', HTTP_HOST='portal.example.test', secure=True).status_code)"
+)
+
+
+@pytest.mark.parametrize(("mode", "public", "status"), [
+    ("production", None, "403"),
+    ("production", "true", "200"),
+    ("local", None, "200"),
+    ("local", "false", "403"),
+])
+def test_api_schema_is_closed_to_anonymous_callers_by_default_in_production_only(tmp_path, mode, public, status):
+    env = production_env(tmp_path, API_DOCS_PUBLIC=public)
+    if mode == "local":
+        env = production_env(tmp_path, DJANGO_ENV=None, API_DOCS_PUBLIC=public, ALLOWED_HOSTS="portal.example.test")
+    result = subprocess.run([sys.executable, "-c", ANONYMOUS_SCHEMA_REQUEST], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == status, result.stdout + result.stderr
