@@ -1,6 +1,7 @@
 """Login protection and the access audit: django-axes lock-out, TOTP second factor, idle timeout,
 Content-Security-Policy and API token use recorded with who, when and from where."""
 
+import datetime
 import hashlib
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
@@ -275,3 +277,50 @@ def test_access_records_are_read_only_in_the_admin(client, admin_user, owner):
     listing = client.get(reverse("admin:portal_accessrecord_changelist"))
     assert listing.status_code == 200 and "192.0.2.1" in listing.content.decode()
     assert client.get(reverse("admin:portal_accessrecord_add")).status_code == 403
+
+
+def confirmed_device(user) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def test_totp_verify_while_throttled_says_so_and_when_to_try_again(compliance_user, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 10
+    device = confirmed_device(compliance_user)
+    client = Client()
+    assert sign_in(client, "carol", "demo").status_code == 302
+    # Three wrong codes in a row: the next try is held back 10 * 2**2 = 40 seconds after the last.
+    last_failure = timezone.now() - datetime.timedelta(seconds=5)
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=3,
+                                                   throttling_failure_timestamp=last_failure)
+    device.refresh_from_db()
+    refused = client.post(reverse("two-factor-verify"), {"token": code_for(device)})
+    html = refused.content.decode()
+    assert refused.status_code == 429
+    assert "That code is not valid" not in html
+    assert "Too many wrong codes" in html
+    until = timezone.localtime(last_failure + datetime.timedelta(seconds=40))
+    assert f"after {until:%H:%M:%S}" in html, html
+    assert 30 <= int(refused["Retry-After"]) <= 36
+    assert client.get(reverse("keys:list")).status_code == 302  # still held at the verify page
+    # Once the wait is over, the same right code signs in.
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_timestamp=timezone.now() - datetime.timedelta(seconds=41))
+    device.refresh_from_db()
+    assert client.post(reverse("two-factor-verify"), {"token": code_for(device)}).status_code == 302
+    assert client.get(reverse("keys:list")).status_code == 200
+
+
+def test_totp_enrolment_while_throttled_says_so(compliance_user, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 10
+    client = Client()
+    client.force_login(compliance_user)
+    client.get(reverse("two-factor-setup"))
+    device = TOTPDevice.objects.get(user=compliance_user, confirmed=False)
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=2,
+                                                   throttling_failure_timestamp=timezone.now())
+    device.refresh_from_db()
+    refused = client.post(reverse("two-factor-setup"), {"token": code_for(device)})
+    assert refused.status_code == 429
+    assert "Too many wrong codes" in refused.content.decode()
+    device.refresh_from_db()
+    assert not device.confirmed
