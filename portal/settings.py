@@ -126,6 +126,8 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "csp.middleware.CSPMiddleware",
     "core.audit.ApiTokenAuditMiddleware",
+    # A sign-in refused for its address (too many failures from it) gets the lock-out page and 429.
+    "core.address_limit.AddressLimitMiddleware",
     # Last, as django-axes asks: it turns a lock-out raised by authentication into the lock-out page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -175,6 +177,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    # Refuses every sign-in from an address with too many recent failures (LOGIN_ADDRESS_FAILURE_LIMIT).
+    "core.address_limit.AddressLimitBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -365,6 +369,10 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # proxy the address that proxy appended to X-Forwarded-For.
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 AXES_CLIENT_IP_CALLABLE = "core.audit.client_ip"
+# Password spraying (a few tries on each of many usernames) from one address: this many failed sign-ins
+# from it within the window refuse every sign-in from it until they age out (0 turns the limit off).
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 50)
+LOGIN_ADDRESS_WINDOW = datetime.timedelta(minutes=env_int("LOGIN_ADDRESS_WINDOW_MINUTES", 15))
 
 # Customer contacts sign in with an emailed single-use link plus a one-time code sent to the same address.
 CONTACT_LINK_HOURS = env_int("CONTACT_LINK_HOURS", 7 * 24)
