@@ -127,4 +127,3 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-

@@ -133,7 +133,7 @@ def _validate(events: list, idempotency_key: str, result: UsageResult) -> list[_
         if isinstance(key_ref, bool) or not isinstance(key_ref, int | str) or key_ref == "":
             problems.append("key: the key's id, prefix or fingerprint.")
         elif isinstance(key_ref, int) and not in_bigint_range(key_ref):
-            problems.append("key: no key has this id (an id is a whole number below 2**63).")
+            problems.append("key: no key has this id (ids are 64-bit whole numbers).")
         elif isinstance(key_ref, str):
             key_ref = key_ref.strip()
             if len(key_ref) > 64:
