@@ -1,5 +1,6 @@
 """Pieces every app's REST API shares: the error format, role permissions, and the history actor."""
 
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -8,6 +9,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from core import roles
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.numbers import bound_number_filters
 
 
 class Conflict(exceptions.APIException):
@@ -32,6 +34,29 @@ def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return Response(service_error_payload(exc), status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend, whose number filters refuse a value beyond the 64-bit range with a 400 on that
+    parameter (core.numbers) instead of taking it to the database."""
+
+    def get_filterset(self, request, queryset, view):
+        filterset = super().get_filterset(request, queryset, view)
+        if filterset is not None:
+            bound_number_filters(filterset)
+        return filterset
+
+
+class SlugRelatedField(serializers.SlugRelatedField):
+    """DRF's, refusing a value holding a NUL character (which PostgreSQL cannot compare with text) before the
+    query, as DRF's CharField does."""
+
+    default_error_messages = {"null_characters": "Null characters are not allowed."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("null_characters")
+        return super().to_internal_value(data)
 
 
 class RolePermission(permissions.BasePermission):

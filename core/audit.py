@@ -14,6 +14,9 @@ from core.models import AccessAction, AccessRecord
 
 log = logging.getLogger("portal.access")
 
+# Set on a request whose sign-in core.address_limit refused (to when); such a refusal is no failed sign-in.
+REFUSED_FOR_ADDRESS = "sign_in_refused_for_address"
+
 USER_AGENT_MAX = AccessRecord._meta.get_field("user_agent").max_length
 TARGET_MAX = AccessRecord._meta.get_field("target").max_length
 
@@ -64,8 +67,10 @@ def _logged_out(sender, request, user, **kwargs):
 
 @receiver(user_login_failed, dispatch_uid="audit-login-failed")
 def _login_failed(sender, credentials, request=None, **kwargs):
-    # Axes refuses a locked-out pair before the password is checked, and says so with its own signal.
-    if request is not None and not getattr(request, "axes_locked_out", False):
+    # Axes refuses a locked-out pair before the password is checked, and says so with its own signal; the
+    # address limit records its own refusal.
+    if request is not None and not getattr(request, "axes_locked_out", False) \
+            and not getattr(request, REFUSED_FOR_ADDRESS, None):
         record_access(request, AccessAction.LOGIN_FAILED, username=str(credentials.get("username", "")))
 
 

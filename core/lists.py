@@ -10,7 +10,8 @@ A list view is a declaration (NetBox's ``ObjectListView``)::
         allowed_roles = STAFF
 
 Handled here once: sign-in and page roles, the user's visibility, ordering, pagination, the filter
-bar, htmx's in-place refresh of the table and the ``Vary: HX-Request`` that goes with it.
+bar (its number filters bounded to the 64-bit range), htmx's in-place refresh of the table and the
+``Vary: HX-Request`` that goes with it.
 """
 
 from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
@@ -20,6 +21,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from core import roles
+from core.numbers import bound_number_filters
 
 # The roles a page may be limited to (both read every row), and how each is recognised.
 ROLE_CHECKS = {roles.ADMIN: roles.is_admin, roles.COMPLIANCE: roles.is_compliance}
@@ -68,6 +70,11 @@ class ObjectListView(LoginRequiredMixin, UserPassesTestMixin, SingleTableMixin, 
         if ordering:
             queryset = queryset.order_by(*([ordering] if isinstance(ordering, str) else ordering))
         return queryset
+
+    def get_filterset(self, filterset_class):
+        filterset = super().get_filterset(filterset_class)
+        bound_number_filters(filterset)
+        return filterset
 
     def get_table_pagination(self, table):
         return {"per_page": self.per_page, "paginator_class": self.paginator_class}

@@ -1,5 +1,7 @@
 import json
 
+from django.conf import settings
+from django.utils.cache import patch_cache_control
 from django.views.debug import SafeExceptionReporterFilter
 
 # Form and API fields that may carry an API key secret. Their values never reach an error page.
@@ -54,3 +56,22 @@ def _contains_any(value, secrets) -> bool:
     except Exception:  # noqa: BLE001 - an object that cannot describe itself is hidden to be safe
         return True
     return any(secret in text for secret in secrets)
+
+
+class ResponseHeadersMiddleware:
+    """On every answer, a Permissions-Policy that turns off the browser features the portal never uses. On a
+    signed-in page and every API answer, ``Cache-Control: private, no-store``: what a user saw (keys, owners,
+    evidence) stays in no browser or proxy cache once they sign out. Static files never reach it (whitenoise
+    answers them first)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if settings.PERMISSIONS_POLICY:
+            response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        user = getattr(request, "user", None)
+        if request.path.startswith("/api/") or (user is not None and user.is_authenticated):
+            patch_cache_control(response, private=True, no_store=True)
+        return response

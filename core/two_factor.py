@@ -6,6 +6,8 @@ still owes is decided once, at sign-in, and kept in the session, so ordinary req
 """
 
 import base64
+import math
+from dataclasses import dataclass
 
 import qrcode
 import qrcode.image.svg
@@ -19,9 +21,11 @@ from django.dispatch import receiver
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp import login as otp_login
 from django_otp import user_has_device
+from django_otp.models import VerifyNotAllowed
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core import roles
@@ -86,6 +90,45 @@ class TokenForm(forms.Form):
         return self.cleaned_data["token"].strip()
 
 
+@dataclass(frozen=True)
+class Throttled:
+    """A device refusing codes for now (django-otp's throttling after successive wrong codes)."""
+
+    message: str
+    retry_after: int
+
+
+def throttling(devices) -> Throttled | None:
+    """None when one of the devices takes a code now; else what to tell the user: the wait ends when the
+    first device takes codes again."""
+    refusals = []
+    for device in devices:
+        allowed, details = device.verify_is_allowed()
+        if allowed:
+            return None
+        refusals.append(details or {})
+    if not refusals:
+        return None
+    until = min((d["locked_until"] for d in refusals if d.get("locked_until")), default=None)
+    failures = max(d.get("failure_count", 0) for d in refusals)
+    if until is None or refusals[0].get("reason") != VerifyNotAllowed.N_FAILED_ATTEMPTS:
+        return Throttled("Codes are not accepted for now. Wait a minute, then enter the current code.", 60)
+    seconds = max(1, math.ceil((until - timezone.now()).total_seconds()))
+    return Throttled(
+        f"Too many wrong codes ({failures} in a row): codes are refused for now, even a right one. Try again in "
+        f"{seconds} second{'s' if seconds != 1 else ''}, after {timezone.localtime(until):%H:%M:%S}, with the "
+        "current code.",
+        seconds,
+    )
+
+
+def _render_throttled(request, template: str, context: dict, form, throttled: Throttled):
+    form.add_error("token", throttled.message)
+    response = render(request, template, {**context, "form": form}, status=429)
+    response["Retry-After"] = str(throttled.retry_after)
+    return response
+
+
 def _next_url(request) -> str:
     candidate = request.POST.get("next") or request.GET.get("next") or ""
     if candidate and url_has_allowed_host_and_scheme(candidate, {request.get_host()}, request.is_secure()):
@@ -112,6 +155,11 @@ def two_factor_setup(request):
         device = TOTPDevice.objects.create(user=request.user, name=DEVICE_NAME, confirmed=False)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        throttled = throttling([device])
+        if throttled is not None:
+            record_access(request, AccessAction.OTP_FAILED, "enrolment (throttled)")
+            return _render_throttled(request, "portal/two_factor_setup.html", _setup_context(request, device), form,
+                                     throttled)
         if device.verify_token(form.cleaned_data["token"]):
             device.confirmed = True
             device.save(update_fields=["confirmed"])
@@ -123,11 +171,14 @@ def two_factor_setup(request):
             return redirect(_next_url(request))
         record_access(request, AccessAction.OTP_FAILED, "enrolment")
         form.add_error("token", "That code does not match. Check the time on your phone and try the current code.")
+    return render(request, "portal/two_factor_setup.html", {**_setup_context(request, device), "form": form})
+
+
+def _setup_context(request, device: TOTPDevice) -> dict:
     uri = device.config_url
     secret = base64.b32encode(device.bin_key).decode("ascii").rstrip("=")
-    context = {"form": form, "qr_code": qr_code_data_uri(uri), "otpauth_uri": uri, "secret": secret,
-               "next": _next_url(request), "required": bool(request.session.get(ENROL_REQUIRED))}
-    return render(request, "portal/two_factor_setup.html", context)
+    return {"qr_code": qr_code_data_uri(uri), "otpauth_uri": uri, "secret": secret, "next": _next_url(request),
+            "required": bool(request.session.get(ENROL_REQUIRED))}
 
 
 @login_required
@@ -137,9 +188,14 @@ def two_factor_verify(request):
         return redirect(_next_url(request))
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        devices = list(TOTPDevice.objects.filter(user=request.user, confirmed=True))
+        throttled = throttling(devices)
+        if throttled is not None:
+            record_access(request, AccessAction.OTP_FAILED, "sign-in (throttled)")
+            return _render_throttled(request, "portal/two_factor_verify.html", {"next": _next_url(request)}, form,
+                                     throttled)
         device = next(
-            (d for d in TOTPDevice.objects.filter(user=request.user, confirmed=True)
-             if d.verify_is_allowed()[0] and d.verify_token(form.cleaned_data["token"])),
+            (d for d in devices if d.verify_is_allowed()[0] and d.verify_token(form.cleaned_data["token"])),
             None,
         )
         if device is not None:

@@ -10,6 +10,11 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,7 +53,26 @@ def required(name: str, local_default: str) -> str:
     return local_default
 
 
-SECRET_KEY = required("SECRET_KEY", "local-only-insecure-secret-key-change-me-in-production-0123456789")
+LOCAL_SECRET_KEY = "local-only-insecure-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = required("SECRET_KEY", LOCAL_SECRET_KEY)
+
+
+def weak_secret_key(value: str) -> bool:
+    """What Django's deploy check warns about (short, few distinct characters, a generated development key),
+    or the local default."""
+    return (len(value) < SECRET_KEY_MIN_LENGTH or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+            or value.startswith(SECRET_KEY_INSECURE_PREFIX) or value == LOCAL_SECRET_KEY)
+
+
+# Production refuses to start rather than warn: debug pages show settings and code, and a weak key lets
+# anyone forge sessions, password-reset links and signed values.
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off in production mode: unset DEBUG or set DEBUG=false.")
+if PRODUCTION and weak_secret_key(SECRET_KEY):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is too weak for production mode: give at least {SECRET_KEY_MIN_LENGTH} random characters, "
+        "e.g. python -c 'import secrets; print(secrets.token_urlsafe(64))'."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -85,6 +109,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Cache-Control no-store on signed-in and API answers, a Permissions-Policy on all (static files excepted).
+    "core.security.ResponseHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +126,8 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "csp.middleware.CSPMiddleware",
     "core.audit.ApiTokenAuditMiddleware",
+    # A sign-in refused for its address (too many failures from it) gets the lock-out page and 429.
+    "core.address_limit.AddressLimitMiddleware",
     # Last, as django-axes asks: it turns a lock-out raised by authentication into the lock-out page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -140,12 +168,17 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DB_SERVER
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5) or None)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes (server, in-process tasks, tests) share one file: wait instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several threads and processes (server, in-process tasks, tests) share one file: each transaction takes the
+    # write lock when it begins (IMMEDIATE) and waits up to the timeout for it. A deferred transaction that read
+    # first and then writes fails at once with "database is locked" when another writer is in, whatever the timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    # Refuses every sign-in from an address with too many recent failures (LOGIN_ADDRESS_FAILURE_LIMIT).
+    "core.address_limit.AddressLimitBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -245,10 +278,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["core.api.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
+# The OpenAPI schema (/api/schema/) and its docs (/api/docs/) for anonymous callers too; otherwise only for
+# signed-in users and tokens.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "API key attestation portal",
     "VERSION": "1.0.0",
@@ -293,6 +329,11 @@ CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Browser features no page of the portal uses, turned off for it and anything it would frame.
+PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
+    "accelerometer", "camera", "display-capture", "geolocation", "gyroscope", "magnetometer", "microphone",
+    "payment", "usb",
+))
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -328,6 +369,10 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # proxy the address that proxy appended to X-Forwarded-For.
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 AXES_CLIENT_IP_CALLABLE = "core.audit.client_ip"
+# Password spraying (a few tries on each of many usernames) from one address: this many failed sign-ins
+# from it within the window refuse every sign-in from it until they age out (0 turns the limit off).
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 50)
+LOGIN_ADDRESS_WINDOW = datetime.timedelta(minutes=env_int("LOGIN_ADDRESS_WINDOW_MINUTES", 15))
 
 # Customer contacts sign in with an emailed single-use link plus a one-time code sent to the same address.
 CONTACT_LINK_HOURS = env_int("CONTACT_LINK_HOURS", 7 * 24)

@@ -7,6 +7,7 @@ from django import forms
 from attestations.choices import DefaultAction
 from attestations.models import CampaignSchedule
 from core.errors import ServiceErrorsMixin
+from core.numbers import ModelMultipleChoiceField
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 
@@ -14,14 +15,14 @@ DAY_SEPARATOR = re.compile(r"[\s,;]+")
 MAX_DAYS = 365
 
 
-class WorkflowChoiceField(forms.ModelMultipleChoiceField):
+class WorkflowChoiceField(ModelMultipleChoiceField):
     def label_from_instance(self, obj):
         return f"{obj.customer.name} · {obj.name} ({obj.get_environment_display()})"
 
 
 class CampaignForm(ServiceErrorsMixin, forms.Form):
     name = forms.CharField(max_length=200, help_text="e.g. 2026-Q4 production keys.")
-    customers = forms.ModelMultipleChoiceField(
+    customers = ModelMultipleChoiceField(
         queryset=Customer.objects.order_by("name"), required=False,
         widget=forms.SelectMultiple(attrs={"size": 6}), help_text="None selected: every customer.",
     )

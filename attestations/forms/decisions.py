@@ -7,6 +7,7 @@ from attestations.choices import Decision
 from attestations.models import Campaign
 from core.actions import Action, Panel, offered_panels
 from core.errors import ServiceErrorsMixin
+from core.numbers import IdsField
 from keys.models import Customer
 
 
@@ -134,19 +135,10 @@ def decision_panels(item, user, decisions=tuple(DECISION_ACTIONS), failed: Decis
     )
 
 
-class ItemIdsField(forms.Field):
+class ItemIdsField(IdsField):
     """Item ids ticked in the inbox. Which of them the user may decide is the service's question."""
 
-    widget = forms.MultipleHiddenInput
     default_error_messages = {"required": "Select the items to confirm.", "invalid": "Unknown item."}
-
-    def to_python(self, value):
-        if not value:
-            return []
-        try:
-            return sorted({int(v) for v in value})
-        except (TypeError, ValueError):
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
 class BulkConfirmForm(forms.Form):

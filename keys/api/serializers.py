@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from core.api import GovernedModelSerializer
+from core.api import GovernedModelSerializer, SlugRelatedField
 from keys.choices import KeyStatus, LifecycleAction, RevocationReason, RiskTier
 from keys.fingerprints import MAX_PREFIX_LENGTH
 from keys.models import ApiKey, Customer, IssuingSystem, Workflow
@@ -11,9 +11,9 @@ from keys.models import ApiKey, Customer, IssuingSystem, Workflow
 User = get_user_model()
 
 
-def username_field(**kwargs) -> serializers.SlugRelatedField:
+def username_field(**kwargs) -> SlugRelatedField:
     kwargs.setdefault("queryset", User.objects.all())
-    return serializers.SlugRelatedField(slug_field="username", **kwargs)
+    return SlugRelatedField(slug_field="username", **kwargs)
 
 
 class CustomerSerializer(GovernedModelSerializer):

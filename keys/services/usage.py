@@ -26,6 +26,7 @@ from django.utils import timezone
 from core.actors import system_user
 from core.chain import sealed_atomic
 from core.errors import ServiceError
+from core.numbers import in_bigint_range
 from keys.fingerprints import FINGERPRINT_RE
 from keys.models import ApiKey, UsageDaily, UsageEventReceipt
 from keys.services import lifecycle, releases
@@ -113,7 +114,11 @@ def _validate(events: list, idempotency_key: str, result: UsageResult) -> list[_
         if not isinstance(event, dict):
             result.rejected.append({"index": index, "reason": "An event is an object."})
             continue
-        problems = []
+        problems = [f"{name}: no NUL characters." for name in ("id", "key", "source")
+                    if isinstance(event.get(name), str) and "\x00" in event[name]]
+        if problems:
+            result.rejected.append({"index": index, "reason": " ".join(problems)})
+            continue
         event_id = event.get("id")
         if isinstance(event_id, int) and not isinstance(event_id, bool):
             event_id = str(event_id)
@@ -127,6 +132,8 @@ def _validate(events: list, idempotency_key: str, result: UsageResult) -> list[_
         key_ref = event.get("key")
         if isinstance(key_ref, bool) or not isinstance(key_ref, int | str) or key_ref == "":
             problems.append("key: the key's id, prefix or fingerprint.")
+        elif isinstance(key_ref, int) and not in_bigint_range(key_ref):
+            problems.append("key: no key has this id (ids are 64-bit whole numbers).")
         elif isinstance(key_ref, str):
             key_ref = key_ref.strip()
             if len(key_ref) > 64:

@@ -101,4 +101,6 @@ def _import_page(request):
             "max_bytes": settings.IMPORT_MAX_BYTES,
             "sample_path": SAMPLE_PATH,
         },
+        # A refused file (bad rows, too large) or form is a 400, with the same page saying why.
+        status=400 if problems or form.errors else 200,
     )

@@ -347,7 +347,7 @@ def test_upload_with_bad_rows_lists_them_and_writes_nothing(world, client, admin
     client.force_login(admin_user)
     text = to_csv([row(), row(workflow="Nope", secret=secret), row(expires_on="soon")])
     response = client.post(reverse("keys:import"), upload(text))
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert [(p.line, p.field) for p in response.context["problems"]] == [(3, "workflow"), (4, "expires_on")]
     content = response.content.decode()
     assert "Unknown workflow &#x27;Nope&#x27; for customer &#x27;CUST-0001&#x27;." in content
@@ -360,6 +360,7 @@ def test_upload_refuses_oversized_file(world, client, admin_user, settings):
     settings.IMPORT_MAX_BYTES = 2000
     client.force_login(admin_user)
     response = client.post(reverse("keys:import"), upload(to_csv([row() for _ in range(40)])))
+    assert response.status_code == 400
     assert "larger than the limit of 2,000 bytes" in response.content.decode()
     assert nothing_written()
 
@@ -367,6 +368,7 @@ def test_upload_refuses_oversized_file(world, client, admin_user, settings):
 def test_upload_requires_a_file_and_a_reason(world, client, admin_user):
     client.force_login(admin_user)
     response = client.post(reverse("keys:import"), {"reason": ""})
+    assert response.status_code == 400
     assert set(response.context["form"].errors) == {"file", "reason"}
 
 

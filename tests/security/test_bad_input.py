@@ -108,3 +108,103 @@ def test_usage_batch_rejects_out_of_range_times_by_row_and_writes_nothing_for_th
     assert not UsageDaily.objects.exists() and not UsageEventReceipt.objects.exists()
     key.refresh_from_db()
     assert key.last_used_at is None
+
+
+BEYOND_64_BITS = [str(2**63), str(-(2**63) - 1), "1" * 23, "-8.5e282"]
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**22])
+def test_usage_batch_rejects_a_key_id_beyond_64_bits_by_row(admin_user, key, value):
+    client = APIClient()
+    client.force_login(admin_user)
+    response = client.post(reverse("usage-list"), {"events": [
+        {"id": "far", "key": value, "at": "2026-11-02T09:15:00Z", "source": "10.0.0.1"},
+    ]}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["accepted"] == 0 and [r["index"] for r in body["rejected"]] == [0]
+    assert body["rejected"][0]["reason"].startswith("key:"), body
+    assert not UsageEventReceipt.objects.exists()
+
+
+@pytest.mark.parametrize("value", BEYOND_64_BITS)
+@pytest.mark.parametrize(("name", "field"), [
+    ("attestation-list", "campaign"),
+    ("keyexception-list", "customer"),
+    ("apikey-list", "unused_days"),
+])
+def test_api_number_filters_refuse_values_beyond_64_bits(admin_user, key, name, field, value):
+    client = APIClient()
+    client.force_login(admin_user)
+    response = client.get(reverse(name), {field: value})
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == [field], response.json()
+
+
+@pytest.mark.parametrize(("name", "body", "field"), [
+    ("apikey-list", {"label": "x", "workflow": 2**63, "owner": "alice", "secret": "sk_live_0123456789abcdefghij"},
+     "workflow"),
+    ("campaign-list", {"name": "far", "customers": [2**63]}, "customers"),
+    ("campaign-list", {"name": "far", "workflows": [-(2**63) - 1]}, "workflows"),
+    ("campaign-list", {"name": "far", "duration_days": 2**70}, "duration_days"),
+    ("export-list", {"kind": "key", "key": 2**63}, "key"),
+])
+def test_api_bodies_refuse_ids_and_numbers_beyond_64_bits_by_field(admin_user, key, name, body, field):
+    client = APIClient()
+    client.force_login(admin_user)
+    response = client.post(reverse(name), body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json(), response.json()
+
+
+@pytest.mark.parametrize("field", ["customers", "workflows"])
+def test_campaign_form_refuses_ids_beyond_64_bits(client, compliance_user, key, field):
+    client.force_login(compliance_user)
+    payload = {"name": "2026-Q4", "duration_days": "14", "reminder_days": "3", "default_action": "suspend",
+               "review_cadence_days": "90", field: [str(2**63)]}
+    response = client.post(reverse("attestations:campaign-create"), payload)
+    assert response.status_code == 400
+    assert field in _errors(response), _errors(response)
+    assert not Campaign.objects.exists()
+
+
+def test_bulk_confirm_refuses_item_ids_beyond_64_bits(client, owner, key):
+    client.force_login(owner)
+    response = client.post(reverse("attestations:bulk-confirm"), {"items": [str(2**63)], "affirm": "on"}, follow=True)
+    assert response.status_code == 200
+    assert "Unknown item." in [str(m) for m in response.context["messages"]]
+
+
+@pytest.mark.parametrize(("name", "body", "field"), [
+    ("apikey-list", {"label": "x", "owner": "al\x00ice", "secret": "sk_live_0123456789abcdefghij"}, "owner"),
+    ("apikey-list", {"label": "x", "owner": "alice", "steward": "\x00", "secret": "sk_live_0123456789abcdefghij"},
+     "steward"),
+    ("customer-list", {"name": "x", "external_id": "y", "contract_status": "active", "account_manager": "\x00"},
+     "account_manager"),
+])
+def test_api_usernames_with_a_nul_character_are_refused_by_field(admin_user, key, name, body, field):
+    """PostgreSQL cannot compare text holding a NUL character: such a name is refused before any query."""
+    client = APIClient()
+    client.force_login(admin_user)
+    if name == "apikey-list":
+        body = {**body, "workflow": key.workflow_id}
+    response = client.post(reverse(name), body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json(), response.json()
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    ({"id": "nul", "key": "sk\x00live"}, "key"),
+    ({"id": "nul", "source": "10.0.0.1\x00"}, "source"),
+    ({"id": "n\x00l"}, "id"),
+])
+def test_usage_batch_rejects_text_with_a_nul_character_by_row(admin_user, key, event, field):
+    client = APIClient()
+    client.force_login(admin_user)
+    event = {"key": key.pk, "at": "2026-11-02T09:15:00Z", **event}
+    response = client.post(reverse("usage-list"), {"events": [event]}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["accepted"] == 0 and [r["index"] for r in body["rejected"]] == [0]
+    assert body["rejected"][0]["reason"].startswith(f"{field}:"), body
+    assert not UsageEventReceipt.objects.exists()

@@ -1,6 +1,7 @@
 """Login protection and the access audit: django-axes lock-out, TOTP second factor, idle timeout,
 Content-Security-Policy and API token use recorded with who, when and from where."""
 
+import datetime
 import hashlib
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
@@ -275,3 +277,116 @@ def test_access_records_are_read_only_in_the_admin(client, admin_user, owner):
     listing = client.get(reverse("admin:portal_accessrecord_changelist"))
     assert listing.status_code == 200 and "192.0.2.1" in listing.content.decode()
     assert client.get(reverse("admin:portal_accessrecord_add")).status_code == 403
+
+
+def confirmed_device(user) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def test_totp_verify_while_throttled_says_so_and_when_to_try_again(compliance_user, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 10
+    device = confirmed_device(compliance_user)
+    client = Client()
+    assert sign_in(client, "carol", "demo").status_code == 302
+    # Three wrong codes in a row: the next try is held back 10 * 2**2 = 40 seconds after the last.
+    last_failure = timezone.now() - datetime.timedelta(seconds=5)
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=3,
+                                                   throttling_failure_timestamp=last_failure)
+    device.refresh_from_db()
+    refused = client.post(reverse("two-factor-verify"), {"token": code_for(device)})
+    html = refused.content.decode()
+    assert refused.status_code == 429
+    assert "That code is not valid" not in html
+    assert "Too many wrong codes" in html
+    until = timezone.localtime(last_failure + datetime.timedelta(seconds=40))
+    assert f"after {until:%H:%M:%S}" in html, html
+    assert 30 <= int(refused["Retry-After"]) <= 36
+    assert client.get(reverse("keys:list")).status_code == 302  # still held at the verify page
+    # Once the wait is over, the same right code signs in.
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_timestamp=timezone.now() - datetime.timedelta(seconds=41))
+    device.refresh_from_db()
+    assert client.post(reverse("two-factor-verify"), {"token": code_for(device)}).status_code == 302
+    assert client.get(reverse("keys:list")).status_code == 200
+
+
+def test_totp_enrolment_while_throttled_says_so(compliance_user, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 10
+    client = Client()
+    client.force_login(compliance_user)
+    client.get(reverse("two-factor-setup"))
+    device = TOTPDevice.objects.get(user=compliance_user, confirmed=False)
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=2,
+                                                   throttling_failure_timestamp=timezone.now())
+    device.refresh_from_db()
+    refused = client.post(reverse("two-factor-setup"), {"token": code_for(device)})
+    assert refused.status_code == 429
+    assert "Too many wrong codes" in refused.content.decode()
+    device.refresh_from_db()
+    assert not device.confirmed
+
+
+def spray(count, *, address="203.0.113.50", forwarded=None, password="Summer2026!"):
+    """One password tried once on each of ``count`` usernames from one address: no pair reaches axes' limit."""
+    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
+    return [Client().post(reverse("login"), {"username": f"user{n:03d}", "password": password},
+                          REMOTE_ADDR=address, **extra).status_code for n in range(count)]
+
+
+def test_password_spraying_from_one_address_is_stopped_after_fifty_failures(owner, settings):
+    assert settings.LOGIN_ADDRESS_FAILURE_LIMIT == 50
+    assert settings.LOGIN_ADDRESS_WINDOW == datetime.timedelta(minutes=15)
+    assert spray(50) == [200] * 50  # each a plain "wrong username or password"
+    # The 51st sign-in from that address is refused, even alice's with her right password ...
+    refused = sign_in(Client(), "alice", "demo", address="203.0.113.50")
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins from your network address" in refused.content.decode()
+    assert int(refused["Retry-After"]) > 0
+    assert not AccessRecord.objects.filter(action=AccessAction.LOGIN).exists()
+    assert AccessRecord.objects.filter(action=AccessAction.LOCKED_OUT, username="alice",
+                                       ip_address="203.0.113.50").exists()
+    # ... and counts as no new failure (the lock ends as the old failures leave the window) ...
+    assert AccessRecord.objects.filter(action=AccessAction.LOGIN_FAILED).count() == 50
+    # ... while another address signs in as usual.
+    assert sign_in(Client(), "alice", "demo", address="198.51.100.9").status_code == 302
+
+
+def test_an_office_behind_one_address_stays_under_the_limit(owner, settings):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 5
+    assert spray(4) == [200] * 4
+    assert sign_in(Client(), "alice", "demo", address="203.0.113.50").status_code == 302
+
+
+def test_the_address_limit_applies_to_the_admin_sign_in_too(admin_user, settings):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 3
+    spray(3)
+    refused = Client().post(reverse("admin:login"), {"username": "dave", "password": "demo"},
+                            REMOTE_ADDR="203.0.113.50")
+    assert refused.status_code == 429
+
+
+def test_failures_older_than_the_window_no_longer_count(owner, settings):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 3
+    spray(3)
+    assert sign_in(Client(), "alice", "demo", address="203.0.113.50").status_code == 429
+    AccessRecord.objects.filter(action=AccessAction.LOGIN_FAILED).update(
+        at=timezone.now() - settings.LOGIN_ADDRESS_WINDOW - datetime.timedelta(seconds=1))
+    assert sign_in(Client(), "alice", "demo", address="203.0.113.50").status_code == 302
+
+
+def test_forwarded_addresses_count_only_behind_a_trusted_proxy(owner, settings):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 3
+    # Without a trusted proxy a forged X-Forwarded-For changes nothing: the connecting address is counted.
+    for n in range(3):
+        spray(1, address="10.0.0.2", forwarded=f"192.0.2.{n + 1}")
+    assert sign_in(Client(), "alice", "demo", address="10.0.0.2").status_code == 429
+    # Behind the trusted proxy each client is its own address, the one the proxy appended.
+    settings.TRUST_X_FORWARDED_FOR = True
+    AccessRecord.objects.all().delete()
+    for n in range(3):
+        spray(1, address="10.0.0.2", forwarded=f"6.6.6.6, 192.0.2.{n + 1}")
+    assert Client().post(reverse("login"), {"username": "alice", "password": "demo"}, REMOTE_ADDR="10.0.0.2",
+                         HTTP_X_FORWARDED_FOR="192.0.2.99").status_code == 302
+    spray(2, address="10.0.0.2", forwarded="192.0.2.1")
+    assert Client().post(reverse("login"), {"username": "alice", "password": "demo"}, REMOTE_ADDR="10.0.0.2",
+                         HTTP_X_FORWARDED_FOR="6.6.6.6, 192.0.2.1").status_code == 429

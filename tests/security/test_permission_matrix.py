@@ -60,7 +60,7 @@ PAGES = {
     "two-factor-verify": {"get": row(LOGIN, 302, 302, 302, 302)},
     "keys:list": {"get": EVERYONE},
     "keys:register": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
-    "keys:import": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 200)},
+    "keys:import": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
     "keys:detail": {"args": ("key",), "get": row(LOGIN, 200, 404, 200, 200)},
     "keys:action": {"args": ("key", "suspend"), "post": row(LOGIN, 403, 404, 403, 400)},
     "keys:exceptions": {"get": EVERYONE},
