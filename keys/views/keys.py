@@ -28,8 +28,8 @@ from keys.forms.keys import (
     RotateForm,
 )
 from keys.models import ApiKey, KeyException, LifecycleEvent
+from keys.services import exposures, lifecycle, releases
 from keys.services import key_exceptions as exceptions
-from keys.services import lifecycle, releases
 from keys.tables import ApiKeyTable
 from keys.views.releases import RELEASE_ACTIONS, ReleaseForm
 
@@ -52,6 +52,12 @@ class KeyListView(ObjectListView):
     template_name = "keys/key_list.html"
     table_id = "key-table"
     refresh_in_place = True
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if not self.is_partial():
+            context["may_report_exposures"] = exposures.may_report(self.request.user)
+        return context
 
 
 def _offered_from(lifecycle_action: str, also: Callable[[ApiKey], bool] = always) -> Callable[[ApiKey], bool]:

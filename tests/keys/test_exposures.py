@@ -4,6 +4,7 @@ import logging
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.urls import reverse
 
 from keys.choices import ExposureSource, KeyStatus, LifecycleAction, RevocationReason
 from keys.fingerprints import fingerprint_secret
@@ -226,3 +227,16 @@ def test_compliance_dismisses_a_report_with_a_reason(triaged, exposed_key, admin
     assert triage.status == "dismissed"
     exposed_key.refresh_from_db()
     assert exposed_key.status == KeyStatus.ACTIVE
+
+
+@pytest.mark.django_db
+def test_the_key_list_offers_the_exposure_report_only_to_who_may_report(client, owner):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(owner)
+    assert reverse("keys:exposure-report") in client.get(reverse("keys:list")).content.decode()
+    nobody = get_user_model().objects.create_user("no-role")
+    client.force_login(nobody)
+    page = client.get(reverse("keys:list"))
+    assert page.status_code == 200 and reverse("keys:exposure-report") not in page.content.decode()
+    assert client.get(reverse("keys:exposure-report")).status_code == 403
