@@ -22,7 +22,6 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.models import VerifyNotAllowed
@@ -31,6 +30,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from core import roles
 from core.audit import record_access
 from core.models import AccessAction
+from core.navigation import return_url
 
 VERIFY_PENDING = "two_factor_verify_pending"
 ENROL_REQUIRED = "two_factor_enrol_required"
@@ -130,10 +130,7 @@ def _render_throttled(request, template: str, context: dict, form, throttled: Th
 
 
 def _next_url(request) -> str:
-    candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if candidate and url_has_allowed_host_and_scheme(candidate, {request.get_host()}, request.is_secure()):
-        return candidate
-    return reverse("dashboard")
+    return return_url(request, reverse("dashboard"))
 
 
 def qr_code_data_uri(text: str) -> str:

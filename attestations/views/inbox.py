@@ -17,7 +17,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from attestations.choices import CampaignStatus, ItemStatus, TransferStatus
@@ -36,6 +35,7 @@ from attestations.services.campaigns import CampaignError
 from core import roles
 from core.actions import Panel
 from core.errors import ServiceError
+from core.navigation import return_url
 
 User = get_user_model()
 PER_PAGE = 50
@@ -116,13 +116,6 @@ def _filtered(items, data: dict):
         | Q(decided_at__gte=since)
         | Q(decided_at__isnull=True, campaign__closed_at__gte=since)
     )
-
-
-def _return_to(request, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return target
-    return default
 
 
 @login_required
@@ -214,7 +207,7 @@ def decide(request, pk):
             done = DECISION_ACTIONS[form.decision].done.format(label=decided.key.label, to=form.cleaned_data.get("to", ""))
             if not request.htmx:
                 messages.success(request, done)
-                return redirect(_return_to(request, reverse("attestations:inbox")))
+                return redirect(return_url(request, reverse("attestations:inbox")))
             return _render_row(request, decided.attach_shown_rows(request.user), done=done)
     item = _visible_item(request.user, pk)
     if request.htmx:
@@ -225,14 +218,14 @@ def decide(request, pk):
 
 def _render_row(request, item, *, failed=None, done=""):
     row = item_row(item, request.user, decidable=_can_decide_now(request.user, item), failed=failed, done=done)
-    context = {"row": row, "return_to": _return_to(request, reverse("attestations:inbox")), "hx_rows": True}
+    context = {"row": row, "return_to": return_url(request, reverse("attestations:inbox")), "hx_rows": True}
     return render(request, "attestations/_item_row.html", context)
 
 
 @login_required
 @require_POST
 def bulk_confirm(request):
-    back = _return_to(request, reverse("attestations:inbox"))
+    back = return_url(request, reverse("attestations:inbox"))
     form = BulkConfirmForm(request.POST)
     if not form.is_valid():
         for error_list in form.errors.values():

@@ -11,12 +11,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
 from core import roles
 from core.lists import STAFF, ObjectListView
+from core.navigation import return_url
 from keys.choices import ExposureSource
 from keys.filters import ExposureFilterSet
 from keys.forms.keys import LifecycleForm, SecretField
@@ -82,10 +82,7 @@ def triage_exposure_view(request, pk):
         else:
             messages.success(request, f"Exposure #{exposure.pk}: " + ("the key is revoked." if revoke else
                                                                       "the report is dismissed."))
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        next_url = reverse("keys:exposures")
-    return redirect(next_url)
+    return redirect(return_url(request, reverse("keys:exposures")))
 
 
 class ExposureListView(ObjectListView):

@@ -10,11 +10,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core import roles
 from core.lists import STAFF, ObjectListView
+from core.navigation import return_url
 from keys.filters import RevocationRequestFilterSet
 from keys.models import RevocationRequest
 from keys.services import revocation
@@ -60,7 +60,4 @@ def confirm_revocation_view(request, pk):
             messages.error(request, " ".join(error.messages))
         else:
             messages.success(request, f"Revocation of {revocation_request.key.label} confirmed at the source.")
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        next_url = reverse("keys:revocations")
-    return redirect(next_url)
+    return redirect(return_url(request, reverse("keys:revocations")))
