@@ -1,9 +1,11 @@
 """Celery tasks of attestations: thin, idempotent wrappers over attestations.services (safe to run twice).
 
 Campaigns: launches, reminders, escalations, closes and successions. Evidence exports: a campaign report
-fans out into one task per chunk of items, and one that measures the front matter's length (so the
-assembly lays the front out once); the chunk that completes the set (counted under the export's row
-lock, from the part files present, so a redelivered chunk is not counted twice) enqueues the assembly.
+decides which items it prints (``evidence.plan_report``: the exceptions and other items an auditor must
+see, and a sample of the confirmed decisions), then fans out into one task per chunk of those, and one
+that measures the front matter's length (so the assembly lays the front out once); the chunk that
+completes the set (counted under the export's row lock, from the part files present, so a redelivered
+chunk is not counted twice) enqueues the assembly.
 A finished export is left alone.
 """
 
@@ -155,16 +157,17 @@ def render_export(export_id: int) -> None:
         return
     try:
         if export.kind == Kind.CAMPAIGN:
-            ranges = evidence.campaign_chunks(export.campaign)
-            exports.set_progress(export.pk, 3, f"Rendering {len(ranges)} chunk(s) of items", status=Status.RENDERING,
-                                  chunks_total=len(ranges), chunks_done=0)
-            export.chunks_total = len(ranges)
-            if not ranges:
+            plan = evidence_pdf.plan_campaign_report(export)
+            chunks = len(plan.chunks)
+            exports.set_progress(export.pk, 3, f"Rendering {chunks} chunk(s) of the {plan.printed} item(s) printed",
+                                 status=Status.RENDERING, chunks_total=chunks, chunks_done=0)
+            export.chunks_total = chunks
+            if not chunks:
                 assemble_export.delay(export.pk)
                 return
             measure_export_front.delay(export.pk)
-            for index, (first_pk, last_pk) in enumerate(ranges):
-                render_export_chunk.delay(export.pk, index, first_pk, last_pk)
+            for index in range(chunks):
+                render_export_chunk.delay(export.pk, index)
             return
         exports.set_progress(export.pk, 10, "Verifying the history chain", status=Status.RENDERING)
         chain = evidence.verify_history_chain()
@@ -180,13 +183,13 @@ def render_export(export_id: int) -> None:
 
 
 @shared_task
-def render_export_chunk(export_id: int, index: int, first_pk: int, last_pk: int) -> None:
-    """Render one chunk of a campaign's items; the chunk that completes the set enqueues the assembly."""
+def render_export_chunk(export_id: int, index: int) -> None:
+    """Render one chunk of a campaign's printed items; the chunk that completes the set enqueues the assembly."""
     export = EvidenceExport.objects.select_related("campaign").get(pk=export_id)
     if export.status != Status.RENDERING:
         return
     try:
-        evidence_pdf.render_campaign_chunk(export, index, first_pk, last_pk)
+        evidence_pdf.render_campaign_chunk(export, evidence_pdf.load_plan(export), index)
         with sealed_atomic():
             locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
             done = sum(default_storage.exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
@@ -210,8 +213,8 @@ def measure_export_front(export_id: int) -> None:
     if export.status != Status.RENDERING:
         return
     try:
-        evidence_pdf.measure_campaign_front(export, evidence.campaign_chunks(export.campaign),
-                                            evidence.verify_history_chain(), evidence.generated_at())
+        evidence_pdf.measure_campaign_front(export, evidence_pdf.load_plan(export), evidence.verify_history_chain(),
+                                            evidence.generated_at())
     except Exception:
         log.exception("measuring the front of evidence export %s failed; the assembly will measure it", export_id)
 
@@ -225,12 +228,12 @@ def assemble_export(export_id: int) -> None:
     try:
         exports.set_progress(export_id, 86, "Verifying the history chain")
         chain = evidence.verify_history_chain()
-        ranges = evidence.campaign_chunks(export.campaign)
-        if len(ranges) != export.chunks_total:
+        plan = evidence_pdf.load_plan(export)
+        if len(plan.chunks) != export.chunks_total:
             raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
         exports.set_progress(export_id, 90, "Rendering the cover, contents and summary")
         pages = evidence_pdf.part_pages(export)
-        front = evidence_pdf.render_campaign_front(export, ranges, pages, chain, evidence.generated_at(),
+        front = evidence_pdf.render_campaign_front(export, plan, pages, chain, evidence.generated_at(),
                                                    front_pages=evidence_pdf.measured_front_pages(export))
         exports.set_progress(export_id, 93, "Merging and numbering the pages")
         parts = [default_storage.open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]

@@ -16,7 +16,8 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from attestations.models import Campaign, EvidenceExport
-from attestations.services import exports
+from attestations.services import evidence, exports
+from attestations.services.exports import SAMPLE_SIZE_MESSAGE
 from attestations.views.exports import download_name, record_download
 from core import roles
 from core.api import DetailSerializer
@@ -65,6 +66,18 @@ class ExportRequestSerializer(serializers.Serializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all(), required=False, allow_null=True)
     period_start = serializers.DateField(required=False, allow_null=True, help_text="Customer report only.")
     period_end = serializers.DateField(required=False, allow_null=True, help_text="Customer report only.")
+    sample_size = serializers.IntegerField(
+        required=False, allow_null=True, min_value=evidence.SAMPLE_SIZE_MIN, max_value=evidence.SAMPLE_SIZE_MAX,
+        error_messages={"invalid": SAMPLE_SIZE_MESSAGE, "min_value": SAMPLE_SIZE_MESSAGE,
+                        "max_value": SAMPLE_SIZE_MESSAGE, "max_string_length": SAMPLE_SIZE_MESSAGE},
+        help_text="Campaign report only: how many confirmed decisions to print, drawn at random with a seed the "
+                  "report prints (and `parameters.sample_seed` holds). Omitted: 25, 40 or 60 by the number of "
+                  "confirmed decisions, all of them when fewer.")
+    print_all_items = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Campaign report only: print every item instead of the exceptions, releases, reassignments, "
+                  "revocations, late and default decisions and the sample. Every item is attached as CSV and JSON "
+                  "either way.")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

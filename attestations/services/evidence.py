@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
+import heapq
 import io
 import json
+import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
@@ -73,57 +77,108 @@ class Control:
     title: str
     note: str = ""
 
+    @property
+    def ref(self) -> str:
+        """The short id the section mapping names (``NHI1:2025`` for ``NHI1:2025 (NHI-01)``)."""
+        return self.id.split(" ")[0]
+
+
+OWASP_NHI = "OWASP Non-Human Identities Top 10 (2025)"
+NIST_CSF_2 = "NIST Cybersecurity Framework 2.0"
+NIST_CSF_11 = "NIST Cybersecurity Framework 1.1"
+SOC2 = "AICPA Trust Services Criteria (SOC 2), 2017, revised points of focus 2022"
+ISO27001 = "ISO/IEC 27001:2022 Annex A"
 
 CONTROLS = (
-    Control("OWASP Non-Human Identities Top 10 (2025)", "NHI1:2025 (NHI-01)", "Improper Offboarding"),
-    Control("OWASP Non-Human Identities Top 10 (2025)", "NHI3:2025 (NHI-03)", "Vulnerable Third-Party NHI"),
-    Control("NIST Cybersecurity Framework 2.0", "PR.AA-01",
+    Control(OWASP_NHI, "NHI1:2025 (NHI-01)", "Improper Offboarding"),
+    Control(OWASP_NHI, "NHI3:2025 (NHI-03)", "Vulnerable Third-Party NHI"),
+    Control(NIST_CSF_2, "PR.AA-01",
             "Identities and credentials for authorized users, services, and hardware are managed by the organization"),
-    Control("NIST Cybersecurity Framework 1.1", "PR.AC-4",
+    Control(NIST_CSF_11, "PR.AC-4",
             "Access permissions and authorizations are managed, incorporating the principles of least privilege "
             "and separation of duties",
             "PR.AC-4 is a CSF 1.1 identifier, kept because auditors still ask for it; CSF 2.0 has no PR.AC category "
             "and moved this outcome to PR.AA-05."),
+    Control(SOC2, "CC6.1",
+            "The entity implements logical access security software, infrastructure, and architectures over "
+            "protected information assets to protect them from security events to meet the entity's objectives."),
+    Control(SOC2, "CC6.2",
+            "Prior to issuing system credentials and granting system access, the entity registers and authorizes "
+            "new internal and external users whose access is administered by the entity. For those users whose "
+            "access is administered by the entity, user system credentials are removed when user access is no "
+            "longer authorized."),
+    Control(SOC2, "CC6.3",
+            "The entity authorizes, modifies, or removes access to data, software, functions, and other protected "
+            "information assets based on roles, responsibilities, or the system design and changes, giving "
+            "consideration to the concepts of least privilege and segregation of duties, to meet the entity's "
+            "objectives."),
+    Control(ISO27001, "A.5.15", "Access control"),
+    Control(ISO27001, "A.5.16", "Identity management"),
+    Control(ISO27001, "A.5.18", "Access rights"),
+    Control(ISO27001, "A.8.2", "Privileged access rights",
+            "An API key grants a customer's systems programmatic access to data; the portal treats every key as "
+            "a privileged non-human identity with a named owner."),
 )
 
-# Which section of each report evidences which control (control id prefix -> sections).
+CHAIN_SECTION = ("History chain verification", ["PR.AA-01"],
+                 "The records this report is built from were not altered.")
+
+# Which section of each report evidences which control (control ids as ``Control.ref``, then why).
 SECTION_CONTROLS = {
     Kind.CAMPAIGN: [
-        ("Scope, schedule and totals", ["NHI1:2025", "PR.AA-01"],
+        ("Scope, schedule and dates", ["NHI1:2025", "PR.AA-01", "CC6.1", "A.5.18", "A.8.2"],
          "Every live key in scope was put before an accountable owner on a schedule."),
-        ("Decisions per customer and owner", ["NHI3:2025", "PR.AA-01"],
+        ("Totals and resulting key states", ["NHI1:2025", "PR.AA-01", "CC6.2", "A.5.16"],
+         "How many keys were decided, and the state each key was left in after the campaign."),
+        ("Decisions per customer and owner", ["NHI3:2025", "PR.AA-01", "A.5.16"],
          "Customer-owned (third-party) keys were attested per customer by named people."),
-        ("Items: decision, decider, time, justification", ["PR.AA-01", "PR.AC-4"],
-         "Each decision names who decided, when and why; only the assigned reviewer or delegate may decide."),
-        ("Reminders, escalations and default actions", ["NHI1:2025"],
+        ("Reminders, escalations and default actions", ["NHI1:2025", "CC6.2", "A.5.18"],
          "Keys nobody vouched for were suspended, revoked or flagged: no key outlives its owner's attention."),
-        ("Resulting key states", ["NHI1:2025", "PR.AA-01"], "The state each key was left in after the campaign."),
-        ("History chain verification", ["PR.AA-01"], "The records this report is built from were not altered."),
+        ("Reviewer quality", ["PR.AC-4", "CC6.3", "A.5.15"],
+         "How long reviewers took, decisions in bulk, and decisions by someone not independent of the key."),
+        ("Items printed and the sample", ["PR.AA-01", "PR.AC-4", "CC6.2", "CC6.3", "A.5.15", "A.5.18", "A.8.2"],
+         "Every exception, release, reassignment, revocation, late and default decision, and a sample of the "
+         "confirmed ones an auditor can redraw, printed item by item after it: who decided, when and why; only "
+         "the assigned reviewer or delegate may decide."),
+        CHAIN_SECTION,
     ],
     Kind.KEY: [
-        ("Registration and approval", ["PR.AA-01", "PR.AC-4"],
+        ("Registration and approval", ["PR.AA-01", "PR.AC-4", "CC6.2", "A.5.16", "A.8.2"],
          "The key was registered with an owner and purpose and approved by someone else."),
-        ("Ownership", ["NHI1:2025", "PR.AA-01"], "Who was accountable for the key at every point in time."),
-        ("Attestations", ["NHI1:2025", "PR.AA-01"], "The owner re-confirmed the key's purpose on a schedule."),
-        ("Exceptions", ["PR.AC-4"], "Deviations were approved by compliance, never by the owner or requester."),
-        ("Usage and exposures", ["NHI3:2025", "NHI1:2025"], "Whether the customer's key was used, and any leak."),
-        ("Rotation and revocation", ["NHI1:2025"],
+        ("Ownership", ["NHI1:2025", "PR.AA-01", "A.5.16"], "Who was accountable for the key at every point in time."),
+        ("Attestations", ["NHI1:2025", "PR.AA-01", "CC6.3", "A.5.18"],
+         "The owner re-confirmed the key's purpose on a schedule."),
+        ("Exceptions", ["PR.AC-4", "CC6.3", "A.5.15", "A.8.2"],
+         "Deviations were approved by compliance, never by the owner or requester."),
+        ("Usage and exposures", ["NHI3:2025", "NHI1:2025", "CC6.1"], "Whether the customer's key was used, and any leak."),
+        ("Rotation and revocation", ["NHI1:2025", "CC6.2", "A.5.18"],
          "Rotation and revocation, with the issuing system's acknowledgement."),
-        ("History chain verification", ["PR.AA-01"], "The records this report is built from were not altered."),
+        CHAIN_SECTION,
     ],
     Kind.CUSTOMER: [
-        ("Keys of the customer", ["NHI3:2025", "PR.AA-01"], "Every key the customer's integrations hold, and its owner."),
-        ("Lifecycle in the period", ["NHI1:2025", "PR.AC-4"], "Approvals, attestations and revocations in the period."),
-        ("History chain verification", ["PR.AA-01"], "The records this report is built from were not altered."),
+        ("Keys of the customer", ["NHI3:2025", "PR.AA-01", "CC6.1", "A.5.16", "A.8.2"],
+         "Every key the customer's integrations hold, and its owner."),
+        ("Lifecycle in the period", ["NHI1:2025", "PR.AC-4", "CC6.2", "CC6.3", "A.5.15", "A.5.18"],
+         "Approvals, attestations and revocations in the period."),
+        CHAIN_SECTION,
     ],
 }
 
 
 def control_mapping(kind: str) -> list[dict]:
-    controls = {c.id.split(" ")[0]: c for c in CONTROLS}
+    """Per section of the report, the controls it evidences and why."""
+    controls = {c.ref: c for c in CONTROLS}
     return [
         {"section": section, "controls": [controls[c] for c in ids], "why": why}
         for section, ids, why in SECTION_CONTROLS[kind]
+    ]
+
+
+def sections_by_control(kind: str) -> list[dict]:
+    """The same mapping the other way round: per control, framework by framework, the sections evidencing it."""
+    return [
+        {"control": control, "sections": [section for section, ids, _why in SECTION_CONTROLS[kind] if control.ref in ids]}
+        for control in CONTROLS
     ]
 
 
@@ -214,11 +269,194 @@ def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
         }
 
 
-def campaign_chunks(campaign: Campaign, chunk_size: int | None = None) -> list[tuple[int, int]]:
-    """(first item pk, last item pk) ranges of ``chunk_size`` items, so each chunk task reads only its own rows."""
+# What a campaign report prints: the items an auditor must see, and a sample of the rest -------------
+
+# Sample size by the number of confirmed decisions (the population): up to 250 -> 25, up to 2,500 -> 40,
+# more -> 60; all of them when there are fewer. An export may ask for another size, within these bounds.
+SAMPLE_SIZE_RULE = ((250, 25), (2_500, 40))
+SAMPLE_SIZE_ABOVE = 60
+SAMPLE_SIZE_MIN, SAMPLE_SIZE_MAX = 1, 1_000
+SAMPLE_RULE_TEXT = "25 up to 250 confirmed decisions, 40 up to 2,500, 60 above; all of them when there are fewer"
+
+# Why an item is printed in full, in the order the reasons are listed.
+PRINT_REASONS = {
+    "exception": "under an exception",
+    "released": "released",
+    "reassigned": "reassigned",
+    "revoked": "key revoked",
+    "late": "decided late",
+    "default": "default action",
+}
+DECIDED = frozenset({ItemStatus.CONFIRMED, ItemStatus.RELEASED, ItemStatus.REASSIGNED})
+# The fields that decide whether an item is printed, under the names of the attached CSV's columns.
+PLAN_FIELDS = {"item_id": "pk", "status": "status", "exception_id": "exception_id", "decided_at": "decided_at",
+               "escalated_at": "escalated_at", "default_action_applied": "default_action_applied",
+               "key_status_now": "key__status"}
+
+
+def new_sample_seed() -> str:
+    """A random seed for one export's sample, printed in the report so anyone can redraw it."""
+    return secrets.token_hex(8)
+
+
+def sample_size_for(population: int, requested: int | None = None) -> int:
+    """How many confirmed decisions the sample holds: ``requested``, or 25 / 40 / 60 by the population;
+    never more than there are."""
+    if requested is None:
+        requested = next((size for limit, size in SAMPLE_SIZE_RULE if population <= limit), SAMPLE_SIZE_ABOVE)
+    return min(requested, population)
+
+
+def sample_digest(seed: str, item_id) -> str:
+    """What the sample is ranked by: the SHA-256 of ``"<seed>:<item_id>"``, in lowercase hexadecimal."""
+    return hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()
+
+
+def draw_sample(seed: str, item_ids: Iterable[int], size: int) -> list[int]:
+    """The first ``size`` item ids ranked by ``sample_digest`` ascending: the printed procedure, in code."""
+    return heapq.nsmallest(size, item_ids, key=lambda item_id: sample_digest(seed, item_id))
+
+
+def redraw_command(csv_name: str, seed: str, size: int) -> str:
+    """A command an auditor can run on the attached CSV alone (Python 3, standard library only)."""
+    return ("python3 -c \"import csv,hashlib,sys; f,s,n=sys.argv[1:]; "
+            "ids=[r['item_id'] for r in csv.DictReader(open(f,newline='',encoding='utf-8')) if r['status']=='confirmed']; "
+            "print(*sorted(ids,key=lambda i:hashlib.sha256((s+':'+i).encode()).hexdigest())[:int(n)])\" "
+            f"{csv_name} {seed} {size}")
+
+
+def late_after(campaign: Campaign) -> datetime.datetime | None:
+    """A decision at or after this instant was late: the start of the day after the due date, in the
+    portal's time zone. No due date: only escalated items are late."""
+    if not campaign.due_on:
+        return None
+    return timezone.make_aware(datetime.datetime.combine(campaign.due_on + datetime.timedelta(days=1), datetime.time.min))
+
+
+def print_reasons(row: dict, late_from: datetime.datetime | None) -> list[str]:
+    """Why the report prints this item in full (keys of ``PRINT_REASONS``); none for a routine confirmation.
+
+    Reads only columns of the attached CSV, so an auditor can check that every such item is printed:
+    an exception, a release or a reassignment, a key revoked now, a decision made late (after the due
+    date, or after escalation to the manager) and an item closed by the default action.
+    """
+    status = row["status"]
+    reasons = []
+    if row["exception_id"]:
+        reasons.append("exception")
+    if status == ItemStatus.RELEASED:
+        reasons.append("released")
+    if status == ItemStatus.REASSIGNED:
+        reasons.append("reassigned")
+    if row["key_status_now"] == KeyStatus.REVOKED:
+        reasons.append("revoked")
+    decided_at = row["decided_at"]
+    if status in DECIDED and (row["escalated_at"] or (late_from and decided_at and decided_at >= late_from)):
+        reasons.append("late")
+    if row["default_action_applied"] or status == ItemStatus.EXPIRED:
+        reasons.append("default")
+    return reasons
+
+
+def plan_rows(campaign: Campaign) -> Iterator[dict]:
+    """Every item of the campaign by id, with only the fields ``plan_report`` reads."""
+    names, fields = list(PLAN_FIELDS), list(PLAN_FIELDS.values())
+    items = AttestationItem.objects.filter(campaign=campaign).order_by("pk").values_list(*fields)
+    for values in items.iterator(chunk_size=5000):
+        yield dict(zip(names, values, strict=True))
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    """Which items a campaign report prints, in which chunks, and the sample drawn for it.
+
+    Built once when the export starts (the chunks print from it) and again from the rows attached to
+    the report, which must give the same plan: the printed sample is then what the CSV redraws.
+    """
+
+    seed: str
+    print_all: bool
+    requested_size: int | None
+    late_after: datetime.datetime | None
+    total: int
+    population: int
+    size: int
+    sample: list[int]
+    reason_counts: dict[str, int]
+    printed_in_full: int
+    chunk_size: int
+    chunks: list[dict]
+
+    @property
+    def printed(self) -> int:
+        return sum(len(chunk["ids"]) for chunk in self.chunks)
+
+    @cached_property
+    def draws(self) -> dict[int, int]:
+        """Item id -> its 1-based place in the sample."""
+        return {item_id: n for n, item_id in enumerate(self.sample, start=1)}
+
+    def printed_as(self, row: dict) -> str:
+        """How the item table marks a row: its sample draw, and why it is printed in full."""
+        labels = [PRINT_REASONS[r] for r in print_reasons(row, self.late_after)]
+        draw = self.draws.get(row["item_id"])
+        if draw:
+            labels.insert(0, f"sample draw {draw} of {self.size}")
+        return "; ".join(labels)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "late_after": self.late_after.isoformat() if self.late_after else None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReportPlan:
+        late = data["late_after"]
+        return cls(**{**data, "late_after": datetime.datetime.fromisoformat(late) if late else None})
+
+
+def sampling_options(export: EvidenceExport) -> dict:
+    """The export's sampling parameters; an export from before sampling draws with its id as the seed."""
+    parameters = export.parameters or {}
+    return {"seed": parameters.get("sample_seed") or f"export-{export.pk}",
+            "sample_size": parameters.get("sample_size"), "print_all": bool(parameters.get("print_all_items"))}
+
+
+def plan_report(campaign: Campaign, rows: Iterable[dict], *, seed: str, sample_size: int | None = None,
+                print_all: bool = False, chunk_size: int | None = None) -> ReportPlan:
+    """What the report prints: every item with a ``print_reasons``, then the sample of confirmed decisions
+    (``draw_sample``) in draw order; or, with ``print_all``, every item by id. Chunks never mix the two."""
     chunk_size = chunk_size or CHUNK_SIZE
-    ids = list(AttestationItem.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True))
-    return [(ids[i], ids[min(i + chunk_size, len(ids)) - 1]) for i in range(0, len(ids), chunk_size)]
+    late_from = late_after(campaign)
+    every, in_full, confirmed, counts = [], [], [], Counter()
+    for row in rows:
+        item_id = int(row["item_id"])
+        every.append(item_id)
+        reasons = print_reasons(row, late_from)
+        if reasons:
+            in_full.append(item_id)
+            counts.update(reasons)
+        if row["status"] == ItemStatus.CONFIRMED:
+            confirmed.append(item_id)
+    size = sample_size_for(len(confirmed), sample_size)
+    sample = draw_sample(seed, confirmed, size)
+    sections = [("all", every)] if print_all else [("in_full", in_full), ("sample", sample)]
+    chunks = [{"section": name, "start": start, "ids": ids[start:start + chunk_size]}
+              for name, ids in sections for start in range(0, len(ids), chunk_size)]
+    return ReportPlan(seed=seed, print_all=print_all, requested_size=sample_size, late_after=late_from,
+                      total=len(every), population=len(confirmed), size=size, sample=sample,
+                      reason_counts={r: counts[r] for r in PRINT_REASONS}, printed_in_full=len(in_full),
+                      chunk_size=chunk_size, chunks=chunks)
+
+
+def sampling_document(plan: ReportPlan, csv_name: str) -> dict:
+    """The sample and the rule for printing in full, as the attached JSON states them."""
+    return {
+        "seed": plan.seed, "population": plan.population, "size": plan.size, "requested_size": plan.requested_size,
+        "rule": SAMPLE_RULE_TEXT,
+        "procedure": (f"Keep the rows of {csv_name} whose status is confirmed; rank them by the SHA-256 of "
+                      f"'<seed>:<item_id>' in lowercase hexadecimal, ascending; take the first {plan.size}."),
+        "sample": plan.sample, "print_all_items": plan.print_all,
+        "late_after": plan.late_after, "printed_in_full_counts": plan.reason_counts,
+    }
 
 
 def campaign_summary(campaign: Campaign) -> dict:
@@ -256,8 +494,11 @@ def campaign_summary(campaign: Campaign) -> dict:
     }
 
 
-def campaign_document(campaign: Campaign, summary: dict) -> dict:
-    """The JSON attached to a campaign report: the campaign, its summary and every item."""
+def campaign_document(campaign: Campaign, summary: dict, rows: Iterable[dict] | None = None,
+                      sampling: dict | None = None) -> dict:
+    """The JSON attached to a campaign report: the campaign, its summary, how its sample was drawn and every
+    item (``rows``: the campaign's ``item_rows``, when the caller has them already)."""
+    rows = item_rows(campaign) if rows is None else rows
     return {
         "campaign": {
             "id": campaign.pk, "name": campaign.name, "status": campaign.status,
@@ -278,7 +519,8 @@ def campaign_document(campaign: Campaign, summary: dict) -> dict:
              "sent_at": n.sent_at}
             for n in summary["notifications"]
         ],
-        "items": [{c: row[c] for c in ITEM_COLUMNS} for row in item_rows(campaign)],
+        **({"sampling": sampling} if sampling is not None else {}),
+        "items": [{c: row[c] for c in ITEM_COLUMNS} for row in rows],
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def identity(export: EvidenceExport) -> str:
 
 def base_context(export: EvidenceExport, **extra) -> dict:
     return {"export": export, "identity": identity(export), "generated_at": extra.pop("generated_at", None),
-            "controls": evidence.CONTROLS, "signing": signing_configured(), **extra}
+            "controls": evidence.CONTROLS, "by_control": evidence.sections_by_control(export.kind),
+            "signing": signing_configured(), **extra}
 
 
 def _breakdowns(summary: dict) -> list[tuple[str, list[dict]]]:
@@ -90,17 +92,42 @@ def part_name(export_id: int, index: int) -> str:
     return f"exports/parts/{export_id}/chunk-{index:05d}.pdf"
 
 
-def render_campaign_chunk(export: EvidenceExport, index: int, first_pk: int, last_pk: int) -> int:
-    """Render one chunk of a campaign's items to its part file; returns its page count."""
-    campaign = export.campaign
-    items = evidence.campaign_items(campaign).filter(pk__gte=first_pk, pk__lte=last_pk)
-    rows = list(evidence.item_rows(campaign, items))
-    pdf = html_to_pdf("evidence/campaign_items.html", base_context(
-        export, rows=rows, first=index == 0, chunk_index=index + 1, chunks_total=export.chunks_total))
-    name = part_name(export.pk, index)
+def plan_name(export_id: int) -> str:
+    return f"exports/parts/{export_id}/plan.json"
+
+
+def _replace(name: str, content: bytes) -> None:
     if default_storage.exists(name):
         default_storage.delete(name)
-    default_storage.save(name, ContentFile(pdf))
+    default_storage.save(name, ContentFile(content))
+
+
+def plan_campaign_report(export: EvidenceExport) -> evidence.ReportPlan:
+    """Decide which items the report prints and in which chunks, and keep it for the chunk and assembly tasks."""
+    campaign = export.campaign
+    plan = evidence.plan_report(campaign, evidence.plan_rows(campaign), **evidence.sampling_options(export))
+    _replace(plan_name(export.pk), json.dumps(plan.as_dict()).encode())
+    return plan
+
+
+def load_plan(export: EvidenceExport) -> evidence.ReportPlan:
+    with default_storage.open(plan_name(export.pk), "rb") as f:
+        return evidence.ReportPlan.from_dict(json.loads(f.read()))
+
+
+def render_campaign_chunk(export: EvidenceExport, plan: evidence.ReportPlan, index: int) -> int:
+    """Render one chunk of the printed items to its part file; returns its page count."""
+    campaign = export.campaign
+    chunk = plan.chunks[index]
+    items = evidence.campaign_items(campaign).filter(pk__in=chunk["ids"])
+    found = {row["item_id"]: row for row in evidence.item_rows(campaign, items)}
+    if len(found) != len(chunk["ids"]):
+        raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
+    rows = [{**found[item_id], "printed_as": plan.printed_as(found[item_id])} for item_id in chunk["ids"]]
+    pdf = html_to_pdf("evidence/campaign_items.html", base_context(
+        export, rows=rows, section=chunk["section"], section_start=chunk["start"] == 0, plan=plan,
+        chunk_index=index + 1, chunks_total=export.chunks_total))
+    _replace(part_name(export.pk, index), pdf)
     return page_count(pdf)
 
 
@@ -108,22 +135,17 @@ def front_measure_name(export_id: int) -> str:
     return f"exports/parts/{export_id}/front-pages.txt"
 
 
-def measure_campaign_front(export: EvidenceExport, chunk_ranges: list[tuple[int, int]], chain, generated_at) -> int:
+def measure_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, chain, generated_at) -> int:
     """Lay the front out once with placeholder page numbers and record its length.
 
     Runs beside the chunks; the length does not depend on the numbers, so the final front, rendered
     when the chunks are done, is then laid out once instead of twice.
     """
-    campaign = export.campaign
-    summary = evidence.campaign_summary(campaign)
+    summary = evidence.campaign_summary(export.campaign)
     # Placeholder numbers as wide as the real ones will be (four digits reach 9,999 pages).
-    laid_out = _front_layout(export, summary, campaign.items.count(), chunk_ranges, [999] * len(chunk_ranges), chain,
-                             generated_at, 3)
+    laid_out = _front_layout(export, summary, plan, [999] * len(plan.chunks), chain, generated_at, 3)
     pages = len(laid_out.pages)
-    name = front_measure_name(export.pk)
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    default_storage.save(name, ContentFile(str(pages).encode()))
+    _replace(front_measure_name(export.pk), str(pages).encode())
     return pages
 
 
@@ -146,28 +168,34 @@ def part_pages(export: EvidenceExport) -> list[int]:
 
 def delete_parts(export: EvidenceExport) -> None:
     for name in [*(part_name(export.pk, index) for index in range(export.chunks_total)),
-                 front_measure_name(export.pk)]:
+                 front_measure_name(export.pk), plan_name(export.pk)]:
         if default_storage.exists(name):
             default_storage.delete(name)
 
 
-def render_campaign_front(export: EvidenceExport, chunk_ranges: list[tuple[int, int]], part_pages: list[int],
+def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, part_pages: list[int],
                           chain, generated_at, *, front_pages: int | None = None) -> bytes:
-    """Cover, contents, control mapping, chain verification and summary, with the raw data attached.
+    """Cover, contents, control mapping, chain verification, summary and the sample, with the raw data attached.
 
-    The contents name the page each items chunk starts on, which depends on the front's own length:
-    laid out with ``front_pages`` (measured beforehand, or a guess), and again in the rare case it
-    was wrong. Only the final layout is written to PDF, with the attachments.
+    The attached rows must give the plan the chunks printed from (else the campaign changed meanwhile
+    and the printed sample would not be the one the CSV redraws). The contents name the page each
+    chunk starts on, which depends on the front's own length: laid out with ``front_pages``
+    (measured beforehand, or a guess), and again in the rare case it was wrong. Only the final
+    layout is written to PDF, with the attachments.
     """
     campaign = export.campaign
+    rows = list(evidence.item_rows(campaign))
+    again = evidence.plan_report(campaign, rows, seed=plan.seed, sample_size=plan.requested_size,
+                                 print_all=plan.print_all, chunk_size=plan.chunk_size)
+    if again.as_dict() != plan.as_dict():
+        raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
     summary = evidence.campaign_summary(campaign)
-    document = evidence.campaign_document(campaign, summary)
     labels = _front_attachments(campaign)
+    document = evidence.campaign_document(campaign, summary, rows, evidence.sampling_document(plan, labels[0][0]))
     contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]), evidence.to_json(document)]
     front_pages = front_pages or 3
     for _ in range(3):
-        laid_out = _front_layout(export, summary, len(document["items"]), chunk_ranges, part_pages, chain,
-                                 generated_at, front_pages)
+        laid_out = _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages)
         if len(laid_out.pages) == front_pages:
             break
         front_pages = len(laid_out.pages)
@@ -179,19 +207,31 @@ def _front_attachments(campaign) -> list[tuple[str, str]]:
     return [
         (f"campaign-{campaign.pk}-items.csv",
          "Every item of the campaign, one row each (cells starting with = + - @ are prefixed with an apostrophe)"),
-        (f"campaign-{campaign.pk}.json", "The campaign, its totals and every item"),
+        (f"campaign-{campaign.pk}.json", "The campaign, its totals, its sample and every item"),
     ]
 
 
-def _front_layout(export, summary, item_count, chunk_ranges, part_pages, chain, generated_at, front_pages):
+def _chunk_label(chunk: dict, plan: evidence.ReportPlan) -> str:
+    ids = chunk["ids"]
+    if chunk["section"] == "sample":
+        return f"Sample draws {chunk['start'] + 1} to {chunk['start'] + len(ids)} of {plan.size}"
+    prefix = "Printed in full: items" if chunk["section"] == "in_full" else "Items"
+    return f"{prefix} #{ids[0]} to #{ids[-1]}"
+
+
+def _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages):
     chunks, page = [], front_pages + 1
-    for (first_pk, last_pk), pages in zip(chunk_ranges, part_pages, strict=True):
-        chunks.append({"first": first_pk, "last": last_pk, "page": page, "pages": pages})
+    for chunk, pages in zip(plan.chunks, part_pages, strict=True):
+        chunks.append({"label": _chunk_label(chunk, plan), "page": page, "pages": pages})
         page += pages
+    attachments = _front_attachments(export.campaign)
     return layout("evidence/campaign_front.html", base_context(
         export, campaign=export.campaign, summary=summary, chain=chain, generated_at=generated_at,
         mapping=evidence.control_mapping(Kind.CAMPAIGN), chunks=chunks, breakdowns=_breakdowns(summary),
-        front_pages=front_pages, item_count=item_count, attachments=_front_attachments(export.campaign),
+        front_pages=front_pages, item_count=plan.total, attachments=attachments, plan=plan,
+        reasons=[(label, plan.reason_counts[reason]) for reason, label in evidence.PRINT_REASONS.items()],
+        sample_rule=evidence.SAMPLE_RULE_TEXT,
+        redraw=evidence.redraw_command(attachments[0][0], plan.seed, plan.size),
     ))
 
 

@@ -12,6 +12,7 @@ import datetime
 from django.utils import timezone
 
 from attestations.models import Campaign, EvidenceExport
+from attestations.services import evidence
 from attestations.services.evidence import Kind
 from core import roles
 from core.chain import sealed_atomic
@@ -53,13 +54,36 @@ def _period(period_start, period_end) -> dict[str, list[str]]:
     return errors
 
 
+SAMPLE_SIZE_MESSAGE = (f"Give the sample size as a whole number of items from {evidence.SAMPLE_SIZE_MIN} to "
+                       f"{evidence.SAMPLE_SIZE_MAX:,}, or leave it empty for 25, 40 or 60 by the number of confirmed "
+                       f"decisions. To print every item, choose \"print every item\" instead.")
+
+
+def _sampling(kind: str, sample_size, print_all_items) -> dict[str, list[str]]:
+    """A sample size and "print every item" belong to a campaign report; the size within its bounds."""
+    errors = {}
+    if sample_size is not None:
+        if kind != Kind.CAMPAIGN:
+            errors["sample_size"] = ["Only a campaign report draws a sample: leave the sample size empty."]
+        elif (isinstance(sample_size, bool) or not isinstance(sample_size, int)
+              or not evidence.SAMPLE_SIZE_MIN <= sample_size <= evidence.SAMPLE_SIZE_MAX):
+            errors["sample_size"] = [SAMPLE_SIZE_MESSAGE]
+    if print_all_items and kind != Kind.CAMPAIGN:
+        errors["print_all_items"] = ["Only a campaign report has items to print: leave \"print every item\" off."]
+    return errors
+
+
 def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: ApiKey | None = None,
                    customer: Customer | None = None, period_start: datetime.date | None = None,
-                   period_end: datetime.date | None = None) -> EvidenceExport:
+                   period_end: datetime.date | None = None, sample_size: int | None = None,
+                   print_all_items: bool = False) -> EvidenceExport:
     """Queue an evidence export; rendering starts when the transaction commits.
 
     Compliance and admins may export any campaign, key or customer; an owner only the dossier of a
-    key they own; anyone else is refused. The export records who asked and with which parameters.
+    key they own; anyone else is refused. The export records who asked and with which parameters. A
+    campaign report prints a sample of the confirmed decisions (``sample_size`` of them, or the size
+    the population calls for), drawn with a random seed kept in its parameters, unless every item is
+    to be printed (``print_all_items``).
     """
     if not getattr(actor, "is_authenticated", False):
         raise EvidenceError("Sign in to request an export.")
@@ -79,7 +103,7 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
             raise EvidenceError("You may request the dossier of your own keys only.", field="key")
     if kind != Kind.CUSTOMER and (period_start or period_end):
         raise EvidenceError("Only a customer report covers a period.", field="period_start")
-    errors = _period(period_start, period_end)
+    errors = _period(period_start, period_end) | _sampling(kind, sample_size, print_all_items)
     if errors:
         raise EvidenceError(errors)
     parameters = {"kind": kind, name: subject.pk, "subject": str(subject)}
@@ -87,6 +111,11 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
         parameters["period_start"] = period_start.isoformat()
     if period_end:
         parameters["period_end"] = period_end.isoformat()
+    if kind == Kind.CAMPAIGN:
+        if sample_size is not None:
+            parameters["sample_size"] = sample_size
+        parameters["print_all_items"] = bool(print_all_items)
+        parameters["sample_seed"] = evidence.new_sample_seed()
     with sealed_atomic():
         export = EvidenceExport.objects.create(
             kind=kind, campaign=campaign, key=key, customer=customer, period_start=period_start,
@@ -94,6 +123,15 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
         )
         enqueue_on_commit("attestations.tasks.render_export", export.pk)
     return export
+
+
+def sampling_shown(export: EvidenceExport) -> dict | None:
+    """A campaign report's printing options as its page shows them; None for other kinds."""
+    if export.kind != Kind.CAMPAIGN:
+        return None
+    parameters = export.parameters or {}
+    return {"print_all_items": bool(parameters.get("print_all_items")), "sample_size": parameters.get("sample_size"),
+            "sample_seed": parameters.get("sample_seed", "")}
 
 
 def set_progress(export_id: int, percent: int, note: str, **fields) -> None:

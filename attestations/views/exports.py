@@ -64,7 +64,8 @@ def _visible_export(request, pk) -> EvidenceExport:
 @login_required
 def export_detail(request, pk):
     export = _visible_export(request, pk)
-    return render(request, "attestations/export_detail.html", {"export": export})
+    return render(request, "attestations/export_detail.html",
+                  {"export": export, "sampling": exports.sampling_shown(export)})
 
 
 @login_required

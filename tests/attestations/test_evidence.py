@@ -73,7 +73,10 @@ def test_campaign_report_shows_decisions_names_dates_mapping_and_chain(
     data = export.file.read()
     export.file.close()
     assert hashlib.sha256(data).hexdigest() == export.sha256 and len(data) == export.size
-    assert export.parameters == {"kind": "campaign", "campaign": campaign.pk, "subject": campaign.name}
+    seed = export.parameters["sample_seed"]
+    assert re.fullmatch(r"[0-9a-f]{16}", seed)
+    assert export.parameters == {"kind": "campaign", "campaign": campaign.pk, "subject": campaign.name,
+                                 "print_all_items": False, "sample_seed": seed}
     assert export.requested_by == compliance_user and export.progress == 100 and export.finished_at
 
 
@@ -108,8 +111,10 @@ def test_chunked_rendering_gives_the_same_content_as_single(
     single = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
     monkeypatch.setattr(evidence, "CHUNK_SIZE", 3)
     chunked = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
-    assert (single.chunks_total, chunked.chunks_total) == (1, 3)
-    assert chunked.chunks_done == 3
+    # Seven items printed in full (a release, six closed by the default action), then the one confirmation
+    # drawn as the sample: a chunk each for the two in one piece, 3 + 3 + 1 and 1 in chunks of 3.
+    assert (single.chunks_total, chunked.chunks_total) == (2, 4)
+    assert chunked.chunks_done == 4
     single_pdf, chunked_pdf = reader(single), reader(chunked)
     assert attached_csv(single_pdf) == attached_csv(chunked_pdf)
     item_ids = re.compile(r"^#(\d+) ", re.MULTILINE)
@@ -117,8 +122,9 @@ def test_chunked_rendering_gives_the_same_content_as_single(
     def items_listed(pdf):
         return item_ids.findall(text(pdf).split("Item, key, customer", 1)[1])
 
-    assert items_listed(single_pdf) == items_listed(chunked_pdf) == [str(pk) for pk in
-                                                                      campaign.items.order_by("pk").values_list("pk", flat=True)]
+    confirmed = list(campaign.items.filter(status="confirmed").values_list("pk", flat=True))
+    in_full = list(campaign.items.exclude(status="confirmed").order_by("pk").values_list("pk", flat=True))
+    assert items_listed(single_pdf) == items_listed(chunked_pdf) == [str(pk) for pk in in_full + confirmed]
     chunked_text = text(chunked_pdf)
     for number in range(1, chunked.page_count + 1):
         assert f"Page {number} of {chunked.page_count}" in chunked_text
@@ -266,13 +272,17 @@ def test_contents_name_the_page_each_chunk_starts_on(
     if not measured:
         monkeypatch.setattr(evidence_tasks.measure_export_front, "run", lambda export_id: None)
     export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
-    assert export.chunks_total == 3
+    # 59 items printed in full (a release and 58 defaults) in chunks of 20, then the sample of one.
+    assert export.chunks_total == 4
     # Measured beside the chunks, the front is laid out once at the end; unmeasured, the guess is corrected.
     assert len(layouts) == (1 if measured else 2)
     pdf = reader(export)
     contents = text_of_page(pdf, 1) + text_of_page(pdf, 2)
-    starts = re.findall(r"Items #(\d+) to #(\d+) +(\d+)", contents)
+    starts = re.findall(r"Printed in full: items #(\d+) to #(\d+) +(\d+)", contents)
     assert len(starts) == 3
+    (sample_page,) = re.findall(r"Sample draws 1 to 1 of 1 +(\d+)", contents)
+    (confirmed,) = campaign.items.filter(status="confirmed").values_list("pk", flat=True)
+    starts.append((str(confirmed), None, sample_page))
     for first, _last, page in starts:
         assert re.search(rf"^\s*#{first} ", text_of_page(pdf, int(page) - 1), re.MULTILINE), (first, page)
         assert not re.search(rf"^\s*#{first} ", text_of_page(pdf, int(page) - 2), re.MULTILINE)
