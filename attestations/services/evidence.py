@@ -389,7 +389,8 @@ class ReportPlan:
 
     @property
     def printed(self) -> int:
-        return sum(len(chunk["ids"]) for chunk in self.chunks)
+        """How many items are printed (one printed in full and drawn for the sample is printed in both places)."""
+        return len({item_id for chunk in self.chunks for item_id in chunk["ids"]})
 
     @cached_property
     def draws(self) -> dict[int, int]:

@@ -86,3 +86,45 @@ def test_mixed_subjects_are_refused(world):
         reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk, "key": world["key"].pk},
         format="json")
     assert response.status_code == 400 and "key" in response.data
+
+
+SAMPLE_SIZE_MESSAGE = ("Give the sample size as a whole number of items from 1 to 1,000, or leave it empty for 25, 40 "
+                       "or 60 by the number of confirmed decisions. To print every item, choose \"print every item\" "
+                       "instead.")
+
+
+@pytest.mark.parametrize("sample_size", [0, -1, 1001, "many", 12.5, 10**30, True])
+def test_a_bad_sample_size_is_refused_with_a_field_message(world, sample_size):
+    response = client_for(world["compliance"]).post(
+        reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk, "sample_size": sample_size},
+        format="json")
+    assert response.status_code == 400, response.content
+    assert response.data["sample_size"] == [SAMPLE_SIZE_MESSAGE]
+    assert not EvidenceExport.objects.exists()
+
+
+def test_sampling_options_are_refused_for_a_dossier(world):
+    response = client_for(world["compliance"]).post(
+        reverse("export-list"), {"kind": "key", "key": world["key"].pk, "sample_size": 10, "print_all_items": True},
+        format="json")
+    assert response.status_code == 400
+    assert response.data["sample_size"] == ["Only a campaign report draws a sample: leave the sample size empty."]
+    assert response.data["print_all_items"] == [
+        "Only a campaign report has items to print: leave \"print every item\" off."]
+    response = client_for(world["compliance"]).post(
+        reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk, "print_all_items": "perhaps"},
+        format="json")
+    assert response.status_code == 400 and "print_all_items" in response.data
+
+
+def test_campaign_report_options_are_stored_in_the_parameters(world, django_capture_on_commit_callbacks):
+    client = client_for(world["compliance"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("export-list"), {"kind": "campaign", "campaign": world["campaign"].pk,
+                                                        "sample_size": 7, "print_all_items": True}, format="json")
+    assert response.status_code == 202, response.content
+    parameters = response.data["parameters"]
+    assert parameters["sample_size"] == 7 and parameters["print_all_items"] is True
+    assert len(parameters["sample_seed"]) == 16
+    detail = client.get(reverse("export-detail", args=[response.data["id"]]))
+    assert detail.data["status"] == "done" and detail.data["parameters"] == parameters

@@ -62,8 +62,12 @@ def test_campaign_report_shows_decisions_names_dates_mapping_and_chain(
     assert "Suspend the key" in body
     assert campaign.launched_at.strftime("%Y-%m-%d") in body
     # Control mapping, with the CSF 1.1 caveat, and the chain head.
-    for control in ("NHI1:2025", "Improper Offboarding", "NHI3:2025", "Vulnerable Third-Party NHI", "PR.AA-01", "PR.AC-4"):
-        assert control in body
+    flat = " ".join(body.split())
+    for control in ("NHI1:2025", "Improper Offboarding", "NHI3:2025", "Vulnerable Third-Party NHI", "PR.AA-01", "PR.AC-4",
+                    "CC6.1", "CC6.2", "CC6.3", "A.5.15 Access control", "A.5.16 Identity management",
+                    "A.5.18 Access rights", "A.8.2 Privileged access rights", "ISO/IEC 27001:2022 Annex A",
+                    "AICPA Trust Services Criteria (SOC 2)", "Per section", "Per control"):
+        assert control in flat, control
     assert "CSF 1.1 identifier" in body
     assert export.chain_ok is True and len(export.chain_head) == 64
     assert export.chain_head in body.replace("\n", "")
@@ -291,3 +295,53 @@ def test_contents_name_the_page_each_chunk_starts_on(
 
 def text_of_page(pdf, index: int) -> str:
     return pdf.pages[index].extract_text(extraction_mode="layout")
+
+
+NEW_CONTROLS = {
+    "CC6.1": "The entity implements logical access security software, infrastructure, and architectures over "
+             "protected information assets to protect them from security events to meet the entity's objectives.",
+    "CC6.2": "Prior to issuing system credentials and granting system access, the entity registers and authorizes new "
+             "internal and external users whose access is administered by the entity.",
+    "CC6.3": "The entity authorizes, modifies, or removes access to data, software, functions, and other protected "
+             "information assets based on roles, responsibilities, or the system design and changes",
+    "A.5.15": "Access control",
+    "A.5.16": "Identity management",
+    "A.5.18": "Access rights",
+    "A.8.2": "Privileged access rights",
+}
+
+
+@pytest.mark.parametrize("kind", list(EvidenceExport.Kind))
+def test_control_mapping_reads_both_ways_and_every_control_names_its_sections(kind):
+    controls = {c.id: c for c in evidence.CONTROLS}
+    for control_id, title in NEW_CONTROLS.items():
+        assert controls[control_id].title.startswith(title), control_id
+    assert {c.framework for c in evidence.CONTROLS} >= {
+        "AICPA Trust Services Criteria (SOC 2), 2017, revised points of focus 2022", "ISO/IEC 27001:2022 Annex A",
+        "OWASP Non-Human Identities Top 10 (2025)", "NIST Cybersecurity Framework 2.0"}
+    per_section = evidence.control_mapping(kind)
+    per_control = evidence.sections_by_control(kind)
+    assert [entry["control"] for entry in per_control] == list(evidence.CONTROLS)
+    for entry in per_control:
+        # Every control, the new ones included, is evidenced by at least one section of each kind of report...
+        assert entry["sections"], (kind, entry["control"].id)
+        # ...and the two readings agree.
+        for section in entry["sections"]:
+            (row,) = [r for r in per_section if r["section"] == section]
+            assert entry["control"] in row["controls"]
+    for row in per_section:
+        for control in row["controls"]:
+            assert row["section"] in next(e["sections"] for e in per_control if e["control"] == control)
+
+
+def test_dossier_and_customer_report_print_the_new_controls_with_their_sections(
+        compliance_user, owner, django_capture_on_commit_callbacks):
+    key = factories.ApiKeyFactory(owner=owner)
+    dossier = run_export(django_capture_on_commit_callbacks, actor=compliance_user, kind="key", key=key)
+    customer = run_export(django_capture_on_commit_callbacks, actor=compliance_user, kind="customer",
+                          customer=key.workflow.customer)
+    for export, section in ((dossier, "Registration and approval"), (customer, "Keys of the customer")):
+        flat = " ".join(text(reader(export)).split())
+        for control_id, title in NEW_CONTROLS.items():
+            assert f"{control_id} {title}" in flat, (export.kind, control_id)
+        assert "Privileged access rights" in flat and section in flat

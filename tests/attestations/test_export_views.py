@@ -162,3 +162,55 @@ def test_compliance_dashboard_overview(world, client):
 
 def test_stub_is_a_pdf():
     assert PDF_STUB.startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("sample_size", ["0", "-3", "1001", "12.5", "many", "99999999999999999999999"])
+def test_a_bad_sample_size_is_refused_beside_the_field(world, client, sample_size):
+    client.force_login(world["compliance"])
+    response = client.post(reverse("attestations:export-create"),
+                           {"kind": "campaign", "campaign": world["campaign"].pk, "sample_size": sample_size})
+    assert response.status_code == 400
+    assert response.context["form"].errors["sample_size"] == [
+        "Give the sample size as a whole number of items from 1 to 1,000, or leave it empty for 25, 40 or 60 by the "
+        "number of confirmed decisions. To print every item, choose \"print every item\" instead."]
+    assert not EvidenceExport.objects.exists()
+
+
+def test_sampling_options_belong_to_a_campaign_report(world, client):
+    client.force_login(world["compliance"])
+    response = client.post(reverse("attestations:export-create"),
+                           {"kind": "key", "key": world["key"].pk, "sample_size": "10", "print_all_items": "on"})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert errors["sample_size"] == ["Only a campaign report draws a sample: leave the sample size empty."]
+    assert errors["print_all_items"] == ["Only a campaign report has items to print: leave \"print every item\" off."]
+    assert not EvidenceExport.objects.exists()
+
+
+def test_owner_form_has_no_sampling_options(world, client):
+    client.force_login(world["owner"])
+    form = client.get(reverse("attestations:export-create")).context["form"]
+    assert "sample_size" not in form.fields and "print_all_items" not in form.fields
+
+
+def test_campaign_report_options_are_stored_and_shown(world, client, django_capture_on_commit_callbacks):
+    client.force_login(world["compliance"])
+    page = client.get(reverse("attestations:export-create")).content.decode()
+    assert 'name="sample_size"' in page and 'name="print_all_items"' in page and "Print every item" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("attestations:export-create"), {
+            "kind": "campaign", "campaign": world["campaign"].pk, "sample_size": "12", "print_all_items": "on"})
+    export = EvidenceExport.objects.get()
+    assert response.status_code == 302
+    seed = export.parameters["sample_seed"]
+    assert export.parameters["sample_size"] == 12 and export.parameters["print_all_items"] is True
+    detail = client.get(response.url).content.decode()
+    assert "every item; every item attached as CSV and JSON" in detail and seed in detail
+    EvidenceExport.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("attestations:export-create"), {"kind": "campaign", "campaign": world["campaign"].pk})
+    export = EvidenceExport.objects.get()
+    assert "sample_size" not in export.parameters and export.parameters["print_all_items"] is False
+    detail = client.get(reverse("attestations:export", args=[export.pk])).content.decode()
+    assert "a sample of 25, 40 or 60 (by the number of confirmed decisions)" in detail
+    assert export.parameters["sample_seed"] in detail
