@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
@@ -65,7 +66,9 @@ def _plain(value):
 
 
 def to_json(document: dict) -> str:
-    return json.dumps(document, indent=1, ensure_ascii=False, default=_plain)
+    """Compact JSON: no indentation keeps a 100,000-item campaign's file well under the 75 MB a PDF library
+    such as pypdf decompresses by default, and lets ``json`` use its C encoder."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=_plain)
 
 
 # Control mapping ----------------------------------------------------------------------------------
@@ -224,11 +227,7 @@ ITEM_COLUMNS = [
 
 
 def campaign_items(campaign: Campaign):
-    return (
-        AttestationItem.objects.filter(campaign=campaign)
-        .select_related("key__workflow__customer", "reviewer", "delegate", "decided_by", "reassigned_to", "escalated_to")
-        .order_by("pk")
-    )
+    return AttestationItem.objects.filter(campaign=campaign).order_by("pk")
 
 
 def _reminders_by_recipient(campaign: Campaign) -> dict[int, list[tuple]]:
@@ -243,29 +242,52 @@ def _username(user) -> str:
     return user.get_username() if user else ""
 
 
+def _item_fields() -> dict[str, str]:
+    """What ``item_rows`` reads of an item and its key, workflow, customer and people, as ``values()`` lookups:
+    plain values rather than six model instances per item, since a report reads every item of a campaign."""
+    name = get_user_model().USERNAME_FIELD
+    return {
+        "item_id": "pk", "key_id": "key_id", "key_label": "key__label", "key_prefix": "key__prefix",
+        "customer": "key__workflow__customer__name", "workflow": "key__workflow__name",
+        "reviewer_id": "reviewer_id", "reviewer": f"reviewer__{name}", "delegate_id": "delegate_id",
+        "delegate": f"delegate__{name}", "status": "status", "decided_by": f"decided_by__{name}",
+        "decided_at": "decided_at", "justification": "justification", "reassigned_to": f"reassigned_to__{name}",
+        "escalated_at": "escalated_at", "escalated_to": f"escalated_to__{name}",
+        "default_action_applied": "default_action_applied", "exception_id": "exception_id",
+        "key_status_now": "key__status", "evidence": "evidence", "self_review": "self_review",
+    }
+
+
 def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
-    """One plain row per item: what the PDF table and the attached CSV/JSON both show."""
+    """One plain row per item: what the PDF table and the attached CSV/JSON both show.
+
+    ``items``: a queryset of the campaign's items (default: all of them, by id)."""
     reminders = _reminders_by_recipient(campaign)
     items = campaign_items(campaign) if items is None else items
-    for item in items:
-        sent = reminders.get(item.reviewer_id, []) + (reminders.get(item.delegate_id, []) if item.delegate_id else [])
-        if item.decided_at:
-            sent = [s for s in sent if s[0] <= item.decided_at]
-        key = item.key
+    fields = _item_fields()
+    names = list(fields)
+    item_labels, action_labels, key_labels = (dict(c.choices) for c in (ItemStatus, DefaultAction, KeyStatus))
+    for values in items.values_list(*fields.values()).iterator(chunk_size=2000):
+        item = dict(zip(names, values, strict=True))
+        sent = reminders.get(item["reviewer_id"], []) + (reminders.get(item["delegate_id"], []) if item["delegate_id"] else [])
+        decided_at, status, action, key_status = (item["decided_at"], item["status"], item["default_action_applied"],
+                                                  item["key_status_now"])
+        if decided_at:
+            sent = [s for s in sent if s[0] <= decided_at]
         yield {
-            "item_id": item.pk, "key_id": key.pk, "key_label": key.label, "key_prefix": key.prefix,
-            "customer": key.workflow.customer.name, "workflow": key.workflow.name,
-            "reviewer": _username(item.reviewer), "delegate": _username(item.delegate),
-            "status": item.status, "status_label": item.get_status_display(),
-            "decided_by": _username(item.decided_by), "decided_at": item.decided_at,
-            "justification": item.justification, "reassigned_to": _username(item.reassigned_to),
-            "reminders": [f"day {seq}" for _, seq in sent], "escalated_at": item.escalated_at,
-            "escalated_to": _username(item.escalated_to), "default_action_applied": item.default_action_applied,
-            "default_action_label": item.get_default_action_applied_display() if item.default_action_applied else "",
-            "exception_id": item.exception_id or "", "key_status_now": key.status,
-            "key_status_label": key.get_status_display(),
-            "evidence_seen": review_quality.evidence_summary(item.evidence),
-            "self_review": "; ".join(review_quality.self_review_labels(item.self_review)),
+            "item_id": item["item_id"], "key_id": item["key_id"], "key_label": item["key_label"],
+            "key_prefix": item["key_prefix"], "customer": item["customer"], "workflow": item["workflow"],
+            "reviewer": item["reviewer"] or "", "delegate": item["delegate"] or "",
+            "status": status, "status_label": item_labels.get(status, status),
+            "decided_by": item["decided_by"] or "", "decided_at": decided_at,
+            "justification": item["justification"], "reassigned_to": item["reassigned_to"] or "",
+            "reminders": [f"day {seq}" for _, seq in sent], "escalated_at": item["escalated_at"],
+            "escalated_to": item["escalated_to"] or "", "default_action_applied": action,
+            "default_action_label": action_labels.get(action, action) if action else "",
+            "exception_id": item["exception_id"] or "", "key_status_now": key_status,
+            "key_status_label": key_labels.get(key_status, key_status),
+            "evidence_seen": review_quality.evidence_summary(item["evidence"]),
+            "self_review": "; ".join(review_quality.self_review_labels(item["self_review"])),
         }
 
 

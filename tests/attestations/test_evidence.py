@@ -100,7 +100,7 @@ def test_attached_csv_and_json_match_the_database(campaign, compliance_user, dja
         if item.justification == FORMULA_JUSTIFICATION:
             assert row["justification"] == "'" + FORMULA_JUSTIFICATION  # neutralised for spreadsheets
     (json_name,) = [n for n in pdf.attachments if n.endswith(".json")]
-    assert '"name": "2026-Q4 review"' in pdf.attachments[json_name][0].decode()
+    assert '"name":"2026-Q4 review"' in pdf.attachments[json_name][0].decode()
 
 
 def test_csv_neutralises_every_formula_start():
