@@ -66,8 +66,8 @@ def _plain(value):
 
 
 def to_json(document: dict) -> str:
-    """Compact JSON: no indentation keeps a 100,000-item campaign's file well under the 75 MB a PDF library
-    such as pypdf decompresses by default, and lets ``json`` use its C encoder."""
+    """Compact JSON: half the size of indented JSON (a 100,000-item campaign's is about 70 MB, under the 75 MB
+    per stream pypdf decompresses by default), and written by ``json``'s C encoder."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=_plain)
 
 

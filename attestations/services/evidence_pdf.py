@@ -192,7 +192,9 @@ def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, par
     summary = evidence.campaign_summary(campaign)
     labels = _front_attachments(campaign)
     document = evidence.campaign_document(campaign, summary, rows, evidence.sampling_document(plan, labels[0][0]))
+    del rows  # the document holds its own copy of every row: a campaign's rows are the bulk of this task's memory
     contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]), evidence.to_json(document)]
+    del document
     front_pages = front_pages or 3
     for _ in range(3):
         laid_out = _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages)
