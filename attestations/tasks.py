@@ -134,17 +134,16 @@ Kind = EvidenceExport.Kind
 
 def _fail(export_id: int, error: Exception) -> None:
     log.exception("evidence export %s failed", export_id)
-    EvidenceExport.objects.filter(pk=export_id).update(
-        status=Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], progress_note="Failed",
-        finished_at=timezone.now())
+    exports.record_state(export_id, "failed", status=Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000],
+                         progress_note="Failed", finished_at=timezone.now())
 
 
 def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> None:
     exports.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
     fields = evidence_pdf.store(export, pdf)
-    EvidenceExport.objects.filter(pk=export.pk).update(
-        status=Status.DONE, progress=100, progress_note="Done", finished_at=timezone.now(), error="",
-        chain_ok=chain.ok, chain_head=chain.head_digest, **fields)
+    exports.record_state(export.pk, "done", status=Status.DONE, progress=100, progress_note="Done",
+                         finished_at=timezone.now(), error="", chain_ok=chain.ok, chain_seq=chain.head_seq,
+                         chain_head=chain.head_digest, **fields)
 
 
 @shared_task

@@ -31,7 +31,8 @@ from attestations.services import decisions
 from contacts.choices import LinkPurpose, LinkState
 from contacts.models import AccessLink, CustomerContact
 from core import roles
-from core.chain import sealed_atomic
+from core.actors import system_user
+from core.chain import bulk_update_with_history, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.validators import field_errors
@@ -125,9 +126,7 @@ def deactivate_contact(contact: CustomerContact, *, actor, reason: str) -> Custo
     contact.is_active = False
     attribute_change(contact, actor, f"deactivated: {reason}")
     contact.save()
-    AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True).update(
-        superseded_at=timezone.now()
-    )
+    _supersede_open_links(contact, actor, f"contact deactivated: {reason}")
     return contact
 
 
@@ -144,6 +143,16 @@ def assign_key(contact: CustomerContact, key: ApiKey, *, actor, reason: str = ""
         raise ContactError({"key" if f in ("new_owner", "__all__") else f: m for f, m in error.errors.items()}) from None
 
 
+def _supersede_open_links(contact: CustomerContact, actor, reason: str) -> None:
+    """Every unused link of the contact stops working, each change recorded in the link's history."""
+    links = list(AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True))
+    now = timezone.now()
+    for link in links:
+        link.superseded_at = now
+    bulk_update_with_history(links, AccessLink, ["superseded_at"], default_user=actor or system_user(),
+                             default_change_reason=reason[:100])
+
+
 @sealed_atomic
 def send_access_link(contact: CustomerContact, *, actor=None, purpose: str = LinkPurpose.MANUAL,
                      note: str = "") -> tuple[AccessLink, str]:
@@ -152,7 +161,7 @@ def send_access_link(contact: CustomerContact, *, actor=None, purpose: str = Lin
     if not contact.is_active:
         raise ContactError("The contact is deactivated: no link is sent.")
     now = timezone.now()
-    AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True).update(superseded_at=now)
+    _supersede_open_links(contact, actor, "a new link was sent")
     token = secrets.token_urlsafe(32)
     link = AccessLink.objects.create(
         contact=contact, token_hash=hash_token(token), purpose=purpose, note=note[:200], created_by=actor,
@@ -215,6 +224,7 @@ def send_code(link: AccessLink) -> AccessLink:
     link.code_hash = _hash_code(link, code)
     link.code_expires_at = timezone.now() + datetime.timedelta(minutes=settings.CONTACT_CODE_MINUTES)
     link.codes_sent += 1
+    attribute_change(link, link.contact.user, f"one-time code {link.codes_sent} sent")
     link.save(update_fields=["code_hash", "code_expires_at", "codes_sent"])
     body = (
         f"Hello {link.contact.name},\n\nYour one-time code for the keys portal is {code}\n\n"
@@ -243,9 +253,11 @@ def verify_code(link: AccessLink, code: str) -> CustomerContact:
         if hmac.compare_digest(link.code_hash, _hash_code(link, code)):
             link.used_at = timezone.now()
             link.code_hash = ""
+            attribute_change(link, link.contact.user, "signed in with the link and its code")
             link.save(update_fields=["used_at", "code_hash"])
             return link.contact
         link.failed_attempts += 1
+        attribute_change(link, link.contact.user, f"wrong code ({link.failed_attempts})")
         link.save(update_fields=["failed_attempts"])
         left = settings.CONTACT_CODE_MAX_FAILURES - link.failed_attempts
     if left <= 0:

@@ -14,8 +14,10 @@ from django.utils import timezone
 from attestations.models import Campaign, EvidenceExport
 from attestations.services.evidence import Kind
 from core import roles
+from core.actors import system_user
 from core.chain import sealed_atomic
 from core.errors import ServiceError
+from core.history import attribute_change
 from core.jobs import enqueue_on_commit
 from keys.models import ApiKey, Customer
 
@@ -88,15 +90,34 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
     if period_end:
         parameters["period_end"] = period_end.isoformat()
     with sealed_atomic():
-        export = EvidenceExport.objects.create(
+        export = EvidenceExport(
             kind=kind, campaign=campaign, key=key, customer=customer, period_start=period_start,
             period_end=period_end, parameters=parameters, requested_by=actor, progress_note="Waiting for a worker",
         )
+        attribute_change(export, actor, "requested")
+        export.save()
         enqueue_on_commit("attestations.tasks.render_export", export.pk)
     return export
 
 
 def set_progress(export_id: int, percent: int, note: str, **fields) -> None:
-    """Progress is written outside any long transaction so pollers see it while the export renders."""
-    EvidenceExport.objects.filter(pk=export_id).update(progress=max(0, min(100, percent)), progress_note=note[:200],
-                                                       **fields)
+    """Progress is written outside any long transaction so pollers see it while the export renders.
+
+    Progress alone is not recorded in the export's history; a change of state (``fields``) is.
+    """
+    progress = {"progress": max(0, min(100, percent)), "progress_note": note[:200]}
+    if fields:
+        record_state(export_id, note, **progress, **fields)
+    else:
+        EvidenceExport.objects.filter(pk=export_id).update(**progress)
+
+
+def record_state(export_id: int, reason: str, **fields) -> EvidenceExport:
+    """Change an export's state (rendering, done, failed, its file and digest), recorded in its chained history."""
+    with sealed_atomic():
+        export = EvidenceExport.objects.select_for_update().get(pk=export_id)
+        for name, value in fields.items():
+            setattr(export, name, value)
+        attribute_change(export, system_user(), reason)
+        export.save()
+    return export
