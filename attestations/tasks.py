@@ -242,3 +242,26 @@ def assemble_export(export_id: int) -> None:
         evidence_pdf.delete_parts(export)
     except Exception as error:
         _fail(export_id, error)
+
+
+@shared_task
+def apply_retention() -> dict:
+    """Every day: evidence files and access records past their retention period are deleted, each deletion
+    recorded in the chain."""
+    from core import retention
+
+    purge = retention.purge_access_records()
+    result = {"exports": exports.purge_expired_exports(), "access_records": purge.count if purge else 0}
+    log.info("retention applied: %s", result)
+    return result
+
+
+@shared_task
+def verify_whole_chain() -> dict:
+    """Every night: walk the whole chain (exports check only what changed since the last verified head)."""
+    from core.chain import verify_chain
+
+    result = verify_chain()
+    if not result.ok:
+        log.error("history chain BROKEN: %s", "; ".join(p.message for p in result.problems[:20]))
+    return {"ok": result.ok, "checked": result.checked, "problems": len(result.problems)}

@@ -15,7 +15,6 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         from core import audit, chain, roles, sessions, two_factor  # noqa: F401  (importing connects receivers)
-
         from core.models import AccessRecord
 
         post_migrate.connect(roles.sync_role_permissions_after_migrate)

@@ -538,6 +538,8 @@ def erase_personal(records: dict, *, actor, reason: str, subject: str, replaceme
     replacement = replacement or (lambda model, name, record_id: ERASED)
     digests: dict[str, dict[str, dict]] = {}
     with sealed_atomic():
+        # Records written earlier in this transaction are sealed now, as they are, before their values go.
+        _seal(_scope(DEFAULT_DB_ALIAS).take(), DEFAULT_DB_ALIAS)
         for model, ids in records.items():
             label = model._meta.label_lower
             personal = _personal[label]
@@ -549,7 +551,7 @@ def erase_personal(records: dict, *, actor, reason: str, subject: str, replaceme
                 digests.setdefault(label, {})[str(record_id)] = {
                     name: salted_digest(salt, value) for name, value in zip(personal.fields, row[1:-1], strict=True)}
         erasure = ChainErasure.objects.create(actor=actor, reason=reason, subject=subject, digests=digests)
-        for model, ids in records.items():
+        for model in records:
             label = model._meta.label_lower
             personal = _personal[label]
             for record_id in digests.get(label, {}):
@@ -577,6 +579,15 @@ def purge_rows(model, *, older_than: datetime.datetime, time_field: str, reason:
                                           reason=reason)
         model._base_manager.filter(pk__lte=up_to_id).delete()
     return purge
+
+
+def purge_records(model, ids: Iterable[int], *, reason: str) -> ChainPurge | None:
+    """Record that these chained rows of ``model`` are about to be deleted on purpose (deleting their
+    parent, for example); call inside the transaction that deletes them."""
+    ids = sorted(set(ids))
+    if not ids:
+        return None
+    return ChainPurge.objects.create(model_label=model._meta.label_lower, record_ids=ids, count=len(ids), reason=reason)
 
 
 # Change log triggers ------------------------------------------------------------------------------
@@ -649,7 +660,7 @@ class ChainVerification:
             "ok": self.ok, "scope": self.scope, "head_seq": self.head_seq, "head_digest": self.head_digest,
             "heads": {name: {"seq": seq, "digest": digest} for name, (seq, digest) in self.heads.items()},
             "checked": self.checked, "erased": self.erased, "purged": self.purged, "since": self.since,
-            "checkpoint": self.checkpoint, "problems": [dict(zip(ChainProblem._fields, p, strict=True)) for p in self.problems],
+            "checkpoint": self.checkpoint, "problems": [p._asdict() for p in self.problems],
         }
 
 
@@ -675,11 +686,18 @@ class _Verifier:
                     erased[(label, int(record_id))] = fields
         return erased
 
-    def _purges(self) -> dict[str, int]:
-        purges: dict[str, int] = {}
-        for label, up_to_id in ChainPurge.objects.using(self.using).values_list("model_label", "up_to_id"):
-            purges[label] = max(purges.get(label, 0), up_to_id)
+    def _purges(self) -> dict[str, tuple[int, set]]:
+        """{label: (every id up to this one, and these ids)} deleted by a recorded purge."""
+        purges: dict[str, tuple[int, set]] = {}
+        for label, up_to_id, record_ids in ChainPurge.objects.using(self.using).values_list(
+                "model_label", "up_to_id", "record_ids"):
+            top, ids = purges.get(label, (0, set()))
+            purges[label] = (max(top, up_to_id or 0), ids | {int(i) for i in record_ids or ()})
         return purges
+
+    def purged(self, label: str, record_id: int) -> bool:
+        top, ids = self.purges.get(label, (0, set()))
+        return record_id <= top or record_id in ids
 
     def report(self, label: str, record_id: int, kind: str, message: str) -> None:
         if (label, record_id, kind) in self.reported:
@@ -711,7 +729,7 @@ class _Verifier:
         layout = self.layouts.get(layout_id)
         where = f"link {seq} of the {CHAINS.get(chain, chain)} chain"
         if row is None:
-            if record_id <= self.purges.get(label, 0):
+            if self.purged(label, record_id):
                 self.purged_seen += 1
             else:
                 self.report(label, record_id, "deleted", f"sealed as {where}, the record is gone")

@@ -116,13 +116,15 @@ class ChainErasure(models.Model):
 
 
 class ChainPurge(models.Model):
-    """Records deleted at the end of their retention period: which table, up to which record, and how many."""
+    """Chained records deleted on purpose: at the end of their retention period (every record of the table up
+    to ``up_to_id``) or named one by one (``record_ids``); how many, and why."""
 
     at = models.DateTimeField(auto_now_add=True)
     model_label = models.CharField(max_length=100)
-    up_to_id = models.BigIntegerField()
+    up_to_id = models.BigIntegerField(null=True, blank=True)
+    record_ids = models.JSONField(default=list, blank=True)
     count = models.PositiveBigIntegerField()
-    older_than = models.DateTimeField()
+    older_than = models.DateTimeField(null=True, blank=True)
     reason = models.TextField()
 
     class Meta:

@@ -247,6 +247,9 @@ REVOCATION_BACKOFF_SECONDS = env_int("REVOCATION_BACKOFF_SECONDS", 60)
 
 # Evidence exports are signed (PAdES, pyHanko) when a PKCS#12 certificate is configured;
 # ``python manage.py make_signing_cert`` makes a self-signed one for demos.
+# Retention, in days: nothing is deleted earlier; deleting after is a recorded, chained event. 0 keeps forever.
+EVIDENCE_EXPORT_RETENTION_DAYS = env_int("EVIDENCE_EXPORT_RETENTION_DAYS", 7 * 366)
+ACCESS_RECORD_RETENTION_DAYS = env_int("ACCESS_RECORD_RETENTION_DAYS", 2 * 366)
 EVIDENCE_SIGNING_PKCS12 = env("EVIDENCE_SIGNING_PKCS12")
 EVIDENCE_SIGNING_PASSWORD = env("EVIDENCE_SIGNING_PASSWORD")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from attestations.models import Campaign, EvidenceExport
@@ -121,3 +122,22 @@ def record_state(export_id: int, reason: str, **fields) -> EvidenceExport:
         attribute_change(export, system_user(), reason)
         export.save()
     return export
+
+
+def purge_expired_exports(now=None) -> int:
+    """Delete the files of exports older than ``EVIDENCE_EXPORT_RETENTION_DAYS`` (never earlier).
+
+    The export's record stays, with its digest; the deletion is a chained change of its history.
+    """
+    days = settings.EVIDENCE_EXPORT_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=days)
+    purged = 0
+    expired = EvidenceExport.objects.filter(finished_at__lt=cutoff, file_purged_at__isnull=True).exclude(file="")
+    for export in expired.iterator():
+        export.file.delete(save=False)
+        record_state(export.pk, f"file deleted: retention of {days} days ended", file="",
+                     file_purged_at=timezone.now())
+        purged += 1
+    return purged

@@ -80,6 +80,8 @@ def export_progress(request, pk):
 @login_required
 def export_download(request, pk):
     export = _visible_export(request, pk)
+    if export.file_purged_at:
+        raise Http404("The export's file was deleted at the end of its retention period.")
     if export.status != EvidenceExport.Status.DONE or not export.file:
         raise Http404("The export is not ready.")
     response = FileResponse(export.file.open("rb"), as_attachment=True, filename=download_name(export),

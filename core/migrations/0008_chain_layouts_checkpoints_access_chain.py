@@ -9,6 +9,13 @@ import json
 from django.db import migrations, models
 
 
+def create_heads(apps, schema_editor):
+    """The evidence chain's head (1) and the access chain's (2), so no writer has to create one."""
+    ChainHead = apps.get_model("portal", "ChainHead")
+    for pk in (1, 2):
+        ChainHead.objects.get_or_create(pk=pk)
+
+
 def record_legacy_layouts(apps, schema_editor):
     """Links sealed so far covered every column of their history table as it is now (form 1): record that,
     so columns added later do not change what they cover."""
@@ -85,9 +92,10 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('at', models.DateTimeField(auto_now_add=True)),
                 ('model_label', models.CharField(max_length=100)),
-                ('up_to_id', models.BigIntegerField()),
+                ('up_to_id', models.BigIntegerField(blank=True, null=True)),
+                ('record_ids', models.JSONField(blank=True, default=list)),
                 ('count', models.PositiveBigIntegerField()),
-                ('older_than', models.DateTimeField()),
+                ('older_than', models.DateTimeField(blank=True, null=True)),
                 ('reason', models.TextField()),
             ],
             options={
@@ -148,6 +156,7 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='portal.chainlayout'),
         ),
         migrations.RunPython(record_legacy_layouts, migrations.RunPython.noop),
+        migrations.RunPython(create_heads, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='chainlink',
             name='layout',
