@@ -35,7 +35,7 @@ from typing import NamedTuple
 from asgiref.local import Local
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -833,6 +833,14 @@ def _last_touch(using: str) -> int:
 
 def _result(verifier: _Verifier, heads: dict, reached: dict, scope: str, since: dict | None) -> ChainVerification:
     """Compare where each walk ended with its head, and record a checkpoint when all is intact."""
+    for chain in heads:
+        # One statement, one snapshot: a link is never committed without its head moving past it.
+        beyond = ChainLink.objects.using(verifier.using).filter(
+            chain=chain, seq__gt=Subquery(ChainHead.objects.filter(pk=chain).values("seq")[:1]))
+        first = beyond.order_by("seq").values_list("seq", "model_label", "record_id").first()
+        if first:
+            verifier.report(first[1], first[2], "head_mismatch",
+                            f"link {first[0]} of the {CHAINS[chain]} chain lies beyond its head: the head was moved back")
     for chain, (seq, digest) in heads.items():
         if reached[chain] != (seq, digest):
             verifier.report(f"portal.chainhead.{CHAINS[chain]}", chain, "head_mismatch",

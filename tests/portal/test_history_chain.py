@@ -258,9 +258,13 @@ def test_tampered_link_breaks_continuity_not_the_records(owner, compliance_user)
 @pytest.mark.django_db
 def test_head_mismatch_is_reported(owner):
     factories.ApiKeyFactory(owner=owner)
-    ChainHead.objects.update(seq=1, digest="f" * 64)
+    ChainHead.objects.filter(pk=chain.EVIDENCE).update(seq=1, digest="f" * 64)
     result = chain.verify_chain()
-    assert [p.kind for p in result.problems] == ["head_mismatch"]
+    assert [p.kind for p in result.problems] == ["head_mismatch", "head_mismatch"]  # links beyond it; not its digest
+    # Moved back onto a real link: the links beyond it are still named.
+    first = ChainLink.objects.get(chain=chain.EVIDENCE, seq=1)
+    ChainHead.objects.filter(pk=chain.EVIDENCE).update(seq=1, digest=first.digest)
+    assert [p.kind for p in chain.verify_chain().problems] == ["head_mismatch"]
 
 
 @pytest.mark.django_db
