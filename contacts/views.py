@@ -86,7 +86,7 @@ def _render_detail(request, contact, *, assign_form=None, deactivate_form=None, 
         "assign_form": assign_form or AssignKeyForm(contact=contact),
         "deactivate_form": deactivate_form or DeactivateForm(),
         "may_erase": roles.is_admin(request.user) and not contact.erased_at,
-        "erase_form": erase_form or EraseForm(),
+        "erase_form": erase_form or EraseForm(prefix="erase"),
         "history": contact.history.select_related("history_user").order_by("-history_date", "-history_id")[:20],
     }, status=status)
 
@@ -144,7 +144,7 @@ def erase(request, pk):
     contact = _contact_for_staff(request, pk)
     if not roles.is_admin(request.user):
         raise PermissionDenied("Admins erase a contact's personal data.")
-    form = EraseForm(request.POST)
+    form = EraseForm(request.POST, prefix="erase")
     form.call_service(lambda data: access.erase_contact(contact, actor=request.user, reason=data["reason"]))
     if form.is_valid():
         messages.success(request, "The contact's personal data is erased; their records stay verifiable.")
