@@ -41,7 +41,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{problem.kind.upper():13} {problem.message}")
             status = "OK" if result.ok else f"BROKEN ({len(result.problems)} problems)"
             extra = "".join([f", {result.erased} erased on request" if result.erased else "",
-                             f", {result.purged} past retention" if result.purged else ""])
+                             f", {result.purged} deleted by a recorded purge" if result.purged else ""])
             self.stdout.write(f"History chain {status}: {result.checked} records checked{extra}")
             if against_head:
                 self.stdout.write(f"Against head: seq {result.head_seq} digest {result.head_digest}")
