@@ -40,6 +40,11 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def user_data_dir() -> Path:
+    """This user's application data (the XDG base directory): outside the repository and the database."""
+    return Path(env("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "keys-portal"
+
+
 PRODUCTION = env("DJANGO_ENV", "local").lower() == "production"
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 
@@ -250,8 +255,7 @@ REVOCATION_BACKOFF_SECONDS = env_int("REVOCATION_BACKOFF_SECONDS", 60)
 # database and the repository, and shared by every worker (a shared volume when workers run apart).
 # EVIDENCE_SIGNING_PKCS12 (and its password) selects the organisation's own certificate instead.
 # With EVIDENCE_TSA_URL (an RFC 3161 time-stamp authority) each signature is also time-stamped (PAdES B-T).
-EVIDENCE_SIGNING_DIR = Path(env("EVIDENCE_SIGNING_DIR") or Path(
-    env("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "keys-portal" / "evidence-signing")
+EVIDENCE_SIGNING_DIR = Path(env("EVIDENCE_SIGNING_DIR") or user_data_dir() / "evidence-signing")
 EVIDENCE_SIGNING_PKCS12 = env("EVIDENCE_SIGNING_PKCS12")
 EVIDENCE_SIGNING_PASSWORD = env("EVIDENCE_SIGNING_PASSWORD")
 EVIDENCE_TSA_URL = env("EVIDENCE_TSA_URL")
