@@ -188,3 +188,19 @@ def test_the_certificate_is_for_signed_in_users_only(client, signing_dir):
     response = client.get(reverse("attestations:export-certificate"))
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
     assert not signing_dir.exists()
+
+
+def test_the_certificate_command_prints_the_fingerprint_and_writes_the_pem(signing_dir, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("evidence_certificate", "--pem", str(tmp_path / "evidence-signing.pem"), stdout=out)
+    certificate = evidence_signing.signing_certificate()
+    assert f"SHA-256 fingerprint: {certificate.fingerprint}" in out.getvalue()
+    assert "self-signed certificate (EVIDENCE_SIGNING_DIR)" in out.getvalue()
+    assert (tmp_path / "evidence-signing.pem").read_bytes() == certificate.pem
+    stdout = StringIO()
+    call_command("evidence_certificate", "--pem", "-", stdout=stdout)
+    assert stdout.getvalue().encode() == certificate.pem
