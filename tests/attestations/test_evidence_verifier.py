@@ -15,6 +15,7 @@ import pytest
 from django.utils import timezone
 from pypdf import PdfReader
 
+from attestations.choices import ItemStatus
 from attestations.services import evidence, evidence_signing
 from evidence_verifier import statement
 from tests import factories
@@ -80,7 +81,7 @@ def test_the_report_prints_what_the_verifier_reads(campaign_report):
     rows = list(csv.DictReader(io.StringIO(attached[name].decode())))
     assert printed.rows_file == name and printed.rows == len(rows) == export.campaign.items.count()
     counts = Counter(row["status"] for row in rows)
-    assert printed.statuses == {status.value: counts.get(status.value, 0) for status in evidence.ItemStatus}
+    assert printed.statuses == {status.value: counts.get(status.value, 0) for status in ItemStatus}
     assert printed.chain_digest == export.chain_head and printed.chain_seq > 0
 
 
