@@ -38,6 +38,7 @@ def assert_pdfa3b(data: bytes) -> PdfaReport:
     report = PdfaReport()
     with pikepdf.open(io.BytesIO(data)) as pdf:
         assert not pdf.is_encrypted and "/Encrypt" not in pdf.trailer, "encrypted"
+        assert len(pdf.trailer.get("/ID", [])) == 2, "no file identifier in the trailer"
         _check_xmp(pdf, report)
         _check_output_intent(pdf)
         report.pages = len(pdf.pages)
@@ -153,6 +154,7 @@ def _check_attachments(pdf: pikepdf.Pdf, report: PdfaReport) -> None:
     listed = {spec.objgen for spec in pdf.Root.get("/AF", []) if spec.is_indirect}
     for name, attachment in pdf.attachments.items():
         spec = attachment.obj
+        assert spec.get("/F") and spec.get("/UF"), f"{name}: file specification without /F and /UF"
         assert spec.get("/AFRelationship") in ("/Data", "/Source", "/Alternative", "/Supplement", "/Unspecified"), name
         stream = spec.EF.get("/UF", spec.EF.get("/F"))
         assert stream.get("/Type") == "/EmbeddedFile", name
