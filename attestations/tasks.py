@@ -139,7 +139,7 @@ def _fail(export_id: int, error: Exception) -> None:
 
 
 def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> None:
-    exports.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
+    exports.set_progress(export.pk, 95, "Signing and storing")
     fields = evidence_pdf.store(export, pdf)
     exports.record_state(export.pk, "done", status=Status.DONE, progress=100, progress_note="Done",
                          finished_at=timezone.now(), error="", chain_ok=chain.ok, chain_seq=chain.head_seq,
