@@ -4,8 +4,9 @@
     python3 dev.py serve   # install, migrate, load demo data, serve http://127.0.0.1:8000/
     python3 dev.py test    # install, then run the whole test suite
 
-Needs only Python 3.11+: it makes a virtual environment in .venv and installs the dependencies
-listed in pyproject.toml there (again only when they change).
+Needs only Python 3.11+: it makes a virtual environment in .venv, installs the dependencies listed in
+pyproject.toml there and then the project itself (editable), which puts its console scripts in .venv/bin
+(``verify-evidence``); again only when pyproject.toml changes.
 """
 
 import hashlib
@@ -39,11 +40,20 @@ def ensure_environment(with_tests: bool) -> None:
         print(f"Creating a virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     deps = requirements(with_tests)
-    stamp = VENV / f".installed-{hashlib.sha256(' '.join(deps).encode()).hexdigest()[:16]}"
+    stamp = VENV / f".installed-{environment_fingerprint(with_tests)}"
     if not stamp.exists():
         run(str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         run(str(PYTHON), "-m", "pip", "install", "--quiet", *deps)
+        # The project itself, for its console scripts; editable, so they run this checkout's code.
+        run(str(PYTHON), "-m", "pip", "install", "--quiet", "--no-deps", "--editable", str(ROOT))
         stamp.touch()
+
+
+def environment_fingerprint(with_tests: bool) -> str:
+    """Changes with anything in pyproject.toml (dependencies, scripts, packaging) and with the checkout's
+    place: a virtual environment shared by two checkouts must run the scripts of the one in use."""
+    described = f"{ROOT}\n{with_tests}\n".encode() + (ROOT / "pyproject.toml").read_bytes()
+    return hashlib.sha256(described).hexdigest()[:16]
 
 
 def serve(args: list[str]) -> None:

@@ -266,8 +266,14 @@ class EvidenceExport(models.Model):
     page_count = models.PositiveIntegerField(default=0)
     signed = models.BooleanField(default=False)
     chain_ok = models.BooleanField(null=True)
+    file_purged_at = models.DateTimeField(null=True, blank=True,
+                                          help_text="When the file was deleted at the end of its retention period.")
+    chain_seq = models.PositiveBigIntegerField(null=True, blank=True,
+                                               help_text="The evidence chain's head the report was made at.")
     chain_head = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
+    # Progress is written many times a second while a report renders; the states and the file are recorded.
+    history = HistoricalRecords(excluded_fields=["progress", "progress_note", "chunks_done"])
 
     class Meta:
         ordering = ["-requested_at"]

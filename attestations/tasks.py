@@ -136,17 +136,16 @@ Kind = EvidenceExport.Kind
 
 def _fail(export_id: int, error: Exception) -> None:
     log.exception("evidence export %s failed", export_id)
-    EvidenceExport.objects.filter(pk=export_id).update(
-        status=Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], progress_note="Failed",
-        finished_at=timezone.now())
+    exports.record_state(export_id, "failed", status=Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000],
+                         progress_note="Failed", finished_at=timezone.now())
 
 
 def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> None:
-    exports.set_progress(export.pk, 95, "Signing and storing" if evidence_pdf.signing_configured() else "Storing")
+    exports.set_progress(export.pk, 95, "Signing and storing")
     fields = evidence_pdf.store(export, pdf)
-    EvidenceExport.objects.filter(pk=export.pk).update(
-        status=Status.DONE, progress=100, progress_note="Done", finished_at=timezone.now(), error="",
-        chain_ok=chain.ok, chain_head=chain.head_digest, **fields)
+    exports.record_state(export.pk, "done", status=Status.DONE, progress=100, progress_note="Done",
+                         finished_at=timezone.now(), error="", chain_ok=chain.ok, chain_seq=chain.head_seq,
+                         chain_head=chain.head_digest, **fields)
 
 
 @shared_task
@@ -246,3 +245,26 @@ def assemble_export(export_id: int) -> None:
         evidence_pdf.delete_parts(export)
     except Exception as error:
         _fail(export_id, error)
+
+
+@shared_task
+def apply_retention() -> dict:
+    """Every day: evidence files and access records past their retention period are deleted, each deletion
+    recorded in the chain."""
+    from core import retention
+
+    purge = retention.purge_access_records()
+    result = {"exports": exports.purge_expired_exports(), "access_records": purge.count if purge else 0}
+    log.info("retention applied: %s", result)
+    return result
+
+
+@shared_task
+def verify_whole_chain() -> dict:
+    """Every night: walk the whole chain (exports check only what changed since the last verified head)."""
+    from core.chain import verify_chain
+
+    result = verify_chain()
+    if not result.ok:
+        log.error("history chain BROKEN: %s", "; ".join(p.message for p in result.problems[:20]))
+    return {"ok": result.ok, "checked": result.checked, "problems": len(result.problems)}

@@ -19,6 +19,7 @@ urlpatterns = [
     path("campaigns/<int:pk>/<slug:action>/", campaign_views.campaign_action, name="campaign-action"),
     path("exports/", evidence_views.ExportListView.as_view(), name="exports"),
     path("exports/new/", evidence_views.export_create, name="export-create"),
+    path("exports/certificate.pem", evidence_views.export_certificate, name="export-certificate"),
     path("exports/<int:pk>/", evidence_views.export_detail, name="export"),
     path("exports/<int:pk>/download/", evidence_views.export_download, name="export-download"),
     path("exports/<int:pk>/progress/", evidence_views.export_progress, name="export-progress"),

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,6 +14,8 @@ def setup_django(default_db_name: str) -> None:
     url = os.environ.get("DATABASE_URL") or f"postgres://postgres@127.0.0.1:5432/{default_db_name}"
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+    # Evidence is signed with a throw-away key, not with one left in the user's data directory.
+    os.environ.setdefault("EVIDENCE_SIGNING_DIR", tempfile.mkdtemp(prefix="bench-evidence-signing-"))
     if url.startswith("postgres"):
         import psycopg
 

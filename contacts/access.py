@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -31,7 +32,8 @@ from attestations.services import decisions
 from contacts.choices import LinkPurpose, LinkState
 from contacts.models import AccessLink, CustomerContact
 from core import roles
-from core.chain import sealed_atomic
+from core.actors import system_user
+from core.chain import bulk_update_with_history, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.validators import field_errors
@@ -125,9 +127,7 @@ def deactivate_contact(contact: CustomerContact, *, actor, reason: str) -> Custo
     contact.is_active = False
     attribute_change(contact, actor, f"deactivated: {reason}")
     contact.save()
-    AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True).update(
-        superseded_at=timezone.now()
-    )
+    _supersede_open_links(contact, actor, f"contact deactivated: {reason}")
     return contact
 
 
@@ -137,11 +137,21 @@ def assign_key(contact: CustomerContact, key: ApiKey, *, actor, reason: str = ""
         raise ContactError("The contact is deactivated.", field="key")
     if key.workflow.customer_id != contact.customer_id:
         raise ContactError(f"The key belongs to another customer than {contact.customer}.", field="key")
-    reason = (reason or "").strip() or f"assigned to customer contact {contact.email}"
+    reason = (reason or "").strip() or f"assigned to customer contact #{contact.pk}"
     try:
         return lifecycle.change_owner(key, actor=actor, new_owner=contact.user, reason=reason)
     except lifecycle.LifecycleError as error:
         raise ContactError({"key" if f in ("new_owner", "__all__") else f: m for f, m in error.errors.items()}) from None
+
+
+def _supersede_open_links(contact: CustomerContact, actor, reason: str) -> None:
+    """Every unused link of the contact stops working, each change recorded in the link's history."""
+    links = list(AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True))
+    now = timezone.now()
+    for link in links:
+        link.superseded_at = now
+    bulk_update_with_history(links, AccessLink, ["superseded_at"], default_user=actor or system_user(),
+                             default_change_reason=reason[:100])
 
 
 @sealed_atomic
@@ -152,7 +162,7 @@ def send_access_link(contact: CustomerContact, *, actor=None, purpose: str = Lin
     if not contact.is_active:
         raise ContactError("The contact is deactivated: no link is sent.")
     now = timezone.now()
-    AccessLink.objects.filter(contact=contact, used_at__isnull=True, superseded_at__isnull=True).update(superseded_at=now)
+    _supersede_open_links(contact, actor, "a new link was sent")
     token = secrets.token_urlsafe(32)
     link = AccessLink.objects.create(
         contact=contact, token_hash=hash_token(token), purpose=purpose, note=note[:200], created_by=actor,
@@ -215,6 +225,7 @@ def send_code(link: AccessLink) -> AccessLink:
     link.code_hash = _hash_code(link, code)
     link.code_expires_at = timezone.now() + datetime.timedelta(minutes=settings.CONTACT_CODE_MINUTES)
     link.codes_sent += 1
+    attribute_change(link, link.contact.user, f"one-time code {link.codes_sent} sent")
     link.save(update_fields=["code_hash", "code_expires_at", "codes_sent"])
     body = (
         f"Hello {link.contact.name},\n\nYour one-time code for the keys portal is {code}\n\n"
@@ -243,9 +254,11 @@ def verify_code(link: AccessLink, code: str) -> CustomerContact:
         if hmac.compare_digest(link.code_hash, _hash_code(link, code)):
             link.used_at = timezone.now()
             link.code_hash = ""
+            attribute_change(link, link.contact.user, "signed in with the link and its code")
             link.save(update_fields=["used_at", "code_hash"])
             return link.contact
         link.failed_attempts += 1
+        attribute_change(link, link.contact.user, f"wrong code ({link.failed_attempts})")
         link.save(update_fields=["failed_attempts"])
         left = settings.CONTACT_CODE_MAX_FAILURES - link.failed_attempts
     if left <= 0:
@@ -291,3 +304,56 @@ def notify_reviewer(sender, *, user, campaign, count: int, reminder: bool, **kwa
         send_access_link(contact, purpose=LinkPurpose.REMINDER if reminder else LinkPurpose.CAMPAIGN,
                          note=f"{campaign.name} ({count} key{'s' if count != 1 else ''}{due})")
     return True
+
+
+ERASED_NAME = "[erased]"
+
+
+def erased_username(contact_id: int) -> str:
+    return f"erased-contact-{contact_id}"
+
+
+def erase_contact(contact: CustomerContact, *, actor, reason: str) -> CustomerContact:
+    """Erase a contact's personal data (name, email) on request, keeping every record verifiable.
+
+    Admins only, with a reason. The contact loses access first (deactivated, links superseded). Their
+    history records and access records keep salted digests of the erased values in a chained erasure
+    record; the account keeps its keys and decisions under a name that is not personal
+    (``erased-contact-<id>``), so reports still show who decided, as an erased contact.
+    """
+    from core.chain import erase_personal
+    from core.models import AccessRecord
+
+    if not roles.is_admin(actor):
+        raise ContactError("Only admins erase a contact's personal data.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ContactError("Say why the personal data is erased (the request it answers).", field="reason")
+    with sealed_atomic():
+        contact = CustomerContact.objects.select_for_update().select_related("user").get(pk=contact.pk)
+        if contact.erased_at:
+            raise ContactError("This contact's personal data is already erased.")
+        user, email = contact.user, contact.email
+        if contact.is_active:
+            contact.is_active = False
+            attribute_change(contact, actor, f"deactivated before erasure: {reason}")
+            contact.save()
+        _supersede_open_links(contact, actor, "contact erased")
+        pseudonym = erased_username(contact.pk)
+        access_ids = list(AccessRecord.objects.filter(Q(user=user) | Q(username__iexact=email))
+                          .values_list("pk", flat=True))
+        history_ids = list(contact.history.values_list("history_id", flat=True))
+        erase_personal(
+            {type(contact.history.first()): history_ids, AccessRecord: access_ids},
+            actor=actor, reason=reason, subject=f"customer contact #{contact.pk}",
+            replacement=lambda model, name, record_id: {"name": ERASED_NAME, "email": f"{pseudonym}@erased.invalid",
+                                                        "username": pseudonym}[name],
+        )
+        contact.name, contact.email, contact.erased_at = ERASED_NAME, f"{pseudonym}@erased.invalid", timezone.now()
+        attribute_change(contact, actor, "personal data erased on request")
+        contact.save()
+        user.username, user.email, user.first_name, user.last_name = pseudonym, "", "", ""
+        user.is_active = False
+        user.set_unusable_password()
+        user.save()
+    return contact

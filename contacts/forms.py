@@ -48,6 +48,13 @@ class DeactivateForm(ServiceErrorsMixin, forms.Form):
     reason = forms.CharField(max_length=200, error_messages={"required": "Say why the contact no longer has access."})
 
 
+class EraseForm(ServiceErrorsMixin, forms.Form):
+    reason = forms.CharField(
+        max_length=200, label="Erasure request",
+        help_text="The request this answers (for example its reference). Name and email are erased for good.",
+        error_messages={"required": "Say why the personal data is erased (the request it answers)."})
+
+
 class CodeForm(ServiceErrorsMixin, forms.Form):
     code = forms.RegexField(
         label="One-time code from your email", regex=r"^\s*\d{6}\s*$", max_length=20,

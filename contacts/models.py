@@ -11,6 +11,7 @@ from simple_history.models import HistoricalRecords
 
 from contacts.choices import LinkPurpose, LinkState
 from core import roles
+from core.models import new_salt
 from core.validators import refuse_hidden_characters
 from keys.models import Customer
 
@@ -33,6 +34,9 @@ class CustomerContact(models.Model):
     invited_by = models.ForeignKey(USER, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     invited_at = models.DateTimeField(default=timezone.now)
     is_active = models.BooleanField(default=True)
+    # The chain covers digests of name and email salted with this, so both can be erased on request.
+    personal_salt = models.CharField(max_length=32, default=new_salt, editable=False)
+    erased_at = models.DateTimeField(null=True, blank=True, help_text="When the contact's personal data was erased.")
     history = HistoricalRecords()
 
     objects = CustomerContactQuerySet.as_manager()
@@ -64,6 +68,7 @@ class AccessLink(models.Model):
     code_expires_at = models.DateTimeField(null=True, blank=True)
     codes_sent = models.PositiveSmallIntegerField(default=0)
     failed_attempts = models.PositiveSmallIntegerField(default=0)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

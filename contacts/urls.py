@@ -10,6 +10,7 @@ urlpatterns = [
     path("contacts/<int:pk>/send-link/", views.send_link, name="send-link"),
     path("contacts/<int:pk>/assign/", views.assign, name="assign"),
     path("contacts/<int:pk>/deactivate/", views.deactivate, name="deactivate"),
+    path("contacts/<int:pk>/erase/", views.erase, name="erase"),
     # The customer contact's side.
     path("c/<str:token>/", views.link_access, name="access"),
     path("contact/code/", views.code, name="code"),

@@ -17,7 +17,7 @@ from attestations.forms.decisions import DECISION_ACTIONS, DecisionForm, decisio
 from contacts import access
 from contacts.access import ContactError, LinkRefused
 from contacts.filters import CustomerContactFilterSet
-from contacts.forms import AssignKeyForm, CodeForm, ContactItemFilterForm, DeactivateForm, InviteForm
+from contacts.forms import AssignKeyForm, CodeForm, ContactItemFilterForm, DeactivateForm, EraseForm, InviteForm
 from contacts.middleware import CONTACT_SESSION_KEY, is_contact_session
 from contacts.models import AccessLink, CustomerContact
 from contacts.tables import CustomerContactTable
@@ -63,7 +63,7 @@ def invite(request):
         invited = form.call_service(lambda data: access.invite_contact(actor=request.user, **data))
         if form.is_valid():
             contact, _token = invited
-            record_access(request, AccessAction.CONTACT_INVITED, f"{contact.email} ({contact.customer})")
+            record_access(request, AccessAction.CONTACT_INVITED, f"contact #{contact.pk} ({contact.customer})")
             messages.success(request, f"{contact.name} is invited: a sign-in link was emailed to {contact.email}.")
             return redirect("contacts:detail", contact.pk)
     return render(request, "contacts/invite.html", {"form": form}, status=400 if form.errors else 200)
@@ -74,7 +74,7 @@ def _contact_for_staff(request, pk) -> CustomerContact:
     return get_object_or_404(CustomerContact.objects.visible_to(request.user).select_related("customer", "user"), pk=pk)
 
 
-def _render_detail(request, contact, *, assign_form=None, deactivate_form=None, status=200):
+def _render_detail(request, contact, *, assign_form=None, deactivate_form=None, erase_form=None, status=200):
     keys = access.contact_keys(contact).select_related("workflow").order_by("label")
     items = access.contact_items(contact).select_related("campaign", "key").order_by("-campaign__launched_at", "pk")[:50]
     return render(request, "contacts/contact_detail.html", {
@@ -85,6 +85,8 @@ def _render_detail(request, contact, *, assign_form=None, deactivate_form=None, 
         "may_assign": roles.is_admin(request.user),
         "assign_form": assign_form or AssignKeyForm(contact=contact),
         "deactivate_form": deactivate_form or DeactivateForm(),
+        "may_erase": roles.is_admin(request.user) and not contact.erased_at,
+        "erase_form": erase_form or EraseForm(prefix="erase"),
         "history": contact.history.select_related("history_user").order_by("-history_date", "-history_id")[:20],
     }, status=status)
 
@@ -104,7 +106,7 @@ def send_link(request, pk):
         for message in error.messages:
             messages.error(request, message)
     else:
-        record_access(request, AccessAction.CONTACT_LINK_SENT, contact.email)
+        record_access(request, AccessAction.CONTACT_LINK_SENT, f"contact #{contact.pk}")
         messages.success(request, f"A new sign-in link was emailed to {contact.email}; earlier links no longer work.")
     return redirect("contacts:detail", contact.pk)
 
@@ -134,6 +136,20 @@ def deactivate(request, pk):
         messages.success(request, f"{contact.name} no longer has access; their links stopped working.")
         return redirect("contacts:detail", contact.pk)
     return _render_detail(request, contact, deactivate_form=form, status=400)
+
+
+@login_required
+@require_POST
+def erase(request, pk):
+    contact = _contact_for_staff(request, pk)
+    if not roles.is_admin(request.user):
+        raise PermissionDenied("Admins erase a contact's personal data.")
+    form = EraseForm(request.POST, prefix="erase")
+    form.call_service(lambda data: access.erase_contact(contact, actor=request.user, reason=data["reason"]))
+    if form.is_valid():
+        messages.success(request, "The contact's personal data is erased; their records stay verifiable.")
+        return redirect("contacts:detail", contact.pk)
+    return _render_detail(request, contact, erase_form=form, status=400)
 
 
 def _refused_link(request, error: LinkRefused, link: AccessLink | None = None):

@@ -3,7 +3,7 @@ from django.http import HttpResponseNotAllowed
 
 from core import roles
 from core.errors import ServiceError
-from core.models import AccessRecord
+from core.models import AccessRecord, ChainCheckpoint, ChainErasure, ChainPurge
 
 admin.site.site_header = "API key attestation portal — administration"
 admin.site.site_title = "Key portal admin"
@@ -71,3 +71,32 @@ class AccessRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return roles.is_admin(request.user)
+
+
+class ChainRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What the chain records about itself (erasures, purges, checkpoints), read-only, for admins."""
+
+    def has_module_permission(self, request):
+        return roles.is_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
+
+
+@admin.register(ChainErasure)
+class ChainErasureAdmin(ChainRecordAdmin):
+    list_display = ("at", "subject", "actor", "reason")
+    list_select_related = ("actor",)
+    exclude = ("digests",)
+
+
+@admin.register(ChainPurge)
+class ChainPurgeAdmin(ChainRecordAdmin):
+    list_display = ("at", "model_label", "up_to_id", "count", "older_than", "reason")
+    exclude = ("record_ids",)
+
+
+@admin.register(ChainCheckpoint)
+class ChainCheckpointAdmin(ChainRecordAdmin):
+    list_display = ("pk", "made_at", "scope", "checked")
+    list_filter = ("scope",)

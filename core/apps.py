@@ -15,7 +15,14 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         from core import audit, chain, roles, sessions, two_factor  # noqa: F401  (importing connects receivers)
+        from core.models import AccessRecord
 
         post_migrate.connect(roles.sync_role_permissions_after_migrate)
         audit.connect_axes_signals()
         chain.connect_signals()
+        # Access records have their own chain: written on every API call and failed sign-in, they must not
+        # queue behind the evidence chain's head that decisions lock.
+        chain.chain_rows(AccessRecord, chain=chain.ACCESS)
+        chain.declare_personal(AccessRecord, ["username"], salt_column="personal_salt")
+        post_migrate.connect(chain.ensure_layouts, sender=self, dispatch_uid="chain-layouts")
+        post_migrate.connect(chain.install_touch_triggers, sender=self, dispatch_uid="chain-touch-triggers")

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from core.chain import sealed_atomic
 from core.models import AccessAction, AccessRecord
 
 log = logging.getLogger("portal.access")
@@ -41,14 +42,16 @@ def record_access(request, action: str, target: str = "", *, user=None, username
     if user is None and request is not None:
         candidate = getattr(request, "user", None)
         user = candidate if candidate is not None and candidate.is_authenticated else None
-    record = AccessRecord.objects.create(
-        user=user,
-        username=(user.get_username() if user is not None else username)[:150],
-        action=action,
-        target=str(target)[:TARGET_MAX],
-        ip_address=client_ip(request) if request is not None else None,
-        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:USER_AGENT_MAX],
-    )
+    # Sealed on the access chain in the same transaction: a crash loses the record and its link together.
+    with sealed_atomic():
+        record = AccessRecord.objects.create(
+            user=user,
+            username=(user.get_username() if user is not None else username)[:150],
+            action=action,
+            target=str(target)[:TARGET_MAX],
+            ip_address=client_ip(request) if request is not None else None,
+            user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:USER_AGENT_MAX],
+        )
     log.info("access %s user=%s ip=%s target=%s", action, record.username or "-", record.ip_address, record.target)
     return record
 

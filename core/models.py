@@ -1,4 +1,6 @@
-"""The tamper-evident chain over every history record of the governed models, and the access audit."""
+"""The tamper-evident chain over the evidence (history records and append-only rows), and the access audit."""
+
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -18,26 +20,120 @@ class NamedRecord(models.Model):
 
 
 class ChainHead(models.Model):
-    """The single head of the history chain; its row lock serialises sealing."""
+    """The head of one chain (its primary key names it: 1 evidence, 2 access); its row lock serialises sealing."""
 
     seq = models.PositiveBigIntegerField(default=0)
     digest = models.CharField(max_length=64, default="0" * 64)
     updated_at = models.DateTimeField(auto_now=True)
 
 
-class ChainLink(models.Model):
-    """One sealed history record: its digest covers the record's content and the previous digest."""
+class ChainLayout(models.Model):
+    """The canonical form a link's record was hashed in: which columns, in which form, which are personal.
 
-    seq = models.PositiveBigIntegerField(unique=True)
+    Recorded once per (model, form, columns) so a column added to a table later does not change what
+    earlier links cover. Editing a layout does not hide tampering: the digests no longer match.
+    """
+
     model_label = models.CharField(max_length=100)
-    history_id = models.BigIntegerField()
+    form = models.PositiveSmallIntegerField()
+    columns = models.JSONField()
+    personal = models.JSONField(default=list, blank=True)
+    salt_column = models.CharField(max_length=64, blank=True)
+    signature = models.CharField(max_length=64, unique=True)
+
+    def __str__(self):
+        return f"{self.model_label} form {self.form} ({len(self.columns)} columns)"
+
+
+class ChainLink(models.Model):
+    """One sealed record: its digest covers the record's canonical form and the previous digest."""
+
+    chain = models.PositiveSmallIntegerField(default=1)
+    seq = models.PositiveBigIntegerField()
+    model_label = models.CharField(max_length=100)
+    record_id = models.BigIntegerField()
+    layout = models.ForeignKey(ChainLayout, on_delete=models.PROTECT, related_name="+")
     digest = models.CharField(max_length=64)
     prev_digest = models.CharField(max_length=64)
     sealed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["seq"]
-        constraints = [models.UniqueConstraint(fields=["model_label", "history_id"], name="one_link_per_history_record")]
+        ordering = ["chain", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "seq"], name="one_link_per_chain_position"),
+            models.UniqueConstraint(fields=["model_label", "record_id"], name="one_link_per_record"),
+        ]
+
+
+class ChainCheckpoint(models.Model):
+    """A verification that found the chains intact: where each head stood, and how far each table reached.
+
+    The next export verifies only what was sealed, inserted or touched after the last intact checkpoint.
+    """
+
+    class Scope(models.TextChoices):
+        FULL = "full", "Every link from the start"
+        SINCE = "since", "Since the previous checkpoint"
+
+    made_at = models.DateTimeField(auto_now_add=True)
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    heads = models.JSONField(help_text="{chain: [seq, digest]}")
+    high_water = models.JSONField(help_text="{model label: highest primary key}")
+    touch_id = models.BigIntegerField(default=0, help_text="The last change log entry already accounted for.")
+    checked = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-pk"]
+        get_latest_by = "pk"
+
+    def __str__(self):
+        return f"Checkpoint {self.pk} ({self.get_scope_display()}) at {self.made_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ChainTouch(models.Model):
+    """A row of a chained table updated, deleted or truncated: written by database triggers, never by the
+    application, so incremental verification re-checks rows changed in SQL however old they are."""
+
+    table_name = models.CharField(max_length=100)
+    row_id = models.BigIntegerField(null=True, blank=True)
+    operation = models.CharField(max_length=10)
+    at = models.DateTimeField(null=True, blank=True)
+
+
+class ChainErasure(models.Model):
+    """Personal data erased from chained records, on request: which records, which fields, and the salted
+    digests the chain covers, so the records stay verifiable without the erased values."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="+")
+    reason = models.TextField()
+    subject = models.CharField(max_length=200, help_text="Whose data, as a reference that is not itself personal.")
+    digests = models.JSONField(help_text="{model label: {record id: {field: salted digest}}}")
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+
+class ChainPurge(models.Model):
+    """Chained records deleted on purpose: at the end of their retention period (every record of the table up
+    to ``up_to_id``) or named one by one (``record_ids``); how many, and why."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    model_label = models.CharField(max_length=100)
+    up_to_id = models.BigIntegerField(null=True, blank=True)
+    record_ids = models.JSONField(default=list, blank=True)
+    count = models.PositiveBigIntegerField()
+    older_than = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+
+def new_salt() -> str:
+    """A random salt for the digests of a record's personal fields."""
+    return secrets.token_hex(16)
 
 
 class AccessAction(models.TextChoices):
@@ -67,8 +163,9 @@ class AccessRecord(models.Model):
     downloaded and API token use. Written by ``core.audit.record_access``; never edited."""
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # PROTECT: the record is chained, so deleting the account must not rewrite it (deactivate instead).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_records"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="access_records"
     )
     # The name as typed or as it was, so the record outlives the account and names unknown users.
     username = models.CharField(max_length=150, blank=True)
@@ -76,6 +173,8 @@ class AccessRecord(models.Model):
     target = models.CharField(max_length=255, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
+    # The chain covers a digest of ``username`` salted with this, so the name can be erased on request.
+    personal_salt = models.CharField(max_length=32, default=new_salt, editable=False)
 
     class Meta:
         ordering = ["-at", "-pk"]

@@ -249,6 +249,7 @@ class RevocationAttempt(models.Model):
     error = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     succeeded = models.BooleanField(default=False)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["request", "number"]

@@ -40,6 +40,11 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def user_data_dir() -> Path:
+    """This user's application data (the XDG base directory): outside the repository and the database."""
+    return Path(env("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "keys-portal"
+
+
 PRODUCTION = env("DJANGO_ENV", "local").lower() == "production"
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 
@@ -245,10 +250,18 @@ REVOCATION_MAX_ATTEMPTS = env_int("REVOCATION_MAX_ATTEMPTS", 10)
 REVOCATION_TIMEOUT_SECONDS = env_int("REVOCATION_TIMEOUT_SECONDS", 10)
 REVOCATION_BACKOFF_SECONDS = env_int("REVOCATION_BACKOFF_SECONDS", 60)
 
-# Evidence exports are signed (PAdES, pyHanko) when a PKCS#12 certificate is configured;
-# ``python manage.py make_signing_cert`` makes a self-signed one for demos.
+# Retention, in days: nothing is deleted earlier; deleting after is a recorded, chained event. 0 keeps forever.
+EVIDENCE_EXPORT_RETENTION_DAYS = env_int("EVIDENCE_EXPORT_RETENTION_DAYS", 7 * 366)
+ACCESS_RECORD_RETENTION_DAYS = env_int("ACCESS_RECORD_RETENTION_DAYS", 2 * 366)
+# Every evidence export is signed (PAdES, pyHanko). Without EVIDENCE_SIGNING_PKCS12 the instance signs
+# with a key and self-signed certificate it creates on first use in EVIDENCE_SIGNING_DIR: outside the
+# database and the repository, and shared by every worker (a shared volume when workers run apart).
+# EVIDENCE_SIGNING_PKCS12 (and its password) selects the organisation's own certificate instead.
+# With EVIDENCE_TSA_URL (an RFC 3161 time-stamp authority) each signature is also time-stamped (PAdES B-T).
+EVIDENCE_SIGNING_DIR = Path(env("EVIDENCE_SIGNING_DIR") or user_data_dir() / "evidence-signing")
 EVIDENCE_SIGNING_PKCS12 = env("EVIDENCE_SIGNING_PKCS12")
 EVIDENCE_SIGNING_PASSWORD = env("EVIDENCE_SIGNING_PASSWORD")
+EVIDENCE_TSA_URL = env("EVIDENCE_TSA_URL")
 
 # Celery: in-process locally; a real broker (Redis) in production.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "memory://localhost/")

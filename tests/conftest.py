@@ -12,12 +12,25 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture
-def media_root(settings, tmp_path):
-    """Stored files (evidence exports) go to a folder of the test's own; evidence is not signed."""
-    settings.MEDIA_ROOT = tmp_path / "media"
+@pytest.fixture(scope="session")
+def evidence_signing_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("evidence-signing")
+
+
+@pytest.fixture(autouse=True)
+def evidence_signing(settings, evidence_signing_dir):
+    """Exports are signed with an instance key made once per test session, never in the user's data
+    directory; no organisation certificate, no time-stamp authority."""
+    settings.EVIDENCE_SIGNING_DIR = evidence_signing_dir
     settings.EVIDENCE_SIGNING_PKCS12 = ""
     settings.EVIDENCE_SIGNING_PASSWORD = ""
+    settings.EVIDENCE_TSA_URL = ""
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Stored files (evidence exports) go to a folder of the test's own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @pytest.fixture

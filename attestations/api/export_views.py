@@ -49,7 +49,7 @@ class EvidenceExportSerializer(serializers.ModelSerializer):
         fields = [
             "id", "kind", "campaign", "key", "customer", "period_start", "period_end", "parameters", "status",
             "progress", "progress_note", "chunks_total", "chunks_done", "requested_by", "requested_at", "finished_at",
-            "sha256", "size", "page_count", "signed", "chain_ok", "chain_head", "error", "download_url",
+            "sha256", "size", "page_count", "signed", "chain_ok", "chain_seq", "chain_head", "error", "download_url",
         ]
         read_only_fields = fields
 

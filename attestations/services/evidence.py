@@ -189,32 +189,37 @@ def sections_by_control(kind: str) -> list[dict]:
 
 @dataclass
 class ChainResult:
+    """What a report prints about the chains: verified since the last intact checkpoint, at which head."""
+
     available: bool
     ok: bool | None
     head_seq: int = 0
     head_digest: str = ""
     checked: int = 0
     problems: list[str] = field(default_factory=list)
+    heads: dict = field(default_factory=dict)
+    scope: str = ""
+    since: dict | None = None
+    erased: int = 0
+    purged: int = 0
 
     @property
     def summary(self) -> str:
         if not self.available:
             return "chain not verified: the history chain is not available in this installation"
         if self.ok:
-            return f"chain intact: {self.checked} history records verified"
-        return f"chain BROKEN: {len(self.problems)} problem(s) among {self.checked} history records"
+            return f"chain intact: {self.checked} records verified{' since the last verified head' if self.since else ''}"
+        return f"chain BROKEN: {len(self.problems)} problem(s) among {self.checked} records"
 
 
 def verify_history_chain() -> ChainResult:
-    """The history chain's verification, or "not verified" where the chain module is not installed."""
-    try:
-        from core.chain import verify_chain
-    except ImportError:
-        return ChainResult(available=False, ok=None)
-    result = verify_chain()
-    problems = [getattr(p, "message", str(p)) for p in result.problems]
+    """The chains verified from the last verified head to now (everything, the first time)."""
+    from core.chain import verify_since_checkpoint
+
+    result = verify_since_checkpoint()
     return ChainResult(available=True, ok=bool(result.ok), head_seq=result.head_seq, head_digest=result.head_digest,
-                       checked=result.checked, problems=problems)
+                       checked=result.checked, problems=[p.message for p in result.problems], heads=result.heads,
+                       scope=result.scope, since=result.since, erased=result.erased, purged=result.purged)
 
 
 # Campaign report ----------------------------------------------------------------------------------

@@ -1,13 +1,19 @@
-"""Rendering evidence PDFs: Django templates through WeasyPrint, chunks merged with pypdf, signed with pyHanko.
+"""Rendering evidence PDFs: Django templates through WeasyPrint (PDF/A-3b), assembled with pikepdf, signed.
 
 A campaign report is rendered in parts: each chunk of items is its own WeasyPrint document (memory
 stays bounded by the chunk, and chunks run in parallel on several workers); the front matter (cover,
-contents, control mapping, chain verification, summary) is rendered last, when the chunks' page
-counts are known, and carries the CSV/JSON attachments. Its contents name the page each chunk starts
-on, which depends on the front's own length: a measuring task renders the front once while the chunks
-render, so the final front is laid out once, at the end. The parts are merged, "Page N of M" is
-stamped over every page from one cheap WeasyPrint document of empty pages, and the result is signed.
-Key dossiers and customer reports are small and rendered in one pass.
+contents, control mapping, chain verification, verification data, summary) is rendered last, when the
+chunks' page counts are known, and carries the CSV/JSON attachments. Its contents name the page each
+chunk starts on, which depends on the front's own length: a measuring task renders the front once
+while the chunks render, so the final front is laid out once, at the end. pikepdf appends the parts'
+pages to the front, so the delivered file keeps the front's PDF/A identification (XMP), output intent
+and attachments; "Page N of M" is overlaid on every page from one cheap WeasyPrint document of empty
+pages, and the result is signed (``evidence_signing``). Key dossiers and customer reports are small
+and rendered in one pass. Every part is PDF/A-3b, so every font of the delivered file is embedded.
+
+Each report prints the data an auditor needs to check it offline (``evidence/_verification.html``):
+the SHA-256 of every attached file, the totals the attached CSV must reproduce and the history chain's
+head; ``verify-evidence`` (the ``evidence_verifier`` package) reads them back from the page text.
 """
 
 from __future__ import annotations
@@ -16,16 +22,17 @@ import hashlib
 import io
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
-from pypdf import PdfReader, PdfWriter
 
+from attestations.choices import ItemStatus
 from attestations.models import EvidenceExport
-from attestations.services import evidence
+from attestations.services import evidence, evidence_signing
 
 log = logging.getLogger(__name__)
 Kind = EvidenceExport.Kind
@@ -39,14 +46,19 @@ def _weasyprint():
     return weasyprint
 
 
+def _pikepdf():
+    import pikepdf  # imported lazily, like WeasyPrint: only the rendering tasks need it
+
+    return pikepdf
+
+
 def identity(export: EvidenceExport) -> str:
     return f"Evidence export #{export.pk} · {export.get_kind_display()} · {export.parameters.get('subject', '')}"
 
 
 def base_context(export: EvidenceExport, **extra) -> dict:
     return {"export": export, "identity": identity(export), "generated_at": extra.pop("generated_at", None),
-            "controls": evidence.CONTROLS, "by_control": evidence.sections_by_control(export.kind),
-            "signing": signing_configured(), **extra}
+            "controls": evidence.CONTROLS, "by_control": evidence.sections_by_control(export.kind), **extra}
 
 
 def _breakdowns(summary: dict) -> list[tuple[str, list[dict]]]:
@@ -57,8 +69,8 @@ def _breakdowns(summary: dict) -> list[tuple[str, list[dict]]]:
     ]
 
 
-def html_to_pdf(template: str, context: dict, *, attachments=None, variant: str | None = None) -> bytes:
-    return write_pdf(layout(template, context), attachments=attachments, variant=variant)
+def html_to_pdf(template: str, context: dict, *, attachments=None) -> bytes:
+    return write_pdf(layout(template, context), attachments=attachments)
 
 
 def layout(template: str, context: dict):
@@ -69,11 +81,10 @@ def layout(template: str, context: dict):
         stylesheets=[weasyprint.CSS(filename=str(PRINT_CSS))])
 
 
-def write_pdf(document, *, attachments=None, variant: str | None = None) -> bytes:
+def write_pdf(document, *, attachments=None) -> bytes:
+    """A PDF/A-3b file; ``attachments`` are (name, bytes, description), embedded as the report's data."""
     weasyprint = _weasyprint()
-    options = {}
-    if variant:
-        options["pdf_variant"] = variant
+    options = {"pdf_variant": PDF_VARIANT}
     if attachments:
         options["attachments"] = [
             weasyprint.Attachment(string=content, name=name, description=description, relationship="Data")
@@ -83,7 +94,34 @@ def write_pdf(document, *, attachments=None, variant: str | None = None) -> byte
 
 
 def page_count(pdf: bytes) -> int:
-    return len(PdfReader(io.BytesIO(pdf)).pages)
+    with _pikepdf().open(io.BytesIO(pdf)) as document:
+        return len(document.pages)
+
+
+# What the report prints so that it can be checked offline -----------------------------------------
+
+def verification_data(attachments: list[tuple[str, bytes, str]], rows: list[dict], *,
+                      statuses: list[str] | None = None) -> dict:
+    """The SHA-256 of each attachment and the totals of the first one (the CSV): its rows, and its rows per
+    ``status`` when ``statuses`` is given (every status listed, zero included; any other found, after)."""
+    counts = Counter(str(row["status"]) for row in rows) if statuses is not None else Counter()
+    listed = list(statuses or [])
+    return {
+        "files": [{"name": name, "sha256": hashlib.sha256(content).hexdigest()} for name, content, _ in attachments],
+        "rows_file": attachments[0][0],
+        "rows": len(rows),
+        "statuses": [(status, counts[status]) for status in [*listed, *sorted(set(counts) - set(listed))]],
+    }
+
+
+def _placeholder_verification(names: list[str], statuses: list[str]) -> dict:
+    """As long as the real data, for measuring the front before the attachments exist."""
+    return {"files": [{"name": name, "sha256": "0" * 64} for name in names], "rows_file": names[0], "rows": 0,
+            "statuses": [(status, 0) for status in statuses]}
+
+
+def _item_statuses() -> list[str]:
+    return [status.value for status in ItemStatus]
 
 
 # Parts of a chunked campaign report --------------------------------------------------------------
@@ -143,7 +181,9 @@ def measure_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, ch
     """
     summary = evidence.campaign_summary(export.campaign)
     # Placeholder numbers as wide as the real ones will be (four digits reach 9,999 pages).
-    laid_out = _front_layout(export, summary, plan, [999] * len(plan.chunks), chain, generated_at, 3)
+    placeholder = _placeholder_verification([name for name, _ in _front_attachments(export.campaign)],
+                                            _item_statuses())
+    laid_out = _front_layout(export, summary, plan, [999] * len(plan.chunks), chain, generated_at, 3, placeholder)
     pages = len(laid_out.pages)
     _replace(front_measure_name(export.pk), str(pages).encode())
     return pages
@@ -159,10 +199,11 @@ def measured_front_pages(export: EvidenceExport) -> int | None:
 
 
 def part_pages(export: EvidenceExport) -> list[int]:
+    pikepdf = _pikepdf()
     pages = []
     for index in range(export.chunks_total):
-        with default_storage.open(part_name(export.pk, index), "rb") as f:
-            pages.append(len(PdfReader(f).pages))
+        with default_storage.open(part_name(export.pk, index), "rb") as f, pikepdf.open(f) as part:
+            pages.append(len(part.pages))
     return pages
 
 
@@ -175,7 +216,8 @@ def delete_parts(export: EvidenceExport) -> None:
 
 def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, part_pages: list[int],
                           chain, generated_at, *, front_pages: int | None = None) -> bytes:
-    """Cover, contents, control mapping, chain verification, summary and the sample, with the raw data attached.
+    """Cover, contents, control mapping, chain verification, verification data, summary and the sample, with
+    the raw data attached.
 
     The attached rows must give the plan the chunks printed from (else the campaign changed meanwhile
     and the printed sample would not be the one the CSV redraws). The contents name the page each
@@ -193,16 +235,17 @@ def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, par
     labels = _front_attachments(campaign)
     document = evidence.campaign_document(campaign, summary, rows, evidence.sampling_document(plan, labels[0][0]))
     del rows  # the document holds its own copy of every row: a campaign's rows are the bulk of this task's memory
-    contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]), evidence.to_json(document)]
-    del document
+    contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]).encode(), evidence.to_json(document).encode()]
+    attachments = [(name, content, description) for (name, description), content in zip(labels, contents, strict=True)]
+    verification = verification_data(attachments, document["items"], statuses=_item_statuses())
+    del document, contents
     front_pages = front_pages or 3
     for _ in range(3):
-        laid_out = _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages)
+        laid_out = _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages, verification)
         if len(laid_out.pages) == front_pages:
             break
         front_pages = len(laid_out.pages)
-    attachments = [(name, content, description) for (name, description), content in zip(labels, contents, strict=True)]
-    return write_pdf(laid_out, attachments=attachments, variant=PDF_VARIANT)
+    return write_pdf(laid_out, attachments=attachments)
 
 
 def _front_attachments(campaign) -> list[tuple[str, str]]:
@@ -221,7 +264,7 @@ def _chunk_label(chunk: dict, plan: evidence.ReportPlan) -> str:
     return f"{prefix} #{ids[0]} to #{ids[-1]}"
 
 
-def _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages):
+def _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages, verification):
     chunks, page = [], front_pages + 1
     for chunk, pages in zip(plan.chunks, part_pages, strict=True):
         chunks.append({"label": _chunk_label(chunk, plan), "page": page, "pages": pages})
@@ -233,26 +276,58 @@ def _front_layout(export, summary, plan, part_pages, chain, generated_at, front_
         front_pages=front_pages, item_count=plan.total, attachments=attachments, plan=plan,
         reasons=[(label, plan.reason_counts[reason]) for reason, label in evidence.PRINT_REASONS.items()],
         sample_rule=evidence.SAMPLE_RULE_TEXT,
-        redraw=evidence.redraw_command(attachments[0][0], plan.seed, plan.size),
+        redraw=evidence.redraw_command(attachments[0][0], plan.seed, plan.size), verification=verification,
     ))
 
 
 def merge_and_number(front: bytes, parts: list, *, footer: str) -> bytes:
-    """Front then parts, one document, with "Page N of M" stamped on every page.
+    """Front then parts, one PDF/A-3b document, with "Page N of M" overlaid on every page.
 
-    The writer starts as a clone of the front so its attachments, metadata and output intent are kept.
+    The parts' pages are appended to the front, so the front's XMP identification, output intent and
+    attachments are the document's. The page numbers come from one WeasyPrint document of empty pages
+    (PDF/A-3b too, its font embedded), each page overlaid as a form XObject on the page of its number.
     """
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(front)))
-    for part in parts:
-        writer.append(PdfReader(part), import_outline=False)
-    total = len(writer.pages)
-    stamp = PdfReader(io.BytesIO(html_to_pdf("evidence/page_numbers.html", {"pages": range(total), "footer": footer})))
-    for page, overlay in zip(writer.pages, stamp.pages, strict=True):
-        page.merge_page(overlay)
-        page.compress_content_streams()  # merging leaves the page's content uncompressed: 12x the file size
-    out = io.BytesIO()
-    writer.write(out)
+    return assemble(front, parts, number_pages=True, footer=footer)
+
+
+def assemble(front: bytes, parts=(), *, number_pages: bool = False, footer: str = "") -> bytes:
+    pikepdf = _pikepdf()
+    sources = []
+    try:
+        with pikepdf.open(io.BytesIO(front)) as document:
+            for part in parts:
+                sources.append(pikepdf.open(part))
+                document.pages.extend(sources[-1].pages)
+            if number_pages:
+                stamp = pikepdf.open(io.BytesIO(html_to_pdf(
+                    "evidence/page_numbers.html", {"pages": range(len(document.pages)), "footer": footer})))
+                sources.append(stamp)
+                for page, overlay in zip(document.pages, stamp.pages, strict=True):
+                    page.add_overlay(overlay)
+            _tidy_for_signing(document)
+            out = io.BytesIO()
+            document.save(out, compress_streams=True, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    finally:
+        for source in sources:
+            source.close()
     return out.getvalue()
+
+
+def _tidy_for_signing(document) -> None:
+    """List each attachment once in the catalog's /AF (WeasyPrint lists them twice), and leave the producer
+    to the XMP metadata: the signer rewrites the XMP producer, and the information dictionary must not
+    then contradict it (PDF/A keeps the two in agreement)."""
+    pikepdf = _pikepdf()
+    if "/AF" in document.Root:
+        seen, unique = set(), []
+        for filespec in document.Root.AF:
+            if not filespec.is_indirect or filespec.objgen not in seen:
+                seen.add(filespec.objgen)
+                unique.append(filespec)
+        document.Root.AF = pikepdf.Array(unique)
+    for name in ("/Producer", "/ModDate"):
+        if name in document.docinfo:
+            del document.docinfo[name]
 
 
 # Whole documents ----------------------------------------------------------------------------------
@@ -262,8 +337,8 @@ def render_key_dossier(export: EvidenceExport, chain, generated_at) -> bytes:
     document, key = evidence.dossier_document(dossier), dossier["key"]
     attachments = _data_attachments(f"key-{key.pk}", document, "events", evidence.EVENT_COLUMNS,
                                    "Every lifecycle event of the key", "The key's dossier as data")
-    return _render_one_part(export, "evidence/key_dossier.html", Kind.KEY, attachments, chain, generated_at,
-                            d=dossier, key=key)
+    return _render_one_part(export, "evidence/key_dossier.html", Kind.KEY, attachments,
+                            verification_data(attachments, document["events"]), chain, generated_at, d=dossier, key=key)
 
 
 def render_customer_report(export: EvidenceExport, chain, generated_at) -> bytes:
@@ -271,61 +346,37 @@ def render_customer_report(export: EvidenceExport, chain, generated_at) -> bytes
     document, customer = evidence.customer_document(report), report["customer"]
     attachments = _data_attachments(f"customer-{customer.pk}", document, "keys", evidence.CUSTOMER_COLUMNS,
                                    "Every key of the customer", "The customer report as data")
-    return _render_one_part(export, "evidence/customer_report.html", Kind.CUSTOMER, attachments, chain, generated_at,
+    return _render_one_part(export, "evidence/customer_report.html", Kind.CUSTOMER, attachments,
+                            verification_data(attachments, document["keys"]), chain, generated_at,
                             r=report, customer=customer)
 
 
 def _data_attachments(stem: str, document: dict, rows: str, columns, rows_label: str, document_label: str) -> list:
     """A document's data as PDF attachments: its ``rows`` as CSV and the whole document as JSON."""
     return [
-        (f"{stem}-{rows}.csv", evidence.to_csv(columns, document[rows]), rows_label),
-        (f"{stem}.json", evidence.to_json(document), document_label),
+        (f"{stem}-{rows}.csv", evidence.to_csv(columns, document[rows]).encode(), rows_label),
+        (f"{stem}.json", evidence.to_json(document).encode(), document_label),
     ]
 
 
-def _render_one_part(export: EvidenceExport, template: str, kind: str, attachments: list, chain, generated_at,
-                     **subject) -> bytes:
+def _render_one_part(export: EvidenceExport, template: str, kind: str, attachments: list, verification: dict, chain,
+                     generated_at, **subject) -> bytes:
     """A document rendered in one part (a key dossier, a customer report), its data attached."""
-    return html_to_pdf(template, base_context(
+    return assemble(html_to_pdf(template, base_context(
         export, chain=chain, generated_at=generated_at, mapping=evidence.control_mapping(kind),
-        attachments=[(name, description) for name, _, description in attachments], **subject,
-    ), attachments=attachments, variant=PDF_VARIANT)
+        attachments=[(name, description) for name, _, description in attachments], verification=verification,
+        **subject,
+    ), attachments=attachments))
 
 
 # Signing and storing ------------------------------------------------------------------------------
 
-def signing_configured() -> bool:
-    return bool(getattr(settings, "EVIDENCE_SIGNING_PKCS12", ""))
-
-
-def sign(pdf: bytes) -> bytes:
-    """A PAdES signature over the whole file with the configured PKCS#12 certificate."""
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import fields, signers
-
-    password = settings.EVIDENCE_SIGNING_PASSWORD
-    signer = signers.SimpleSigner.load_pkcs12(
-        settings.EVIDENCE_SIGNING_PKCS12, passphrase=password.encode() if password else None)
-    if signer is None:
-        raise RuntimeError("The evidence signing certificate could not be loaded (path or password wrong).")
-    writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    metadata = signers.PdfSignatureMetadata(
-        field_name="EvidenceSignature", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
-        reason="Audit evidence export", location=settings.SITE_URL,
-    )
-    out = signers.sign_pdf(writer, metadata, signer=signer)
-    return out.getvalue()
-
-
 def store(export: EvidenceExport, pdf: bytes) -> dict:
-    """Sign when configured, save the file and return the fields that describe it."""
-    signed = False
-    if signing_configured():
-        pdf = sign(pdf)
-        signed = True
+    """Sign, save the file and return the fields that describe it."""
+    pdf = evidence_signing.sign(pdf)
     name = f"evidence-{export.pk}-{export.kind}.pdf"
     if export.file:
         export.file.delete(save=False)
     export.file.save(name, ContentFile(pdf), save=False)
     return {"file": export.file.name, "sha256": hashlib.sha256(pdf).hexdigest(), "size": len(pdf),
-            "page_count": page_count(pdf), "signed": signed}
+            "page_count": page_count(pdf), "signed": True}

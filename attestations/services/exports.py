@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from attestations.models import Campaign, EvidenceExport
 from attestations.services import evidence
 from attestations.services.evidence import Kind
 from core import roles
+from core.actors import system_user
 from core.chain import sealed_atomic
 from core.errors import ServiceError
+from core.history import attribute_change
 from core.jobs import enqueue_on_commit
 from keys.models import ApiKey, Customer
 
@@ -117,10 +120,12 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
         parameters["print_all_items"] = bool(print_all_items)
         parameters["sample_seed"] = evidence.new_sample_seed()
     with sealed_atomic():
-        export = EvidenceExport.objects.create(
+        export = EvidenceExport(
             kind=kind, campaign=campaign, key=key, customer=customer, period_start=period_start,
             period_end=period_end, parameters=parameters, requested_by=actor, progress_note="Waiting for a worker",
         )
+        attribute_change(export, actor, "requested")
+        export.save()
         enqueue_on_commit("attestations.tasks.render_export", export.pk)
     return export
 
@@ -135,6 +140,42 @@ def sampling_shown(export: EvidenceExport) -> dict | None:
 
 
 def set_progress(export_id: int, percent: int, note: str, **fields) -> None:
-    """Progress is written outside any long transaction so pollers see it while the export renders."""
-    EvidenceExport.objects.filter(pk=export_id).update(progress=max(0, min(100, percent)), progress_note=note[:200],
-                                                       **fields)
+    """Progress is written outside any long transaction so pollers see it while the export renders.
+
+    Progress alone is not recorded in the export's history; a change of state (``fields``) is.
+    """
+    progress = {"progress": max(0, min(100, percent)), "progress_note": note[:200]}
+    if fields:
+        record_state(export_id, note, **progress, **fields)
+    else:
+        EvidenceExport.objects.filter(pk=export_id).update(**progress)
+
+
+def record_state(export_id: int, reason: str, **fields) -> EvidenceExport:
+    """Change an export's state (rendering, done, failed, its file and digest), recorded in its chained history."""
+    with sealed_atomic():
+        export = EvidenceExport.objects.select_for_update().get(pk=export_id)
+        for name, value in fields.items():
+            setattr(export, name, value)
+        attribute_change(export, system_user(), reason)
+        export.save()
+    return export
+
+
+def purge_expired_exports(now=None) -> int:
+    """Delete the files of exports older than ``EVIDENCE_EXPORT_RETENTION_DAYS`` (never earlier).
+
+    The export's record stays, with its digest; the deletion is a chained change of its history.
+    """
+    days = settings.EVIDENCE_EXPORT_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=days)
+    purged = 0
+    expired = EvidenceExport.objects.filter(finished_at__lt=cutoff, file_purged_at__isnull=True).exclude(file="")
+    for export in expired.iterator():
+        export.file.delete(save=False)
+        record_state(export.pk, f"file deleted: retention of {days} days ended", file="",
+                     file_purged_at=timezone.now())
+        purged += 1
+    return purged

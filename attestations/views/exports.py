@@ -1,4 +1,5 @@
-"""Portal pages for evidence exports: list, request, detail with live progress, and download.
+"""Portal pages for evidence exports: list, request, detail with live progress, download, and the
+certificate that signs them (its SHA-256 fingerprint on the list and detail pages, the PEM to download).
 
 Who sees which export is ``exports.exports_visible_to``: an export the user may not see is a 404.
 """
@@ -6,7 +7,7 @@ Who sees which export is ``exports.exports_visible_to``: an export the user may 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 from attestations.filters import EvidenceExportFilterSet
 from attestations.forms.exports import ExportRequestForm
 from attestations.models import EvidenceExport
-from attestations.services import exports
+from attestations.services import evidence_signing, exports
 from attestations.tables import EvidenceExportTable
 from core import audit, roles
 from core.lists import ObjectListView
@@ -34,7 +35,16 @@ class ExportListView(ObjectListView):
         return exports.exports_visible_to(user)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs) | {"can_request_reports": roles.sees_everything(self.request.user)}
+        return super().get_context_data(**kwargs) | {"can_request_reports": roles.sees_everything(self.request.user),
+                                                      **signing_context()}
+
+
+def signing_context() -> dict:
+    """The certificate exports are signed with, or why it cannot be shown (the page still renders)."""
+    try:
+        return {"signing_certificate": evidence_signing.signing_certificate()}
+    except evidence_signing.SigningError as error:
+        return {"signing_error": str(error)}
 
 
 @login_required
@@ -65,7 +75,21 @@ def _visible_export(request, pk) -> EvidenceExport:
 def export_detail(request, pk):
     export = _visible_export(request, pk)
     return render(request, "attestations/export_detail.html",
-                  {"export": export, "sampling": exports.sampling_shown(export)})
+                  {"export": export, "sampling": exports.sampling_shown(export), **signing_context()})
+
+
+@login_required
+def export_certificate(request):
+    """The signing certificate (PEM), for auditors to check reports offline; public data, but only for
+    those who see the evidence pages."""
+    try:
+        certificate = evidence_signing.signing_certificate()
+    except evidence_signing.SigningError as error:
+        raise Http404(str(error))
+    response = HttpResponse(certificate.pem, content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="evidence-signing.pem"'
+    response["X-Certificate-SHA256"] = certificate.fingerprint
+    return response
 
 
 @login_required
@@ -81,6 +105,8 @@ def export_progress(request, pk):
 @login_required
 def export_download(request, pk):
     export = _visible_export(request, pk)
+    if export.file_purged_at:
+        raise Http404("The export's file was deleted at the end of its retention period.")
     if export.status != EvidenceExport.Status.DONE or not export.file:
         raise Http404("The export is not ready.")
     response = FileResponse(export.file.open("rb"), as_attachment=True, filename=download_name(export),

@@ -25,7 +25,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from core.chain import bulk_create_with_history, sealed_atomic
+from core.chain import bulk_create_rows, bulk_create_with_history, sealed_atomic
 from core.errors import ServiceError
 from core.validators import field_errors
 from keys.choices import ContractStatus, KeyStatus, LifecycleAction, RiskTier, WorkflowStatus
@@ -462,7 +462,7 @@ def _write(keys: list[ApiKey], rows: list[_Row], *, actor, reason: str) -> list[
         keys, ApiKey, batch_size=WRITE_BATCH, default_user=actor, default_change_reason=reason[:100]
     )
     lines = [row.line for row in rows]
-    LifecycleEvent.objects.bulk_create(
+    bulk_create_rows(
         [
             LifecycleEvent(
                 key=key,
@@ -474,6 +474,7 @@ def _write(keys: list[ApiKey], rows: list[_Row], *, actor, reason: str) -> list[
             )
             for key, line in zip(keys, lines, strict=True)
         ],
+        LifecycleEvent,
         batch_size=WRITE_BATCH,
     )
     grant_owner_permissions(keys)

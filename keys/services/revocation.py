@@ -171,14 +171,19 @@ def _claim(request_id: int) -> tuple[RevocationRequest, RevocationAttempt] | Del
         if request.next_attempt_at and request.next_attempt_at > now + CLOCK_TOLERANCE:
             return DeliveryOutcome("not_due")
         # A call claimed earlier whose worker never reported back.
-        RevocationAttempt.objects.filter(request=request, status_code__isnull=True, error="").update(error=NO_RESULT)
+        for stale in RevocationAttempt.objects.filter(request=request, status_code__isnull=True, error=""):
+            stale.error = NO_RESULT
+            attribute_change(stale, system_user(), "the worker never reported the call's result")
+            stale.save()
         request.attempts += 1
         request.next_attempt_at = now + lease()
         attribute_change(request, system_user(), f"Call {request.attempts} to {request.issuing_system.name}")
         request.save()
-        attempt = RevocationAttempt.objects.create(
+        attempt = RevocationAttempt(
             request=request, number=request.attempts, at=now, url=request.issuing_system.revoke_url[:200]
         )
+        attribute_change(attempt, system_user(), f"call {request.attempts} to {request.issuing_system.name}")
+        attempt.save()
     return request, attempt
 
 
@@ -189,9 +194,11 @@ def _settle(request_id: int, attempt_id: int, status_code: int | None, error: st
     actor = system_user()
     with sealed_atomic():
         request = RevocationRequest.objects.select_for_update().select_related("issuing_system").get(pk=request_id)
-        RevocationAttempt.objects.filter(pk=attempt_id).update(
-            status_code=status_code, error=error[:2000], duration_ms=duration_ms, succeeded=succeeded
-        )
+        attempt = RevocationAttempt.objects.select_for_update().get(pk=attempt_id)
+        attempt.status_code, attempt.error = status_code, error[:2000]
+        attempt.duration_ms, attempt.succeeded = duration_ms, succeeded
+        attribute_change(attempt, actor, f"result of call {attempt.number}: {status_code or 'no answer'}")
+        attempt.save()
         system = request.issuing_system.name
         if request.status not in SENDABLE_REVOCATION_STATUSES:
             # Settled meanwhile (an admin confirmed it by hand): keep the record of the call only.

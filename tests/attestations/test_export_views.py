@@ -27,6 +27,7 @@ PAGES = {
     "attestations:export": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
     "attestations:export-progress": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
     "attestations:export-download": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "attestations:export-certificate": {"get": row(LOGIN, 200, 200, 200, 200)},
 }
 
 

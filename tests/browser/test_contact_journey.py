@@ -16,7 +16,7 @@ from contacts.models import CustomerContact
 from core.models import AccessAction, AccessRecord
 from tests import factories
 
-from .conftest import login
+from .conftest import ARTIFACTS, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -140,3 +140,35 @@ def test_a_customer_contact_attests_through_link_and_code(page, live_server, wor
     assert {AccessAction.CONTACT_LINK_OPENED, AccessAction.CONTACT_CODE_FAILED, AccessAction.CONTACT_SIGNED_IN,
             AccessAction.CONTACT_VISIT, AccessAction.CONTACT_DECISION, AccessAction.CONTACT_REFUSED,
             AccessAction.LOGOUT} <= recorded
+
+
+def test_an_admin_erases_a_contacts_personal_data(page, live_server, world):
+    contact, _ = access.invite_contact(actor=world["admin"], customer=world["acme"], name="Pat Lee", email=EMAIL)
+    access.assign_key(contact, world["keys"]["Acme payouts"], actor=world["admin"])
+    login(page, live_server, "dave", "demo")
+    page.goto(f"{live_server.url}/contacts/{contact.pk}/")
+    expect(page.get_by_role("heading", name="Erase personal data")).to_be_visible()
+    page.get_by_label("Erasure request").fill("   ")  # blank to the server: refused with a message
+    page.get_by_role("button", name="Erase this contact's personal data").click()
+    expect(page.locator(".field-error")).to_contain_text("Say why the personal data is erased")
+    page.get_by_label("Erasure request").fill("Data subject request DSR-2026-114")
+    page.get_by_role("button", name="Erase this contact's personal data").click()
+    expect(page.get_by_role("status")).to_contain_text("personal data is erased")
+    main = page.locator("main")
+    expect(main).not_to_contain_text(EMAIL)
+    expect(main).not_to_contain_text("Pat Lee")
+    expect(main).to_contain_text("Personal data erased on")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "contact-erased.png"), full_page=True)
+    contact.refresh_from_db()
+    assert contact.erased_at and not contact.is_active
+    # Compliance sees that it was erased, and may not erase anyone.
+    other, _ = access.invite_contact(actor=world["admin"], customer=world["acme"], name="Sam Roe",
+                                     email="sam.roe@acme-payments.test")
+    page.get_by_role("button", name="Log out").click()
+    login(page, live_server, "carol", "demo")
+    page.goto(f"{live_server.url}/contacts/{contact.pk}/")
+    expect(page.locator("main")).to_contain_text("Personal data erased on")
+    page.goto(f"{live_server.url}/contacts/{other.pk}/")
+    expect(page.get_by_role("heading", name="Erase personal data")).to_have_count(0)

@@ -28,8 +28,9 @@ KEY_HISTORY = "keys.historicalapikey"
 ITEM_HISTORY = "attestations.historicalattestationitem"
 
 
-def history_count() -> int:
-    return sum(m._base_manager.count() for m in chain.governed_history_models())
+def history_count(chain_id: int | None = None) -> int:
+    """Every chained record (history records and evidence rows), of one chain or of all."""
+    return sum(m._base_manager.count() for m, c in chain.chained_models().values() if chain_id in (None, c))
 
 
 def sealed_labels() -> dict[str, int]:
@@ -43,8 +44,9 @@ def assert_whole_chain():
     result = chain.verify_chain()
     assert result.ok, result.problems
     assert result.checked == history_count() == ChainLink.objects.count()
-    assert list(ChainLink.objects.values_list("seq", flat=True)) == list(range(1, result.checked + 1))
-    assert result.head_seq == result.checked
+    evidence_links = ChainLink.objects.filter(chain=chain.EVIDENCE)
+    assert list(evidence_links.values_list("seq", flat=True)) == list(range(1, evidence_links.count() + 1))
+    assert result.head_seq == evidence_links.count() == history_count(chain.EVIDENCE)
     return result
 
 
@@ -90,11 +92,12 @@ def test_lifecycle_events_are_sealed_in_history_order(owner, compliance_user):
     lifecycle.reinstate_key(key, actor=compliance_user, reason="cleared")
     lifecycle.revoke_key(key, actor=compliance_user, reason_code=RevocationReason.EXPOSED, reason="leaked")
     key_links = ChainLink.objects.filter(model_label=KEY_HISTORY)
-    assert list(key_links.values_list("history_id", flat=True)) == list(
+    assert list(key_links.values_list("record_id", flat=True)) == list(
         key.history.order_by("history_id").values_list("history_id", flat=True))
     assert key_links.count() == 4
     result = assert_whole_chain()
-    assert result.head_digest == ChainLink.objects.last().digest == ChainHead.objects.get().digest
+    assert result.head_digest == ChainLink.objects.filter(chain=chain.EVIDENCE).last().digest == \
+        ChainHead.objects.get(pk=chain.EVIDENCE).digest
 
 
 @pytest.mark.django_db(transaction=True)
@@ -103,9 +106,11 @@ def test_single_saves_are_sealed_by_their_own_commit(owner, compliance_user):
     before = ChainLink.objects.count()
     assert before == history_count()  # every factory save committed with its link
     lifecycle.suspend_key(key, actor=compliance_user, reason="investigating")
-    assert ChainLink.objects.count() == before + 1
-    link = ChainLink.objects.last()
-    assert (link.model_label, link.history_id) == (KEY_HISTORY, key.history.latest().history_id)
+    # The key's history record and its lifecycle event, in one transaction.
+    assert ChainLink.objects.count() == before + 2
+    sealed = {(link.model_label, link.record_id) for link in ChainLink.objects.order_by("-pk")[:2]}
+    assert sealed == {(KEY_HISTORY, key.history.latest().history_id),
+                      ("keys.lifecycleevent", key.events.latest("pk").pk)}
     assert_whole_chain()
 
 
@@ -136,7 +141,7 @@ def test_sealed_atomic_seals_as_the_last_statement_of_its_outermost_block(owner,
         with chain.sealed_atomic():
             lifecycle.reinstate_key(ApiKey.objects.get(pk=key.pk), actor=compliance_user, reason="second")
         assert ChainLink.objects.count() == before  # nothing sealed before the outermost block ends
-    assert ChainLink.objects.count() == before + 2
+    assert ChainLink.objects.count() == before + 4  # two history records, two lifecycle events
     assert_whole_chain()
 
 
@@ -204,7 +209,7 @@ def test_altered_row_is_reported_exactly(owner, compliance_user):
         ["nothing happened", target.history_id])
     result = chain.verify_chain()
     assert not result.ok
-    assert [(p.model_label, p.history_id, p.kind) for p in result.problems] == [
+    assert [(p.model_label, p.record_id, p.kind) for p in result.problems] == [
         (KEY_HISTORY, target.history_id, "altered")]
     assert str(target.history_id) in result.problems[0].message
 
@@ -217,7 +222,7 @@ def test_deleted_row_is_reported(owner, compliance_user):
     victim = key.history.get(history_change_reason="investigating")
     raw("DELETE FROM keys_historicalapikey WHERE history_id = %s", [victim.history_id])
     result = chain.verify_chain()
-    assert [(p.model_label, p.history_id, p.kind) for p in result.problems] == [
+    assert [(p.model_label, p.record_id, p.kind) for p in result.problems] == [
         (KEY_HISTORY, victim.history_id, "deleted")]
 
 
@@ -233,7 +238,7 @@ def test_inserted_row_is_reported(owner, compliance_user):
     # A later legitimate write must not sweep the forged row into the chain.
     lifecycle.reinstate_key(key, actor=compliance_user, reason="cleared")
     result = chain.verify_chain()
-    assert [(p.model_label, p.history_id, p.kind) for p in result.problems] == [(KEY_HISTORY, forged, "inserted")]
+    assert [(p.model_label, p.record_id, p.kind) for p in result.problems] == [(KEY_HISTORY, forged, "inserted")]
 
 
 @pytest.mark.django_db
@@ -243,19 +248,23 @@ def test_tampered_link_breaks_continuity_not_the_records(owner, compliance_user)
     middle = ChainLink.objects.get(seq=2)
     ChainLink.objects.filter(pk=middle.pk).delete()
     result = chain.verify_chain()
-    kinds = {(p.model_label, p.history_id, p.kind) for p in result.problems}
+    kinds = {(p.model_label, p.record_id, p.kind) for p in result.problems}
     following = ChainLink.objects.get(seq=3)
-    assert (following.model_label, following.history_id, "out_of_order") in kinds
-    assert (middle.model_label, middle.history_id, "inserted") in kinds
+    assert (following.model_label, following.record_id, "out_of_order") in kinds
+    assert (middle.model_label, middle.record_id, "inserted") in kinds
     assert not [p for p in result.problems if p.kind in ("altered", "deleted")]
 
 
 @pytest.mark.django_db
 def test_head_mismatch_is_reported(owner):
     factories.ApiKeyFactory(owner=owner)
-    ChainHead.objects.update(seq=1, digest="f" * 64)
+    ChainHead.objects.filter(pk=chain.EVIDENCE).update(seq=1, digest="f" * 64)
     result = chain.verify_chain()
-    assert [p.kind for p in result.problems] == ["head_mismatch"]
+    assert [p.kind for p in result.problems] == ["head_mismatch", "head_mismatch"]  # links beyond it; not its digest
+    # Moved back onto a real link: the links beyond it are still named.
+    first = ChainLink.objects.get(chain=chain.EVIDENCE, seq=1)
+    ChainHead.objects.filter(pk=chain.EVIDENCE).update(seq=1, digest=first.digest)
+    assert [p.kind for p in chain.verify_chain().problems] == ["head_mismatch"]
 
 
 @pytest.mark.django_db
@@ -264,7 +273,7 @@ def test_verify_history_command(owner, compliance_user, capsys):
     lifecycle.suspend_key(key, actor=compliance_user, reason="investigating")
     call_command("verify_history")
     out = capsys.readouterr().out
-    head = ChainHead.objects.get()
+    head = ChainHead.objects.get(pk=chain.EVIDENCE)
     assert "History chain OK" in out and f"seq {head.seq} digest {head.digest}" in out
 
     target = key.history.latest()
@@ -279,7 +288,7 @@ def test_verify_history_command(owner, compliance_user, capsys):
         call_command("verify_history", "--json")
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is False and data["head_seq"] == head.seq and data["head_digest"] == head.digest
-    assert data["problems"] == [{"model_label": KEY_HISTORY, "history_id": target.history_id, "kind": "altered",
+    assert data["problems"] == [{"model_label": KEY_HISTORY, "record_id": target.history_id, "kind": "altered",
                                  "message": data["problems"][0]["message"]}]
 
 

@@ -99,6 +99,7 @@ PAGES = {
     "attestations:export": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
     "attestations:export-download": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
     "attestations:export-progress": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
+    "attestations:export-certificate": {"get": EVERYONE},
     "api-root": {"get": row(403, 200, 200, 200, 200)},
     "api-schema": {"get": row(200, 200, 200, 200, 200)},
     "api-docs": {"get": row(200, 200, 200, 200, 200)},

@@ -1,43 +1,26 @@
-"""Create a self-signed certificate for signing evidence PDFs (demos and tests; use a real CA in production)."""
+"""Create a self-signed PKCS#12 certificate for signing evidence PDFs (EVIDENCE_SIGNING_PKCS12).
 
-import datetime
+Without one, the instance signs with the key it creates itself; this makes a separate file, e.g. to try
+the organisation-certificate set-up; production should use a certificate from the organisation's CA.
+"""
+
+import os
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from attestations.services.evidence_signing import new_signing_identity, pkcs12_bundle
 
 
 def make_signing_certificate(out: Path, *, password: str = "", common_name: str = "API key portal evidence signing",
                              days: int = 825) -> Path:
     """Write a PKCS#12 bundle (key + self-signed certificate) to ``out`` and the certificate as PEM beside it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "API key portal (self-signed demo)"),
-    ])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    encryption = (serialization.BestAvailableEncryption(password.encode()) if password
-                  else serialization.NoEncryption())
+    key, certificate = new_signing_identity(common_name, days=days, organisation="API key portal (self-signed demo)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(pkcs12.serialize_key_and_certificates(b"evidence-signing", key, certificate, None, encryption))
+    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:  # never readable by others
+        f.write(pkcs12_bundle(key, certificate, password))
     out.chmod(0o600)
     out.with_suffix(".pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return out

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core import roles
 from core.actors import system_user
-from core.chain import sealed_atomic
+from core.chain import purge_records, sealed_atomic
 from core.history import attribute_change
 from keys.choices import (
     ContractStatus,
@@ -28,7 +28,7 @@ from keys.choices import (
     RiskTier,
     WorkflowStatus,
 )
-from keys.models import ApiKey, Customer, IssuingSystem, OwnerProfile, Workflow
+from keys.models import ApiKey, Customer, IssuingSystem, LifecycleEvent, OwnerProfile, Workflow
 from keys.services import lifecycle
 
 DEMO_PASSWORD = "demo"
@@ -231,6 +231,9 @@ class Command(BaseCommand):
     def delete_demo_data(self):
         demo_keys = ApiKey.objects.filter(workflow__customer__external_id__startswith=DEMO_ID_PREFIX)
         try:
+            # Their lifecycle events are chained evidence: deleting them is recorded, as a purge, in the chain.
+            purge_records(LifecycleEvent, LifecycleEvent.objects.filter(key__in=demo_keys).values_list("pk", flat=True),
+                          reason="demo data reset (seed_demo --reset)")
             demo_keys.delete()
             self.delete_demo_contacts()
             Workflow.objects.filter(customer__external_id__startswith=DEMO_ID_PREFIX).delete()

@@ -1,0 +1,3 @@
+from evidence_verifier.cli import main
+
+raise SystemExit(main())
