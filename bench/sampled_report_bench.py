@@ -190,7 +190,7 @@ def main() -> None:
     assert export.status == EvidenceExport.Status.DONE, export.error
     print(f"{'anchor: PostgreSQL COPY out and in':44} {copy_seconds:7.1f} s   ({N:,} item rows)")
     print(f"{'anchor: writing the attached CSV':44} {csv_seconds:7.1f} s   ({csv_bytes / 1e6:.1f} MB)")
-    print(f"{'sampled campaign report, end to end':44} {seconds:7.1f} s   ({cpu_seconds:.1f} s CPU in this process, "
+    print(f"{'sampled campaign report, end to end':44} {seconds:7.1f} s   ({cpu_seconds:.1f} s CPU in its process, "
           f"peak {peak_mb:.0f} MB, {export.page_count} pages in {export.chunks_total} chunk(s) and the front, "
           f"{export.size / 1e6:.1f} MB file)")
     print(f"report / COPY: {seconds / copy_seconds:.0f}x; report / CSV: {seconds / csv_seconds:.1f}x")
