@@ -109,6 +109,7 @@ PAGES = {
     "contacts:send-link": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 302, 302)},
     "contacts:assign": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400)},
     "contacts:deactivate": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 400, 400)},
+    "contacts:erase": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400)},
     # The contact's side: the emailed link and code pages answer anyone; the rest only a contact session.
     "contacts:access": {"args": ("contact_token",), "get": row(200, 200, 200, 200, 200, 200),
                         "post": row(302, 302, 302, 302, 302, 302)},
