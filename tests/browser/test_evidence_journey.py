@@ -66,3 +66,26 @@ def test_compliance_requests_watches_and_downloads_a_campaign_report(page, live_
     assert "Evidence journey 2026-Q4" in body and "Campaign report" in body
     assert len(pdf.pages) == export.page_count
     assert any(name.endswith(".csv") for name in pdf.attachments)
+
+
+def test_compliance_asks_for_a_sample_size_and_sees_it_refused_then_kept(page, live_server, closed_campaign):
+    login(page, live_server, "compliance", "demo")
+    page.goto(f"{live_server.url}/exports/new/")
+    page.get_by_label("Kind").select_option("campaign")
+    page.get_by_label("Campaign").select_option(str(closed_campaign.pk))
+    size = page.get_by_label("Sample size")
+    size.fill("0")
+    # The browser refuses it itself (the field says 1 to 1,000); without that check, the server does.
+    assert size.evaluate("input => input.validity.rangeUnderflow")
+    size.evaluate("input => { input.form.noValidate = true; }")
+    page.get_by_role("button", name="Request export").click()
+    expect(page.get_by_role("alert").filter(has_text="whole number of items from 1 to 1,000")).to_be_visible()
+    assert not EvidenceExport.objects.exists()
+    page.get_by_label("Sample size").fill("7")
+    page.get_by_label("Print every item").check()
+    page.get_by_role("button", name="Request export").click()
+    page.wait_for_url(re.compile(r"/exports/(\d+)/$"))
+    export = EvidenceExport.objects.get()
+    assert export.parameters["sample_size"] == 7 and export.parameters["print_all_items"] is True
+    expect(page.get_by_test_id("export-items-printed")).to_contain_text("every item")
+    expect(page.get_by_text(export.parameters["sample_seed"], exact=True)).to_be_visible()
