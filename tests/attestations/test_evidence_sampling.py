@@ -207,3 +207,20 @@ def test_the_attached_json_states_the_sample(sampled, compliance_user, django_ca
     assert (sampling["population"], sampling["size"]) == (34, 25)
     assert sampling["sample"] == redraw(attached_csv(pdf), sampling["seed"], 25)
     assert len(document["items"]) == campaign.items.count()
+
+
+def test_an_active_campaign_with_nothing_decided_prints_no_item_but_attaches_them_all(
+        compliance_user, owner, django_capture_on_commit_callbacks):
+    from attestations.services import campaigns
+    from tests import factories
+
+    for _ in range(3):
+        factories.ApiKeyFactory(owner=owner)
+    campaign = campaigns.create_campaign(actor=compliance_user, name="Still open")
+    campaigns.launch_campaign(campaign, actor=compliance_user)
+    export = run_export(django_capture_on_commit_callbacks, actor=compliance_user, kind="campaign", campaign=campaign)
+    assert export.chunks_total == 0
+    pdf = reader(export)
+    flat = " ".join(text(pdf).split())
+    assert "Items: 0 printed of 3, none to print" in flat and "none (no confirmed decision)" in flat
+    assert [r["status"] for r in attached_csv(pdf)] == ["pending"] * 3
