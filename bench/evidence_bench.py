@@ -62,6 +62,7 @@ def make_campaign(n: int):
     compliance = ComplianceFactory(username="bench-compliance")
     campaign = campaigns.create_campaign(actor=compliance, name="Bench 10k", default_action=DefaultAction.SUSPEND)
     campaigns.launch_campaign(campaign, actor=compliance)
+    campaign.refresh_from_db()  # launched: its due date is set
     # Two thirds decided, with a justification each, so rows look like a real campaign's.
     decided = AttestationItem.objects.filter(campaign=campaign).annotate(m=F("pk") % 3).exclude(m=0)
     AttestationItem.objects.filter(pk__in=decided.values("pk")).update(
