@@ -110,13 +110,20 @@ def check_signature(outcome: Outcome, path: str, trusted, tsa_root) -> None:
         outcome.ok(f"time-stamp: {result.timestamp:%Y-%m-%d %H:%M:%S %Z} by {result.timestamp_authority}, token valid ({trust})")
 
 
+# A large campaign's attachments exceed pypdf's default 75 MB limit on a decompressed stream (a guard against
+# decompression bombs); an evidence report's own attachments may reach this size.
+MAX_ATTACHMENT_BYTES = 2_000_000_000
+
+
 def check_data(outcome: Outcome, path: str) -> None:
-    from pypdf import PdfReader
+    from pypdf import PdfReader, apply_configuration
 
     try:
-        reader = PdfReader(path, strict=False)
-        attached = {name: contents[0] for name, contents in reader.attachments.items()}
-        printed = statement.read_pdf(reader)
+        with apply_configuration(zlib_maximum_output_length=MAX_ATTACHMENT_BYTES,
+                                 maximum_declared_stream_length=MAX_ATTACHMENT_BYTES):
+            reader = PdfReader(path, strict=False)
+            attached = {name: contents[0] for name, contents in reader.attachments.items()}
+            printed = statement.read_pdf(reader)
     except Exception as error:  # a damaged file: say so rather than crash
         outcome.fail(f"data: the file cannot be read ({type(error).__name__}: {error})")
         return
