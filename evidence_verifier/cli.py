@@ -138,7 +138,8 @@ def check_data(outcome: Outcome, path: str) -> None:
     check_totals(outcome, attached, printed)
     if printed.chain_digest:
         outcome.info(f"chain head: sequence {printed.chain_seq}, digest {printed.chain_digest} (the history this report "
-                   "was made at; a later `manage.py verify_history --json` must show this digest at this sequence)")
+                     "was made at; the portal's operator proves it unchanged with `manage.py verify_history "
+                     f"--against-head {printed.chain_seq} {printed.chain_digest}`)")
     elif printed.chain_printed:
         outcome.note("chain head: none printed (the history chain was not verified when the report was made)")
     else:

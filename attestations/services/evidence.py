@@ -207,8 +207,12 @@ class ChainResult:
     def summary(self) -> str:
         if not self.available:
             return "chain not verified: the history chain is not available in this installation"
+        if self.ok and self.since:
+            before = (self.since.get("heads") or {}).get("evidence", [0])[0]
+            return (f"chain intact up to seq {self.head_seq}: verified at seq {before} earlier, and the {self.checked} "
+                    f"record{'s' if self.checked != 1 else ''} sealed or changed since checked now")
         if self.ok:
-            return f"chain intact: {self.checked} records verified{' since the last verified head' if self.since else ''}"
+            return f"chain intact: all {self.checked} records verified"
         return f"chain BROKEN: {len(self.problems)} problem(s) among {self.checked} records"
 
 
