@@ -33,9 +33,10 @@ from contacts.choices import LinkPurpose, LinkState
 from contacts.models import AccessLink, CustomerContact
 from core import roles
 from core.actors import system_user
-from core.chain import bulk_update_with_history, sealed_atomic
+from core.chain import ERASED, bulk_update_with_history, erase_personal, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.models import AccessRecord
 from core.validators import field_errors
 from keys.choices import ContractStatus
 from keys.models import ApiKey, Customer
@@ -306,7 +307,9 @@ def notify_reviewer(sender, *, user, campaign, count: int, reminder: bool, **kwa
     return True
 
 
-ERASED_NAME = "[erased]"
+def may_erase(user, contact: CustomerContact) -> bool:
+    """Only admins erase a contact's personal data, once."""
+    return roles.is_admin(user) and not contact.erased_at
 
 
 def erased_username(contact_id: int) -> str:
@@ -321,9 +324,6 @@ def erase_contact(contact: CustomerContact, *, actor, reason: str) -> CustomerCo
     record; the account keeps its keys and decisions under a name that is not personal
     (``erased-contact-<id>``), so reports still show who decided, as an erased contact.
     """
-    from core.chain import erase_personal
-    from core.models import AccessRecord
-
     if not roles.is_admin(actor):
         raise ContactError("Only admins erase a contact's personal data.")
     reason = (reason or "").strip()
@@ -344,12 +344,12 @@ def erase_contact(contact: CustomerContact, *, actor, reason: str) -> CustomerCo
                           .values_list("pk", flat=True))
         history_ids = list(contact.history.values_list("history_id", flat=True))
         erase_personal(
-            {type(contact.history.first()): history_ids, AccessRecord: access_ids},
+            {CustomerContact.history.model: history_ids, AccessRecord: access_ids},
             actor=actor, reason=reason, subject=f"customer contact #{contact.pk}",
-            replacement=lambda model, name, record_id: {"name": ERASED_NAME, "email": f"{pseudonym}@erased.invalid",
+            replacement=lambda model, name, record_id: {"name": ERASED, "email": f"{pseudonym}@erased.invalid",
                                                         "username": pseudonym}[name],
         )
-        contact.name, contact.email, contact.erased_at = ERASED_NAME, f"{pseudonym}@erased.invalid", timezone.now()
+        contact.name, contact.email, contact.erased_at = ERASED, f"{pseudonym}@erased.invalid", timezone.now()
         attribute_change(contact, actor, "personal data erased on request")
         contact.save()
         user.username, user.email, user.first_name, user.last_name = pseudonym, "", "", ""

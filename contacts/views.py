@@ -85,7 +85,7 @@ def _render_detail(request, contact, *, assign_form=None, deactivate_form=None, 
         "may_assign": roles.is_admin(request.user),
         "assign_form": assign_form or AssignKeyForm(contact=contact),
         "deactivate_form": deactivate_form or DeactivateForm(),
-        "may_erase": roles.is_admin(request.user) and not contact.erased_at,
+        "may_erase": access.may_erase(request.user, contact),
         "erase_form": erase_form or EraseForm(prefix="erase"),
         "history": contact.history.select_related("history_user").order_by("-history_date", "-history_id")[:20],
     }, status=status)

@@ -84,14 +84,25 @@ def oldest_rows() -> list[tuple[str, object, int]]:
 
 
 def editable_column(model) -> str:
-    """A column of the table to change in SQL (a text one where there is one)."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    for wanted in ("CharField", "TextField"):
+    """A column of the table to change in SQL: a text one where there is one, else a number."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.column != "personal_salt"]
+    for wanted in (("CharField", "TextField"), ("PositiveIntegerField", "PositiveSmallIntegerField",
+                                                "PositiveBigIntegerField")):
         for f in fields:
-            if f.get_internal_type() == wanted and not f.choices and f.column != "personal_salt":
+            if f.get_internal_type() in wanted and not f.choices:
                 return f.column
-    return next(f.column for f in fields if f.get_internal_type() in ("DateTimeField", "PositiveBigIntegerField",
-                                                                      "PositiveIntegerField", "PositiveSmallIntegerField"))
+    raise AssertionError(f"{model._meta.label} has no column to tamper with")
+
+
+def tamper(model, record_id: int) -> None:
+    """Change one column of one row in SQL, behind the application's back."""
+    column = editable_column(model)
+    text = next(f for f in model._meta.concrete_fields if f.column == column).get_internal_type() in (
+        "CharField", "TextField")
+    value, params = ("%s", ["tampered", record_id]) if text else (f"{quote(column)} + 1", [record_id])
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = {value} "
+                       f"WHERE {quote(model._meta.pk.column)} = %s", params)
 
 
 def next_export_names(everywhere, expected: set[tuple[str, int]]) -> str:
@@ -122,21 +133,7 @@ def test_an_sql_update_of_any_chained_table_is_named(everywhere, capsys):
     assert ChainCheckpoint.objects.exists()
     tampered = set()
     for label, model, record_id in oldest_rows():
-        column = editable_column(model)
-        field = next(f for f in model._meta.concrete_fields if f.column == column)
-        value = "tampered" if field.get_internal_type() in ("CharField", "TextField") else None
-        with connection.cursor() as cursor:
-            if value is None:
-                cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = {quote(column)} + "
-                               f"{'1' if 'Integer' in field.get_internal_type() else chr(39) + '1 day' + chr(39)} "
-                               f"WHERE {quote(model._meta.pk.column)} = %s", [record_id]) \
-                    if connection.vendor == "postgresql" or "Integer" in field.get_internal_type() else \
-                    cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = "
-                                   f"datetime({quote(column)}, '+1 day') WHERE {quote(model._meta.pk.column)} = %s",
-                                   [record_id])
-            else:
-                cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = %s "
-                               f"WHERE {quote(model._meta.pk.column)} = %s", [value, record_id])
+        tamper(model, record_id)
         tampered.add((label, record_id))
     full = chain.verify_chain(checkpoint=False)
     assert {(label, record_id) for label, record_id, kind in problems(full) if kind == "altered"} == tampered
@@ -224,10 +221,7 @@ def test_against_head_proves_an_old_head_unchanged(everywhere, capsys):
         call_command("verify_history", "--against-head", str(export.chain_seq), "f" * 64)
     # An old record changed in SQL: the old head no longer holds.
     label, model, record_id = oldest_rows()[0]
-    column = editable_column(model)
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {quote(column)} = 'x' "
-                       f"WHERE {quote(model._meta.pk.column)} = %s", [record_id])
+    tamper(model, record_id)
     with pytest.raises(CommandError):
         call_command("verify_history", "--against-head", str(export.chain_seq), export.chain_head)
     assert f"{label} #{record_id}" in capsys.readouterr().out
@@ -280,7 +274,14 @@ def test_only_admins_erase_and_with_a_reason(everywhere, compliance_user, admin_
         access.erase_contact(contact, actor=compliance_user, reason="request")
     with pytest.raises(access.ContactError, match="Say why"):
         access.erase_contact(contact, actor=admin_user, reason=" ")
+    # Refused: nothing written.
+    contact.refresh_from_db()
+    assert contact.name == "Gus" and contact.is_active and not contact.erased_at
+    assert not ChainErasure.objects.filter(subject=f"customer contact #{contact.pk}").exists()
+    assert not access.may_erase(compliance_user, contact) and access.may_erase(admin_user, contact)
     access.erase_contact(contact, actor=admin_user, reason="request")
+    contact.refresh_from_db()
+    assert not access.may_erase(admin_user, contact)
     with pytest.raises(access.ContactError, match="already erased"):
         access.erase_contact(contact, actor=admin_user, reason="again")
 
