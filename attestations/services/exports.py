@@ -174,8 +174,10 @@ def purge_expired_exports(now=None) -> int:
     purged = 0
     expired = EvidenceExport.objects.filter(finished_at__lt=cutoff, file_purged_at__isnull=True).exclude(file="")
     for export in expired.iterator():
-        export.file.delete(save=False)
+        # Recorded first: a file whose deletion failed is left behind, never a record claiming a file that is gone.
+        name = export.file.name
         record_state(export.pk, f"file deleted: retention of {days} days ended", file="",
                      file_purged_at=timezone.now())
+        export.file.storage.delete(name)
         purged += 1
     return purged

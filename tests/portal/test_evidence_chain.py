@@ -307,10 +307,13 @@ def test_retention_deletes_nothing_early_and_records_what_it_deletes(everywhere,
 def test_expired_export_files_are_deleted_as_a_chained_change(everywhere, settings):
     settings.EVIDENCE_EXPORT_RETENTION_DAYS = 10
     export = EvidenceExport.objects.filter(status="done").latest("pk")
+    stored = export.file.name
     assert exports.purge_expired_exports(now=export.finished_at + datetime.timedelta(days=9)) == 0
+    assert export.file.storage.exists(stored)
     assert exports.purge_expired_exports(now=export.finished_at + datetime.timedelta(days=11)) >= 1
     export.refresh_from_db()
     assert not export.file and export.file_purged_at and export.sha256
+    assert not export.file.storage.exists(stored)
     assert export.history.latest().history_change_reason.startswith("file deleted: retention of 10 days")
     assert chain.verify_chain().ok
 
