@@ -64,3 +64,34 @@ class Recommendation(models.TextChoices):
     ROTATE = "rotate", "Ownership changed without rotation: confirm and rotate it"
     RELEASE_CONTRACT = "release_contract", "The customer's contract has ended: release it"
     RELEASE_DECOMMISSIONED = "release_decommissioned", "The workflow is decommissioned: release it"
+
+
+class ReasonCode(models.TextChoices):
+    """Why a key is released: a closed list, asked at every stage, beside the free-text justification."""
+
+    UNUSED = "unused", "No longer needed"
+    REPLACED = "replaced", "Replaced by another key"
+    OWNER_UNKNOWN = "owner_unknown", "Owner unknown"
+    SECURITY = "security", "Security concern"
+    CONTRACT_ENDED = "contract_ended", "Contract ended"
+    OTHER = "other", "Other"
+
+
+class StageReviewer(models.TextChoices):
+    """Who reviews a stage's items; a stage may also name one user by username."""
+
+    OWNER = "owner", "The key's owner"
+    MANAGER = "manager", "The owner's manager"
+    COMPLIANCE = "compliance", "Compliance"
+
+
+class MissingSignoff(models.TextChoices):
+    """What an item waiting for a later stage's sign-off gets when that stage ends without one."""
+
+    KEEP = "keep", "Keep the earlier decision"
+    DEFAULT = "default", "Apply the default action"
+
+
+# The decisions an earlier stage can pass on to the next one.
+MOVABLE_DECISIONS = (Decision.CONFIRM, Decision.RELEASE)
+MAX_STAGES = 3

@@ -4,7 +4,17 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from attestations.choices import CampaignStatus, DefaultAction, ItemStatus, Recommendation, TransferKind, TransferStatus
+from attestations.choices import (
+    CampaignStatus,
+    DefaultAction,
+    ItemStatus,
+    MissingSignoff,
+    ReasonCode,
+    Recommendation,
+    TransferKind,
+    TransferStatus,
+)
+from attestations.stages import validate_stages
 from core.models import NamedRecord
 from core.validators import refuse_hidden_characters
 from keys.choices import Environment, RiskTier
@@ -22,6 +32,18 @@ class Scope(models.Model):
     risk_tiers = models.JSONField(default=list, blank=True, help_text=f"Any of: {', '.join(RiskTier.values)}")
     due_for_review_only = models.BooleanField(
         default=False, help_text="Only keys whose next review date has come (or that were never reviewed)."
+    )
+    unused_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Only keys unused for at least this many days (never used: issued that long ago)."
+    )
+    stale_only = models.BooleanField(default=False, help_text="Only keys flagged stale.")
+    rotation_due_only = models.BooleanField(
+        default=False, help_text="Only keys due for rotation (their owner changed since they were last rotated)."
+    )
+    under_exception_only = models.BooleanField(default=False, help_text="Only keys under an approved exception.")
+    key_filter = models.CharField(
+        max_length=2000, blank=True,
+        help_text="A key-list filter (its query string, e.g. owner=owner1&risk_tier=high) the keys must also match.",
     )
 
     class Meta:
@@ -53,9 +75,32 @@ class Rules(models.Model):
     exception_review_cadence_days = models.PositiveSmallIntegerField(
         default=30, help_text="A confirmed key under an approved exception is next reviewed this many days later."
     )
+    stages = models.JSONField(
+        default=list, blank=True, validators=[validate_stages],
+        help_text='One to three review stages, e.g. [{"reviewer": "owner", "duration_days": 14}, {"reviewer": '
+                  '"compliance", "duration_days": 7, "risk_tiers": ["high", "critical"], "moves_on": ["confirm"]}]. '
+                  "Empty: one stage of the campaign's duration, reviewed by the key's owner.",
+    )
+    missing_signoff = models.CharField(
+        max_length=20, choices=MissingSignoff.choices, default=MissingSignoff.KEEP,
+        help_text="An item waiting for a later stage's sign-off when that stage ends: keep the earlier decision, "
+                  "or apply the default action.",
+    )
+    separation_of_duties = models.BooleanField(
+        default=True,
+        help_text="From stage 2 on, a reviewer may not decide an item they decided at an earlier stage, nor a key "
+                  "they own, steward, registered or approved.",
+    )
 
     class Meta:
         abstract = True
+
+    def clean(self):
+        from attestations.stages import clean_stages, total_days
+
+        super().clean()
+        self.stages = clean_stages(self.stages)
+        self.duration_days = total_days(self.stages) or self.duration_days
 
 
 class CampaignSchedule(NamedRecord, Scope, Rules):
@@ -75,6 +120,9 @@ class Campaign(Scope, Rules):
     launched_at = models.DateTimeField(null=True, blank=True)
     launched_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     due_on = models.DateField(null=True, blank=True)
+    stages_ended = models.PositiveSmallIntegerField(
+        default=0, help_text="How many of the stages have ended (their undecided items settled)."
+    )
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     history = HistoricalRecords()
@@ -109,9 +157,15 @@ class AttestationItemQuerySet(models.QuerySet):
 
 
 def may_decide(user) -> models.Q:
-    """Who may decide an item: its reviewer, and the delegate the reviewer named (a delegation replaces the
-    one before). ``user``: a user or a user's pk."""
-    return models.Q(reviewer=user) | models.Q(delegate=user)
+    """Who may decide an item at its current stage: its reviewer, the delegate the reviewer named (a delegation
+    replaces the one before) and the person it was escalated to; for a stage reviewed by compliance (or an item
+    escalated to compliance), any compliance officer. ``user``: a user or a user's pk."""
+    from core import roles
+
+    rule = models.Q(reviewer=user) | models.Q(delegate=user) | models.Q(escalated_to=user)
+    if not isinstance(user, int) and roles.is_compliance(user):
+        rule |= models.Q(reviewer_role=roles.COMPLIANCE) | models.Q(escalated_to_role=roles.COMPLIANCE)
+    return rule
 
 
 class AttestationItem(models.Model):
@@ -121,6 +175,20 @@ class AttestationItem(models.Model):
     delegate = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="delegated_items")
     status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.PENDING)
     recommendation = models.CharField(max_length=40, choices=Recommendation.choices, blank=True)
+    reviewer_role = models.CharField(
+        max_length=20, blank=True, db_default="", default="",
+        help_text="compliance: any compliance officer may decide the item at its current stage.",
+    )
+    stage = models.PositiveSmallIntegerField(default=1, db_default=1, help_text="The stage the item is at (1-based).")
+    decisions = models.JSONField(
+        default=list, db_default=[], blank=True,
+        help_text="Every stage's decision: stage, decision, by, at, reason code, justification and the evidence "
+                  "frozen with it.",
+    )
+    reason = models.CharField(
+        max_length=20, choices=ReasonCode.choices, blank=True, db_default="", default="",
+        help_text="Why the key was released (the release's reason code).",
+    )
     decided_by = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
     affirmed = models.BooleanField(default=False)
@@ -128,6 +196,10 @@ class AttestationItem(models.Model):
     reassigned_to = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     escalated_at = models.DateTimeField(null=True, blank=True)
     escalated_to = models.ForeignKey(USER, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    escalated_to_role = models.CharField(
+        max_length=20, blank=True, db_default="", default="",
+        help_text="compliance: escalated to compliance (the owner has no active manager); any officer may decide.",
+    )
     default_action_applied = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True)
     exception = models.ForeignKey(
         KeyException, on_delete=models.SET_NULL, null=True, blank=True, related_name="attestation_items",
@@ -157,6 +229,8 @@ class AttestationItem(models.Model):
             models.Index(fields=["reviewer", "status"]),
             models.Index(fields=["delegate", "status"]),
             models.Index(fields=["campaign", "status"]),
+            models.Index(fields=["reviewer_role", "status"]),
+            models.Index(fields=["escalated_to", "status"]),
         ]
 
     def __str__(self):
@@ -170,7 +244,7 @@ class AttestationItem(models.Model):
         in memory (a decision leaves the item's campaign and key there): the key's workflow and customer in
         one query, the exception if any, and ``viewer`` for whichever of the item's people (or the key's
         owner) the viewer is. Anyone else is read when shown."""
-        people = [(self, name) for name in ("reviewer", "delegate", "decided_by", "reassigned_to")]
+        people = [(self, name) for name in ("reviewer", "delegate", "decided_by", "reassigned_to", "escalated_to")]
         for target, name in [*people, (self.key, "owner")]:
             field = type(target)._meta.get_field(name)
             if not field.is_cached(target) and getattr(target, field.attname) == viewer.pk:

@@ -104,8 +104,25 @@ def close_campaign(campaign_id: int, actor_id: int | None = None) -> dict:
 
 
 @shared_task
+def end_due_stages() -> dict:
+    """Every day: settle the items of each campaign stage whose window has ended (the last stage ends with the close)."""
+    from attestations.services import review_stages
+
+    actor = system_user()
+    settled = {}
+    for campaign in Campaign.objects.filter(status=CampaignStatus.ACTIVE):
+        if len(campaign.stages) < 2:
+            continue
+        result = review_stages.end_due_stages(campaign, actor=actor)
+        if result:
+            settled[campaign.pk] = result
+    return settled
+
+
+@shared_task
 def close_due_campaigns() -> list[int]:
     today = timezone.localdate()
+    end_due_stages()
     closed = []
     for campaign_id in Campaign.objects.filter(status=CampaignStatus.ACTIVE, due_on__lt=today).values_list("pk", flat=True):
         close_campaign(campaign_id)

@@ -231,3 +231,28 @@ class IntegrationTokenFilterSet(django_filters.FilterSet):
     class Meta:
         model = IntegrationToken
         fields = ["active", "issuing_system", "customer"]
+
+
+class ScopeKeyFilterSet(ApiKeyFilterSet):
+    """The key list's filters as a campaign's scope reads them: any customer and workflow may be named (the
+    campaign covers keys of every owner; only compliance and admins create campaigns)."""
+
+    customer = django_filters.ModelChoiceFilter(field_name="workflow__customer", queryset=Customer.objects.all())
+    workflow = django_filters.ModelChoiceFilter(queryset=Workflow.objects.all())
+
+
+def filter_keys(keys, query_string: str):
+    """``keys`` narrowed by a key-list filter written as its query string; ``(keys, errors)``, the errors a
+    message per filter that does not read (an unknown customer, a risk tier that does not exist)."""
+    from django.http import QueryDict
+
+    data = QueryDict(query_string or "")
+    known = {k: v for k, v in data.lists() if k in ScopeKeyFilterSet.base_filters}
+    unknown = sorted(set(data) - set(known) - {"page", "sort", "per_page"})
+    params = QueryDict(mutable=True)
+    for name, values in known.items():
+        params.setlist(name, values)
+    filterset = ScopeKeyFilterSet(data=params, queryset=keys)
+    errors = [f"{name}: {' '.join(messages)}" for name, messages in filterset.errors.items()]
+    errors += [f"{name}: not a filter of the key list." for name in unknown]
+    return (filterset.qs if not errors else keys.none()), errors

@@ -3,9 +3,19 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from attestations.choices import CampaignStatus, Decision, DefaultAction, ItemStatus, Recommendation
+from attestations.choices import (
+    MOVABLE_DECISIONS,
+    CampaignStatus,
+    Decision,
+    DefaultAction,
+    ItemStatus,
+    MissingSignoff,
+    ReasonCode,
+    Recommendation,
+)
 from attestations.models import AttestationItem, Campaign
 from attestations.services.campaigns import campaign_progress
+from attestations.stages import MAX_STAGE_DAYS
 from keys.choices import Environment, KeyStatus, RiskTier
 from keys.models import ApiKey, Customer, Workflow
 
@@ -24,9 +34,11 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "status", "schedule", "customers", "workflows", "environments", "risk_tiers",
-            "due_for_review_only", "duration_days", "reminder_days", "escalation_days", "default_action",
-            "require_justification", "review_cadence_days", "created_by", "created_at", "launched_at", "launched_by",
-            "due_on", "closed_at", "closed_by", "item_count", "pending_count",
+            "due_for_review_only", "unused_days", "stale_only", "rotation_due_only", "under_exception_only",
+            "key_filter", "duration_days", "stages", "missing_signoff", "separation_of_duties", "reminder_days",
+            "reminder_every_days", "escalation_days", "default_action", "require_justification", "review_cadence_days",
+            "exception_review_cadence_days", "release_grace_days", "stages_ended", "created_by", "created_at",
+            "launched_at", "launched_by", "due_on", "closed_at", "closed_by", "item_count", "pending_count",
         ]
         read_only_fields = fields
 
@@ -96,8 +108,23 @@ class CampaignCloseSerializer(CampaignDetailSerializer):
         read_only_fields = fields
 
 
+class StageSerializer(serializers.Serializer):
+    """One review stage; ``attestations.stages.clean_stages`` checks the stages together."""
+
+    reviewer = serializers.CharField(max_length=150, help_text="owner, manager, compliance or a username.")
+    fallback = serializers.CharField(max_length=150, required=False, default="compliance",
+                                     help_text="compliance or a username: reviews when the reviewer has departed "
+                                               "or the owner has no active manager.")
+    duration_days = serializers.IntegerField(min_value=1, max_value=MAX_STAGE_DAYS, required=False, default=14)
+    risk_tiers = serializers.ListField(child=serializers.ChoiceField(choices=RiskTier.choices), required=False,
+                                       default=list, help_text="The items that enter the stage (empty: every item).")
+    moves_on = serializers.ListField(
+        child=serializers.ChoiceField(choices=[(d.value, d.label) for d in MOVABLE_DECISIONS]), required=False,
+        default=list, help_text="The decisions of the stage before that move on to this one (empty: every one).")
+
+
 class CampaignCreateSerializer(serializers.Serializer):
-    """A draft campaign's name, scope (empty lists mean "all") and rules, for create_campaign."""
+    """A draft campaign's name, scope (empty lists mean "all"), stages and rules, for create_campaign."""
 
     name = serializers.CharField(max_length=200)
     customers = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all(), many=True, required=False)
@@ -105,7 +132,23 @@ class CampaignCreateSerializer(serializers.Serializer):
     environments = serializers.ListField(child=serializers.ChoiceField(choices=Environment.choices), required=False)
     risk_tiers = serializers.ListField(child=serializers.ChoiceField(choices=RiskTier.choices), required=False)
     due_for_review_only = serializers.BooleanField(required=False)
-    duration_days = serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS, required=False)
+    unused_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True,
+                                           help_text="Only keys unused for at least this many days.")
+    stale_only = serializers.BooleanField(required=False, help_text="Only keys flagged stale.")
+    rotation_due_only = serializers.BooleanField(required=False, help_text="Only keys due for rotation.")
+    under_exception_only = serializers.BooleanField(required=False, help_text="Only keys under an approved exception.")
+    key_filter = serializers.CharField(required=False, allow_blank=True, max_length=2000,
+                                       help_text="A key-list filter as its query string, e.g. risk_tier=high&owner=owner1.")
+    duration_days = serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS, required=False,
+                                             help_text="Without stages; with stages, their durations add up.")
+    stages = StageSerializer(many=True, required=False, help_text="One to three sequential review stages "
+                                                                 "(omitted: one stage, the key's owner).")
+    missing_signoff = serializers.ChoiceField(choices=MissingSignoff.choices, required=False)
+    separation_of_duties = serializers.BooleanField(required=False)
+    reminder_every_days = serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS, required=False,
+                                                   allow_null=True)
+    release_grace_days = serializers.IntegerField(min_value=0, max_value=365, required=False, allow_null=True)
+    exception_review_cadence_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
     reminder_days = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_CAMPAIGN_DAYS), required=False, max_length=20,
         help_text="Days after launch on which owners with pending items are reminded.",
@@ -116,6 +159,9 @@ class CampaignCreateSerializer(serializers.Serializer):
     review_cadence_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
 
     def validate(self, attrs):
+        if attrs.get("stages"):
+            attrs["stages"] = [dict(stage) for stage in attrs["stages"]]
+            attrs["duration_days"] = sum(stage["duration_days"] for stage in attrs["stages"])
         duration = attrs.get("duration_days", Campaign._meta.get_field("duration_days").default)
         errors = {}
         late = [day for day in attrs.get("reminder_days", []) if day > duration]
@@ -150,6 +196,18 @@ class ItemKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StageDecisionSerializer(serializers.Serializer):
+    stage = serializers.IntegerField()
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    by = serializers.CharField(allow_null=True)
+    at = serializers.DateTimeField()
+    capacity = serializers.CharField(source="as", help_text="reviewer, delegate, escalation or compliance.")
+    reason = serializers.CharField(allow_blank=True, help_text="The release's reason code.")
+    justification = serializers.CharField(allow_blank=True)
+    evidence = serializers.DictField(help_text="What the reviewer saw, frozen with the decision.")
+    self_review = serializers.ListField(child=serializers.CharField(), default=list)
+
+
 class AttestationItemSerializer(serializers.ModelSerializer):
     key = ItemKeySerializer(read_only=True)
     campaign_name = serializers.CharField(source="campaign.name", read_only=True)
@@ -161,13 +219,17 @@ class AttestationItemSerializer(serializers.ModelSerializer):
     delegate = serializers.CharField(source="delegate.username", read_only=True, allow_null=True)
     decided_by = serializers.CharField(source="decided_by.username", read_only=True, allow_null=True)
     reassigned_to = serializers.CharField(source="reassigned_to.username", read_only=True, allow_null=True)
+    escalated_to = serializers.CharField(source="escalated_to.username", read_only=True, allow_null=True)
+    reason = serializers.ChoiceField(choices=ReasonCode.choices, read_only=True, allow_blank=True)
+    decisions = StageDecisionSerializer(many=True, read_only=True, help_text="Every stage's decision, oldest first.")
 
     class Meta:
         model = AttestationItem
         fields = [
-            "id", "campaign", "campaign_name", "due_on", "key", "status", "recommendation", "recommendation_text",
-            "reviewer", "delegate", "decided_by", "decided_at", "affirmed", "justification", "reassigned_to",
-            "escalated_at", "default_action_applied", "exception", "exception_lapsed", "exception_reaffirmed",
+            "id", "campaign", "campaign_name", "due_on", "key", "status", "stage", "decisions", "recommendation",
+            "recommendation_text", "reviewer", "reviewer_role", "delegate", "decided_by", "decided_at", "affirmed",
+            "justification", "reason", "reassigned_to", "escalated_at", "escalated_to", "default_action_applied",
+            "exception", "exception_lapsed", "exception_reaffirmed",
         ]
         read_only_fields = fields
 
@@ -187,3 +249,25 @@ class DecisionSerializer(serializers.Serializer):
         required=False, allow_blank=True, allow_null=True, max_length=150,
         help_text="Reassign and delegate: the username of the new owner or of the delegate.",
     )
+    reason = serializers.ChoiceField(
+        choices=ReasonCode.choices, required=False, allow_blank=True, default="",
+        help_text="Release only (required there): why the key is released.",
+    )
+
+
+class BulkDecisionSerializer(DecisionSerializer):
+    items = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1,
+                                  max_length=1000, help_text="The ids of the items to decide.")
+
+
+class BulkItemResultSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    result = serializers.ChoiceField(choices=[("done", "done"), ("refused", "refused")])
+    status = serializers.CharField(allow_blank=True, help_text="The item's status after the request ('' if unseen).")
+    errors = serializers.ListField(child=serializers.CharField(), help_text="Why the item was refused.")
+
+
+class BulkDecisionResultSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    refused = serializers.IntegerField()
+    results = BulkItemResultSerializer(many=True)

@@ -12,6 +12,8 @@ from rest_framework.response import Response
 
 from attestations.api.serializers import (
     AttestationItemSerializer,
+    BulkDecisionResultSerializer,
+    BulkDecisionSerializer,
     CampaignCloseSerializer,
     CampaignCreateSerializer,
     CampaignDetailSerializer,
@@ -22,7 +24,13 @@ from attestations.api.serializers import (
 from attestations.choices import CampaignStatus, DefaultAction, ItemStatus
 from attestations.models import AttestationItem, Campaign
 from attestations.services.campaigns import close_campaign, create_campaign, launch_campaign
-from attestations.services.decisions import AlreadyDecided, NotAllowedToDecide, can_decide, record_decision
+from attestations.services.decisions import (
+    AlreadyDecided,
+    NotAllowedToDecide,
+    bulk_decide,
+    can_decide,
+    record_decision,
+)
 from core.api import Conflict, DetailSerializer, SeesEverything
 
 NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."
@@ -112,6 +120,7 @@ ITEM_COLUMNS = (
     "key__owner", "key__workflow__name", "key__workflow__purpose", "key__workflow__data_scope",
     "key__workflow__environment", "key__workflow__customer", "key__workflow__customer__name", "key__owner__username",
     "reviewer__username", "delegate__username", "decided_by__username", "reassigned_to__username",
+    "stage", "decisions", "reason", "reviewer_role", "escalated_to", "escalated_to__username",
 )
 
 
@@ -131,7 +140,7 @@ class AttestationItemViewSet(viewsets.ReadOnlyModelViewSet):
         # Only the columns the serializer shows: five user tables joined in full cost more to build than to run.
         return self._items().select_related(
             "campaign", "key__workflow__customer", "key__owner", "reviewer", "delegate", "decided_by", "reassigned_to"
-        ).only(*ITEM_COLUMNS).order_by("campaign_id", "pk")
+        ).select_related("escalated_to").only(*ITEM_COLUMNS).order_by("campaign_id", "pk")
 
     @extend_schema(
         request=DecisionSerializer,
@@ -160,12 +169,31 @@ class AttestationItemViewSet(viewsets.ReadOnlyModelViewSet):
                                       **serializer.validated_data)
         except AttestationItem.DoesNotExist:
             raise Http404 from None
-        except NotAllowedToDecide:
+        except NotAllowedToDecide as refused:
             self._visible(pk)
-            raise PermissionDenied(NOT_YOURS) from None
+            raise PermissionDenied(refused.messages[0]) from None
         except AlreadyDecided as refused:
             raise Conflict(refused.messages[0]) from None
         return Response(self.get_serializer(decided.attach_shown_rows(request.user)).data)
+
+    @extend_schema(request=BulkDecisionSerializer, responses={200: BulkDecisionResultSerializer, **REFUSED})
+    @action(detail=False, methods=["post"], url_path="bulk-decide", filterset_class=None)
+    def bulk_decide(self, request):
+        """One decision on several items, with one justification and reason code. Each item is decided through
+        the same rules as `decide`, or refused on its own: the answer is 200 with a result per item (`done`, or
+        `refused` with why). What every item would lack (the affirmation, a reason code, the person named) is a
+        400 before anything is decided. An item the caller may not see is refused as `No such item.`"""
+        serializer = BulkDecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        results = bulk_decide(data.pop("items"), actor=request.user, **data)
+        body = {
+            "done": sum(1 for r in results if r.done),
+            "refused": sum(1 for r in results if not r.done),
+            "results": [{"item": r.item, "result": "done" if r.done else "refused", "status": r.status,
+                         "errors": r.errors} for r in results],
+        }
+        return Response(BulkDecisionResultSerializer(body).data)
 
     def _visible(self, pk) -> AttestationItem:
         item = get_object_or_404(self._items(), pk=pk)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
@@ -17,7 +18,6 @@ from django.utils import timezone
 from attestations.choices import (
     CAMPAIGN_TRANSITIONS,
     CampaignStatus,
-    DefaultAction,
     ItemStatus,
     Recommendation,
 )
@@ -26,14 +26,17 @@ from attestations.models import (
     Campaign,
     CampaignSchedule,
 )
-from core.chain import bulk_update_with_history, seal_ids, sealed_atomic
+from attestations.services import outcomes, review_stages
+from attestations.stages import clean_stages, total_days
+from core.chain import seal_ids, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
 from core.validators import field_errors
-from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, RevocationReason, WorkflowStatus
+from keys.choices import ContractStatus, ExceptionStatus, KeyStatus, WorkflowStatus
+from keys.filters import filter_keys
 from keys.models import ApiKey, KeyException
-from keys.services import lifecycle
+from keys.services.sweeps import rotation_due_keys
 
 User = get_user_model()
 UNUSED_DAYS = 90
@@ -70,6 +73,17 @@ def scope_queryset(scope):
             Q(next_review_on__isnull=True) | Q(next_review_on__lte=timezone.localdate())
             | Q(pk__in=lapsed_exceptions_to_review().values("key_id"))
         )
+    if scope.unused_days:
+        cutoff = timezone.now() - datetime.timedelta(days=scope.unused_days)
+        keys = keys.filter(Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, issued_on__lt=cutoff.date()))
+    if scope.stale_only:
+        keys = keys.filter(stale=True)
+    if scope.rotation_due_only:
+        keys = keys.filter(Q(rotation_required=True) | Q(pk__in=rotation_due_keys().values("pk")))
+    if scope.under_exception_only:
+        keys = keys.filter(exceptions__status=ExceptionStatus.APPROVED).distinct()
+    if scope.key_filter:
+        keys, _ = filter_keys(keys, scope.key_filter)
     return keys
 
 
@@ -120,6 +134,15 @@ def with_recommendation(keys, today: datetime.date):
     )
 
 
+# What a campaign launched from a schedule takes from it (its customers and workflows too).
+SCHEDULE_FIELDS = (
+    "environments", "risk_tiers", "due_for_review_only", "unused_days", "stale_only", "rotation_due_only",
+    "under_exception_only", "key_filter", "duration_days", "reminder_days", "reminder_every_days", "escalation_days",
+    "default_action", "require_justification", "review_cadence_days", "exception_review_cadence_days",
+    "release_grace_days", "stages", "missing_signoff", "separation_of_duties",
+)
+
+
 @sealed_atomic
 def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = None, customers=(), workflows=(),
                     **fields) -> Campaign:
@@ -131,12 +154,23 @@ def create_campaign(*, actor, name: str, schedule: CampaignSchedule | None = Non
     if refused:
         raise CampaignError(refused)
     if schedule is not None:
-        for attr in ("environments", "risk_tiers", "due_for_review_only", "duration_days", "reminder_days",
-                     "reminder_every_days", "escalation_days", "default_action", "require_justification",
-                     "review_cadence_days", "exception_review_cadence_days", "release_grace_days"):
+        for attr in SCHEDULE_FIELDS:
             fields.setdefault(attr, getattr(schedule, attr))
         customers = customers or list(schedule.customers.all())
         workflows = workflows or list(schedule.workflows.all())
+    refused = {}
+    try:
+        fields["stages"] = clean_stages(fields.get("stages") or [])
+    except ValidationError as error:
+        refused["stages"] = error.messages
+    if fields.get("key_filter"):
+        _, problems = filter_keys(ApiKey.objects.none(), fields["key_filter"])
+        if problems:
+            refused["key_filter"] = problems
+    if refused:
+        raise CampaignError(refused)
+    fields["duration_days"] = total_days(fields["stages"]) or fields.get(
+        "duration_days", Campaign._meta.get_field("duration_days").default)
     campaign = Campaign(name=name, schedule=schedule, created_by=actor, **fields)
     attribute_change(campaign, actor, "created")
     campaign.save()
@@ -195,6 +229,10 @@ def _insert_items(campaign: Campaign, keys, *, actor, reason: str) -> int:
             [campaign.pk, ItemStatus.PENDING, False, "", "", False, True, False, *select_params],
         )
         created = cursor.rowcount
+    # Items whose first stage someone other than the owner reviews (or whose owner has left) get their reviewer
+    # before the history records copy the rows.
+    review_stages.launch_assignments(campaign)
+    with connection.cursor() as cursor:
         tracked = [f.column for f in history_model._meta.concrete_fields if not f.name.startswith("history_")]
         columns = ", ".join(quote(c) for c in tracked)
         cursor.execute(
@@ -221,7 +259,8 @@ def named_user(to, field_name="to"):
 
 
 def close_campaign(campaign: Campaign, *, actor) -> dict[str, int]:
-    """Close an active campaign and apply its default action to every undecided item.
+    """Close an active campaign and settle every undecided item (``outcomes.settle_undecided``): the default
+    action, or for an item waiting for a later stage's sign-off, the earlier decision when the campaign keeps it.
 
     Closing a closed campaign changes nothing (safe to retry).
     """
@@ -235,39 +274,9 @@ def close_campaign(campaign: Campaign, *, actor) -> dict[str, int]:
         campaign.closed_by = actor
         attribute_change(campaign, actor, "closed")
         campaign.save()
-        applied = {DefaultAction.SUSPEND: 0, DefaultAction.REVOKE: 0, DefaultAction.KEEP_AND_FLAG: 0}
-        pending = (
-            AttestationItem.objects.select_for_update(of=("self",))
-            .filter(campaign=campaign, status=ItemStatus.PENDING)
-            .select_related("key")
-            .order_by("pk")
-        )
-        action = campaign.default_action
-        reason = f"no response in campaign {campaign.name}"
-        expired = []
-        for item in pending:
-            _apply_default_action(item.key, action, actor=actor, reason=reason)
-            item.status = ItemStatus.EXPIRED
-            item.default_action_applied = action
-            expired.append(item)
-            applied[action] += 1
-        if expired:
-            bulk_update_with_history(expired, AttestationItem, ["status", "default_action_applied"],
-                                     default_user=actor, default_change_reason=reason[:100])
+        applied = outcomes.settle_undecided(campaign, campaign.items.filter(status=ItemStatus.PENDING), actor=actor,
+                                            why="campaign closed")
     return {str(k): v for k, v in applied.items()}
-
-
-def _apply_default_action(key: ApiKey, action: str, *, actor, reason: str) -> None:
-    if key.is_final:
-        return
-    if action == DefaultAction.SUSPEND:
-        if key.status == KeyStatus.ACTIVE:
-            lifecycle.suspend_key(key, actor=actor, reason=reason)
-        lifecycle.flag_unattested(key, actor=actor, reason=reason)
-    elif action == DefaultAction.REVOKE:
-        lifecycle.revoke_key(key, actor=actor, reason_code=RevocationReason.NO_RESPONSE, reason=reason)
-    else:
-        lifecycle.flag_unattested(key, actor=actor, reason=reason)
 
 
 @sealed_atomic

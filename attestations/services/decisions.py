@@ -3,15 +3,17 @@ answer of a key's new owner to a reassignment. Each decision is recorded once un
 
 from __future__ import annotations
 
-import datetime
+from dataclasses import dataclass, field
 
 from django.db.models import Case, When
 from django.utils import timezone
 
 from attestations.choices import (
+    MOVABLE_DECISIONS,
     CampaignStatus,
     Decision,
     ItemStatus,
+    ReasonCode,
     TransferStatus,
 )
 from attestations.models import (
@@ -19,26 +21,31 @@ from attestations.models import (
     OwnershipTransfer,
     may_decide,
 )
-from attestations.services import review_quality
+from attestations.services import outcomes, review_quality, review_stages
 from attestations.services.campaigns import CampaignError, named_user
+from core import roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
 from keys.models import ApiKey
-from keys.services import lifecycle, releases
+from keys.services import lifecycle
 
 
 class NotAllowedToDecide(CampaignError):
-    """The actor is neither the item's reviewer nor its delegate (``may_decide``)."""
+    """The actor may not decide the item now (``may_decide``, or separation of duties at a later stage)."""
 
 
 class AlreadyDecided(CampaignError):
     """The item is no longer pending."""
 
 
+PAST = {Decision.CONFIRM: "confirmed", Decision.RELEASE: "released", Decision.REASSIGN: "reassigned",
+        Decision.DELEGATE: "delegated"}
+
+
 def can_decide(user, item: AttestationItem) -> bool:
-    """The assigned reviewer and their delegate (``AttestationItem.objects.decidable_by``)."""
+    """The item's reviewer, their delegate, the person it was escalated to (``AttestationItem.objects.decidable_by``)."""
     return AttestationItem.objects.decidable_by(user).filter(pk=item.pk).exists()
 
 
@@ -57,11 +64,15 @@ def _locked_item(item_pk: int, actor) -> AttestationItem:
 
 
 def record_decision(item: AttestationItem, *, actor, decision: str, justification: str = "", affirm: bool = False,
-                    to=None, reaffirm_exception: bool = False, batch_size: int = 1) -> AttestationItem:
-    """Apply one reviewer decision, once.
+                    to=None, reaffirm_exception: bool = False, reason: str = "", batch_size: int = 1) -> AttestationItem:
+    """Apply one reviewer decision, once, at the item's current stage.
 
-    The decision freezes into the item what the reviewer saw (usage, exceptions, recommendation), the
-    size of the submission it came in (``batch_size``) and whether the decider was independent of the key.
+    A confirmation or release that the next stage admits (its risk tiers and the decisions that move on) moves
+    the item on to that stage's reviewer, still pending; otherwise the decision is final and acts on the key
+    (a later stage's confirm signs off, its release overrules an earlier confirm). Every stage's decision is
+    kept in ``item.decisions`` with who, when, in what capacity, the reason code, the justification and what
+    the reviewer saw (usage, exceptions, recommendation), the size of the submission it came in
+    (``batch_size``) and whether the decider was independent of the key.
 
     Confirming a key that was under an exception at launch also re-affirms the exception's
     justification (``reaffirm_exception``), and the key is next reviewed on the shorter cadence.
@@ -80,7 +91,7 @@ def record_decision(item: AttestationItem, *, actor, decision: str, justificatio
         refused = _refusal(item)
         if refused is None:
             _decide(item, actor=actor, decision=decision, justification=justification, affirm=affirm, to=to,
-                    reaffirm_exception=reaffirm_exception, batch_size=batch_size)
+                    reaffirm_exception=reaffirm_exception, reason=reason or "", batch_size=batch_size)
     if refused is not None:
         # Raised once the transaction, which wrote nothing, has committed: a rollback would also drop the
         # connection's prepared statements (psycopg clears them on every ROLLBACK), and double submissions
@@ -99,25 +110,120 @@ def _refusal(item: AttestationItem) -> CampaignError | None:
     return None
 
 
-def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to, reaffirm_exception, batch_size):
+def separation_refusal(item: AttestationItem, actor) -> str:
+    """Why ``actor`` may not decide ``item`` at its current stage under separation of duties ("" if they may):
+    from stage 2 on, not an item they decided at an earlier stage, nor a key they own, steward, registered or
+    approved. ``item.key`` carries ``registered_by_actor``."""
+    if item.stage < 2 or not item.campaign.separation_of_duties:
+        return ""
+    key = item.key
+    why = []
+    if any(entry.get("by_id") == actor.pk for entry in item.decisions):
+        why.append("decided it at an earlier stage")
+    if key.owner_id == actor.pk:
+        why.append("own the key")
+    if key.steward_id == actor.pk:
+        why.append("steward the key")
+    if getattr(key, "registered_by_actor", False):
+        why.append("registered the key")
+    if key.approved_by_id == actor.pk:
+        why.append("approved the key")
+    if not why:
+        return ""
+    return (f"Separation of duties: you {' and '.join(why)}, so another reviewer must decide stage {item.stage} "
+            "of this item.")
+
+
+def input_errors(item: AttestationItem | None, decision: str, *, justification: str, affirm: bool, to,
+                 reaffirm_exception: bool, reason: str) -> dict[str, list[str]]:
+    """What the submission lacks for ``decision`` (a message per field). Without ``item``, only the rules that
+    hold for every item (a bulk submission's fields); with it, also the item's own (its exception, its stage,
+    its campaign asking for a justification)."""
+    errors: dict[str, list[str]] = {}
+    if decision == Decision.CONFIRM:
+        if not affirm:
+            errors["affirm"] = ["Affirm that the key's purpose, scope and ownership are still right."]
+        if item is not None and item.exception_id and not reaffirm_exception:
+            errors["reaffirm_exception"] = ["The key is under an exception: re-affirm its justification to confirm it."]
+        if item is not None and item.campaign.require_justification and not justification:
+            errors["justification"] = ["This campaign asks for a justification."]
+    elif decision == Decision.RELEASE:
+        if reason not in ReasonCode.values:
+            errors["reason"] = ["Choose why the key is released: " + ", ".join(
+                f"{code} ({label.lower()})" for code, label in ReasonCode.choices) + "."]
+        if not justification:
+            errors["justification"] = ["Say why the key is no longer needed."]
+    elif decision == Decision.REASSIGN:
+        if item is not None and item.stage > 1:
+            errors["decision"] = ["A key is reassigned at the first stage; at this stage confirm or release it."]
+        if not justification:
+            errors["justification"] = ["Say why the key belongs to someone else."]
+    if decision in (Decision.REASSIGN, Decision.DELEGATE):
+        try:
+            named_user(to)
+        except CampaignError as refused:
+            errors.setdefault("to", []).extend(refused.messages)
+    return errors
+
+
+def _capacity(item: AttestationItem, actor) -> str:
+    """In what capacity ``actor`` decides: reviewer, delegate, escalation (the person escalated to) or compliance."""
+    if actor.pk == item.reviewer_id and not item.reviewer_role:
+        return "reviewer"
+    if actor.pk == item.delegate_id:
+        return "delegate"
+    if item.reviewer_role:
+        return item.reviewer_role
+    return "escalation"
+
+
+def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to, reaffirm_exception, reason,
+            batch_size):
     campaign = item.campaign
+    keys = _decision_keys(actor).select_related("owner__owner_profile__manager")
     if decision in (Decision.CONFIRM, Decision.RELEASE):
         # The key is locked here, after the item, as the lifecycle would lock it: read once.
-        item.key = _decision_keys(actor).select_for_update(of=("self",)).get(pk=item.key_id)
-    elif decision == Decision.REASSIGN:
-        item.key = _decision_keys(actor).get(pk=item.key_id)
-    if decision != Decision.DELEGATE:
-        item.evidence, item.self_review = review_quality.decision_evidence(
-            item, actor, registered_key=item.key.registered_by_actor)
-        item.batch_size = max(batch_size, 1)
-    handler = {
-        Decision.CONFIRM: _confirm,
-        Decision.RELEASE: _release,
-        Decision.REASSIGN: _reassign,
-        Decision.DELEGATE: _delegate,
-    }[decision]
-    handler(item, campaign, actor=actor, justification=justification, affirm=affirm, to=to,
-            reaffirm_exception=reaffirm_exception)
+        keys = keys.select_for_update(of=("self",))
+    item.key = keys.get(pk=item.key_id)
+    sod = separation_refusal(item, actor)
+    if sod:
+        raise NotAllowedToDecide(sod)
+    errors = input_errors(item, decision, justification=justification, affirm=affirm, to=to,
+                          reaffirm_exception=reaffirm_exception, reason=reason)
+    if errors:
+        raise CampaignError(errors)
+    if decision == Decision.DELEGATE:
+        _delegate(item, actor=actor, to=to)
+        return
+    now = timezone.now()
+    item.evidence, item.self_review = review_quality.decision_evidence(
+        item, actor, registered_key=item.key.registered_by_actor, now=now)
+    item.batch_size = max(batch_size, 1)
+    entry = {
+        "stage": item.stage, "decision": decision, "by": actor.get_username(), "by_id": actor.pk,
+        "as": _capacity(item, actor), "at": now.isoformat(),
+        "reason": reason if decision == Decision.RELEASE else "", "justification": justification,
+        "evidence": item.evidence, "self_review": item.self_review,
+    }
+    item.decisions = [*item.decisions, entry]
+    moved_to = review_stages.next_stage(item, decision) if decision in MOVABLE_DECISIONS else None
+    if moved_to is not None:
+        stage = item.stage
+        note = review_stages.enter(item, moved_to, owner=item.key.owner)
+        attribute_change(item, actor, (f"{PAST[decision]} at stage {stage} in campaign {campaign.name}; moves on to "
+                                       f"stage {moved_to.number} ({moved_to.reviewer_label})"
+                                       + (f"; {note}" if note else ""))[:100])
+        item.save()
+        return
+    if decision == Decision.CONFIRM:
+        history_reason = outcomes.attest(item, campaign, actor=actor, reason=f"confirmed in campaign {campaign.name}")
+        _finish(item, ItemStatus.CONFIRMED, actor, justification, history_reason)
+    elif decision == Decision.RELEASE:
+        outcomes.release(item, campaign, actor=actor, justification=justification, reason_code=reason)
+        item.reason = reason
+        _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name} ({reason})")
+    else:
+        _reassign(item, campaign, actor=actor, justification=justification, to=to)
 
 
 def _finish(item: AttestationItem, status: str, actor, justification: str, reason: str) -> None:
@@ -125,52 +231,18 @@ def _finish(item: AttestationItem, status: str, actor, justification: str, reaso
     item.decided_by = actor
     item.decided_at = timezone.now()
     item.justification = justification
+    if item.stage > 1:
+        reason = f"{reason} at stage {item.stage}"
     attribute_change(item, actor, reason)
     item.save()
 
 
-def _confirm(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    errors = {}
-    if not affirm:
-        errors["affirm"] = ["Affirm that the key's purpose, scope and ownership are still right."]
-    if item.exception_id and not reaffirm_exception:
-        errors["reaffirm_exception"] = ["The key is under an exception: re-affirm its justification to confirm it."]
-    if campaign.require_justification and not justification:
-        errors["justification"] = ["This campaign asks for a justification."]
-    if errors:
-        raise CampaignError(errors)
-    item.affirmed = True
-    reason = f"confirmed in campaign {campaign.name}"
-    cadence = campaign.review_cadence_days
-    if item.exception_id:
-        item.exception_reaffirmed = True
-        reason += " (exception re-affirmed)"
-        cadence = campaign.exception_review_cadence_days
-    next_review = timezone.localdate() + datetime.timedelta(days=cadence)
-    item.key = lifecycle.record_attestation(item.key, actor=actor, reason=reason, next_review_on=next_review, locked=True)
-    _finish(item, ItemStatus.CONFIRMED, actor, justification, reason)
-
-
-def _release(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
-    if not justification:
-        raise CampaignError("Say why the key is no longer needed.", field="justification")
-    reason = f"released in campaign {campaign.name}: {justification}"
-    if not item.key.is_final:
-        # A grace window first (brownout), unless the campaign says 0 days or the key was exposed.
-        releases.release_key(item.key, actor=actor, reason=reason, grace_days=campaign.release_grace_days,
-                             context=f"campaign {campaign.name}, item #{item.pk}")
-        item.key.refresh_from_db()  # suspended or revoked by the release, on its own copy of the key
-    _finish(item, ItemStatus.RELEASED, actor, justification, f"released in campaign {campaign.name}")
-
-
-def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
+def _reassign(item, campaign, *, actor, justification, to):
     to = named_user(to)
     if to.pk == item.key.owner_id:
         raise CampaignError("This person already owns the key.", field="to")
     if lifecycle.is_contact_of_another_customer(to, item.key.workflow.customer_id):
         raise CampaignError(lifecycle.CONTACT_CUSTODY, field="to")
-    if not justification:
-        raise CampaignError("Say why the key belongs to someone else.", field="justification")
     if OwnershipTransfer.objects.filter(key=item.key, status=TransferStatus.PENDING).exists():
         raise CampaignError("A transfer of this key is already waiting for acceptance.", field="to")
     item.reassigned_to = to
@@ -182,9 +254,14 @@ def _reassign(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
     enqueue_on_commit("attestations.tasks.notify_transfer_requested", transfer.pk)
 
 
-def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exception=False):
+def may_delegate(item: AttestationItem, user) -> bool:
+    """The reviewer passes the decision on; for a stage compliance reviews, any compliance officer."""
+    return item.reviewer_id == user.pk or (item.reviewer_role == roles.COMPLIANCE and roles.is_compliance(user))
+
+
+def _delegate(item, *, actor, to):
     to = named_user(to)
-    if actor.pk != item.reviewer_id:
+    if not may_delegate(item, actor):
         raise CampaignError("Only the assigned reviewer can delegate the decision.")
     if to.pk == actor.pk:
         raise CampaignError("You cannot delegate to yourself.", field="to")
@@ -196,25 +273,72 @@ def _delegate(item, campaign, *, actor, justification, affirm, to, reaffirm_exce
 
 
 NO_SUCH_ITEM = "No such item."
+MAX_BULK_ITEMS = 1000
+
+
+@dataclass
+class BulkResult:
+    item: int
+    done: bool
+    status: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def bulk_decide(item_ids, *, actor, decision: str, justification: str = "", reason: str = "", affirm: bool = False,
+                to=None, reaffirm_exception: bool = False) -> list[BulkResult]:
+    """One decision on several items under one justification and reason code; each item goes through
+    ``record_decision`` and is done or refused on its own, with the reason.
+
+    What the submission lacks for every item (the affirmation, the reason code, a justification, the person
+    named) refuses it whole, before anything is written. Each item is then checked as its decision would check
+    it (who may decide, still pending, campaign active, stage, separation of duties, its exception), and the
+    items that pass are decided with ``batch_size`` their number: the batch signal counts only items actually
+    decided. An item the actor may not see is refused as one that does not exist, so the answer tells no one
+    which ids exist."""
+    justification = (justification or "").strip()
+    item_ids = list(dict.fromkeys(item_ids))
+    if not item_ids:
+        raise CampaignError("Select the items to decide.", field="items")
+    if len(item_ids) > MAX_BULK_ITEMS:
+        raise CampaignError(f"Decide at most {MAX_BULK_ITEMS} items at once.", field="items")
+    if decision not in Decision.values:
+        raise CampaignError("Choose confirm, release, reassign or delegate.", field="decision")
+    errors = input_errors(None, decision, justification=justification, affirm=affirm, to=to,
+                          reaffirm_exception=reaffirm_exception, reason=reason)
+    if errors:
+        raise CampaignError(errors)
+    results: dict[int, BulkResult] = {pk: BulkResult(pk, False, errors=[NO_SUCH_ITEM]) for pk in item_ids}
+    visible = (AttestationItem.objects.visible_to(actor).filter(pk__in=item_ids).select_related("campaign")
+               .annotate(actor_may_decide=Case(When(may_decide(actor), then=True), default=False)))
+    keys = {key.pk: key for key in _decision_keys(actor).filter(pk__in=visible.values("key_id"))}
+    candidates = []
+    for item in visible.order_by("pk"):
+        item.key = keys[item.key_id]
+        refused = _refusal(item)
+        problems = refused.messages if refused is not None else []
+        if not problems:
+            sod = separation_refusal(item, actor)
+            problems = [sod] if sod else [message for messages in input_errors(
+                item, decision, justification=justification, affirm=affirm, to=to,
+                reaffirm_exception=reaffirm_exception, reason=reason).values() for message in messages]
+        results[item.pk] = BulkResult(item.pk, False, item.status, problems)
+        if not problems:
+            candidates.append(item)
+    for item in candidates:
+        try:
+            decided = record_decision(item, actor=actor, decision=decision, justification=justification,
+                                      affirm=affirm, to=to, reaffirm_exception=reaffirm_exception, reason=reason,
+                                      batch_size=len(candidates))
+            results[item.pk] = BulkResult(item.pk, True, decided.status)
+        except ServiceError as exc:
+            results[item.pk] = BulkResult(item.pk, False, item.status, exc.messages)
+    return [results[pk] for pk in item_ids]
 
 
 def bulk_confirm(item_ids, *, actor, justification: str, affirm: bool) -> tuple[list[int], dict[int, list[str]]]:
-    """Confirm several items under one justification; each applies or is refused on its own.
-
-    An item the actor may not see is refused as one that does not exist, so the answer tells no one which
-    ids exist (the API answers both with a 404)."""
-    done, refused = [], {}
-    item_ids = list(item_ids)
-    visible = AttestationItem.objects.visible_to(actor).filter(pk__in=item_ids)
-    refused.update({pk: [NO_SUCH_ITEM] for pk in set(item_ids) - set(visible.values_list("pk", flat=True))})
-    for item in visible.order_by("pk"):
-        try:
-            record_decision(item, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm,
-                            batch_size=len(item_ids))
-            done.append(item.pk)
-        except ServiceError as exc:
-            refused[item.pk] = exc.messages
-    return done, refused
+    """Confirm several items under one justification (``bulk_decide``): the ids done, and the refused with why."""
+    results = bulk_decide(item_ids, actor=actor, decision=Decision.CONFIRM, justification=justification, affirm=affirm)
+    return [r.item for r in results if r.done], {r.item: r.errors for r in results if not r.done}
 
 
 @sealed_atomic
