@@ -282,7 +282,7 @@ def contact_keys(contact: CustomerContact):
 
 
 def decide(contact: CustomerContact, item: AttestationItem, *, decision: str, justification: str = "",
-           affirm: bool = False, reaffirm_exception: bool = False) -> AttestationItem:
+           affirm: bool = False, reaffirm_exception: bool = False, reason: str = "") -> AttestationItem:
     """A contact's decision: confirm or release one of their own items, through the campaign service."""
     if decision not in CONTACT_DECISIONS:
         raise ContactError("Choose confirm or release.", field="decision")
@@ -291,7 +291,7 @@ def decide(contact: CustomerContact, item: AttestationItem, *, decision: str, ju
     if not contact_items(contact).filter(pk=item.pk).exists():
         raise ContactError("This item is not yours to decide.")
     return decisions.record_decision(item, actor=contact.user, decision=decision, justification=justification,
-                                     affirm=affirm, reaffirm_exception=reaffirm_exception)
+                                     affirm=affirm, reaffirm_exception=reaffirm_exception, reason=reason)
 
 
 def notify_reviewer(sender, *, user, campaign, count: int, reminder: bool, **kwargs) -> bool:

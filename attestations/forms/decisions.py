@@ -3,7 +3,7 @@ page, a customer contact's page). They only collect input; attestations.services
 
 from django import forms
 
-from attestations.choices import Decision
+from attestations.choices import Decision, ReasonCode
 from attestations.models import Campaign
 from core.actions import Action, Panel, offered_panels
 from core.errors import ServiceErrorsMixin
@@ -53,9 +53,18 @@ class ConfirmForm(DecisionForm):
         }
 
 
+def reason_field() -> forms.ChoiceField:
+    return forms.ChoiceField(required=False, label="Reason", choices=[("", "Choose a reason"), *ReasonCode.choices])
+
+
 class ReleaseForm(DecisionForm):
     decision = Decision.RELEASE
+    reason = reason_field()
     justification = justification_field("Why is the key no longer needed?")
+    field_order = ["reason", "justification"]
+
+    def service_kwargs(self) -> dict:
+        return {**super().service_kwargs(), "reason": self.cleaned_data.get("reason", "")}
 
 
 class NamedPersonForm(DecisionForm):

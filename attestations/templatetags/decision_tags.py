@@ -25,6 +25,12 @@ def decision_field(field: BoundField, panel_id: str = "") -> str:
         return mark_safe(f'<div class="field field-check{" field-invalid" if errors else ""}">'
                          f'<input type="checkbox" name="{name}" value="on" id="{field_id}"{checked}{invalid}>'
                          f"{label}{error}</div>")
+    if kind == "select":
+        options = "".join(
+            f'<option value="{escape(choice)}"{" selected" if str(choice) == str(value or "") else ""}>'
+            f"{escape(text)}</option>" for choice, text in field.field.choices)
+        return mark_safe(f'<div class="field{" field-invalid" if errors else ""}">{label}'
+                         f'<select name="{name}" id="{field_id}"{invalid}>{options}</select>{error}</div>')
     value = "" if value is None else escape(value)
     length = field.field.max_length
     if kind == "textarea":

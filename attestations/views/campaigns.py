@@ -65,6 +65,11 @@ class UnsavedScope:
         self.environments = list(data.get("environments") or [])
         self.risk_tiers = list(data.get("risk_tiers") or [])
         self.due_for_review_only = bool(data.get("due_for_review_only"))
+        self.unused_days = data.get("unused_days")
+        self.stale_only = bool(data.get("stale_only"))
+        self.rotation_due_only = bool(data.get("rotation_due_only"))
+        self.under_exception_only = bool(data.get("under_exception_only"))
+        self.key_filter = data.get("key_filter") or ""
 
 
 def _scope_preview(request):

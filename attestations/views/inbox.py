@@ -233,9 +233,13 @@ def bulk_confirm(request):
                 messages.error(request, message)
         return redirect(back)
     ids = form.cleaned_data["items"]
-    done, refused = decisions.bulk_confirm(
-        ids, actor=request.user, justification=form.cleaned_data["justification"], affirm=form.cleaned_data["affirm"]
-    )
+    try:
+        done, refused = decisions.bulk_confirm(ids, actor=request.user, justification=form.cleaned_data["justification"],
+                                               affirm=form.cleaned_data["affirm"])
+    except CampaignError as error:
+        for message in error.messages:
+            messages.error(request, message)
+        return redirect(back)
     # Items the user may not see are named by number only, and refused as missing ones are.
     labels = {
         pk: f"{label} ({prefix}…)"

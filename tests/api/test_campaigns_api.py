@@ -61,12 +61,16 @@ MATRIX = {
     "attestation-decide": {
         "post": {"anon": 403, "owner": 400, "other": 404, "compliance": 403, "admin": 403},
     },
+    "attestation-bulk-decide": {
+        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400},
+    },
 }
+NO_ID = {"attestation-bulk-decide"}
 
 
 def matrix_url(name, world):
     obj = world["campaign"] if name.startswith("campaign") else world["item"]
-    return reverse(name) if name.endswith("-list") else reverse(name, args=[obj.pk])
+    return reverse(name) if name.endswith("-list") or name in NO_ID else reverse(name, args=[obj.pk])
 
 
 def item_still_pending(world, name):
@@ -259,7 +263,7 @@ def test_owner_confirms_over_token_and_second_decision_is_409(world, owner):
 
 
 def test_release_suspends_the_key_for_its_grace_window(world, owner):
-    response = client_for(owner).post(decide_url(world["item"]), {"decision": "release", "justification": "unused"},
+    response = client_for(owner).post(decide_url(world["item"]), {"decision": "release", "reason": "unused", "justification": "unused"},
                                       format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "released"

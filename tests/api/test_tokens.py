@@ -231,7 +231,7 @@ def all_routes():
 
 @pytest.mark.parametrize(("name", "method"), all_routes())
 def test_token_route_matrix(client_a, key_a, name, method):
-    kwargs = {} if name.endswith("-list") else {"args": [key_a.pk if name.startswith("apikey") else
+    kwargs = {} if name.endswith("-list") or name.endswith("bulk-decide") else {"args": [key_a.pk if name.startswith("apikey") else
                                                          key_a.workflow_id if name.startswith("workflow") else
                                                          key_a.workflow.customer_id if name.startswith("customer")
                                                          else 1]}

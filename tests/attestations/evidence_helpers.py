@@ -29,7 +29,7 @@ def decided_campaign(compliance_user, owner, other_owner, *, keys_per_owner: int
     items = {i.key_id: i for i in campaign.items.all()}
     decisions.record_decision(items[own[0].pk], actor=owner, decision=Decision.CONFIRM,
                               justification=FORMULA_JUSTIFICATION, affirm=True)
-    decisions.record_decision(items[own[1].pk], actor=owner, decision=Decision.RELEASE,
+    decisions.record_decision(items[own[1].pk], actor=owner, decision=Decision.RELEASE, reason="unused",
                               justification="Integration retired in October")
     campaigns.close_campaign(campaign, actor=compliance_user)
     campaign.refresh_from_db()
@@ -82,7 +82,7 @@ def sampled_campaign(compliance_user, owner, other_owner, *, confirmed: int = 30
              "default": [items[k.pk] for k in idle]}
     decisions.record_decision(roles["exception"], actor=owner, decision=Decision.CONFIRM, affirm=True,
                               justification="Vendor SDK until its next release", reaffirm_exception=True)
-    decisions.record_decision(roles["released"], actor=owner, decision=Decision.RELEASE, justification="Retired")
+    decisions.record_decision(roles["released"], actor=owner, decision=Decision.RELEASE, reason="unused", justification="Retired")
     decisions.record_decision(roles["reassigned"], actor=owner, decision=Decision.REASSIGN, to=other_owner,
                               justification="Moved to the payments team")
     routine = [items[k.pk] for k in keys[6:]] + [roles["revoked"], roles["late"]]

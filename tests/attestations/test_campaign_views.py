@@ -256,7 +256,7 @@ def test_detail_offers_actions_by_transition_table(client, compliance_user, draf
 
 def test_detail_items_filter_by_status_reviewer_customer(client, compliance_user, active, owner, other_owner, key):
     item = active.items.get(reviewer=owner)
-    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="not needed")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, reason="unused", justification="not needed")
     client.force_login(compliance_user)
     url = campaign_url(active)
 

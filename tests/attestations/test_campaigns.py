@@ -86,7 +86,7 @@ def test_release_suspends_the_key_for_its_grace_window(setup, compliance_user, o
     campaign, keys_a, _ = setup
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[1])
-    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, reason="unused", justification="integration retired")
     key = keys_a[1]
     key.refresh_from_db()
     assert key.status == KeyStatus.SUSPENDED and not key.revocation_requests.exists()
@@ -101,7 +101,7 @@ def test_release_with_no_grace_window_revokes_the_key(setup, compliance_user, ow
     campaign.save()
     campaigns.launch_campaign(campaign, actor=compliance_user)
     item = campaign.items.get(key=keys_a[1])
-    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="integration retired")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, reason="unused", justification="integration retired")
     key = keys_a[1]
     key.refresh_from_db()
     assert key.status == KeyStatus.REVOKED and key.revocation_reason == RevocationReason.RELEASED

@@ -99,7 +99,7 @@ def test_api_release_answers_the_key_as_released(owner, items):
     client = client_for()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
     response = client.post(reverse("attestation-decide", args=[items[3].pk]),
-                           {"decision": "release", "justification": "retired"}, format="json")
+                           {"decision": "release", "reason": "unused", "justification": "retired"}, format="json")
     assert response.status_code == 200, response.content
     key = items[3].key
     key.refresh_from_db()

@@ -132,7 +132,7 @@ def test_confirming_without_exception_keeps_the_normal_cadence(compliance_user, 
 def test_release_under_exception_needs_no_reaffirmation(compliance_user, owner, key):
     approved_exception(key, compliance_user)
     item = launch(compliance_user).items.get(key=key)
-    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, justification="Migrated to OAuth")
+    decisions.record_decision(item, actor=owner, decision=Decision.RELEASE, reason="replaced", justification="Migrated to OAuth")
     item.refresh_from_db()
     assert item.status == ItemStatus.RELEASED
 

@@ -181,7 +181,7 @@ def test_errors_without_js_are_400_with_the_form(client, owner, item):
 
 def test_release_suspends_the_key_for_its_grace_window(client, owner, item):
     client.force_login(owner)
-    response = client.post(decide_url(item), {"decision": "release", "justification": "integration retired"})
+    response = client.post(decide_url(item), {"decision": "release", "reason": "unused", "justification": "integration retired"})
     assert response.status_code == 302
     item.refresh_from_db()
     key = item.key

@@ -53,7 +53,8 @@ def expect_same_document(page):
     assert page.evaluate("window.__campaignJourney") == "same document", "the page reloaded"
 
 
-def decide_in_inbox(page, item: AttestationItem, decision: str, *, justification: str, affirm: bool = False):
+def decide_in_inbox(page, item: AttestationItem, decision: str, *, justification: str, affirm: bool = False,
+                    reason: str = ""):
     row = page.locator(f"#item-{item.pk}")
     expect(row).to_contain_text(item.key.label)
     panel = row.locator("details.decision-panel").filter(has=page.locator(f"input[name='decision'][value='{decision}']"))
@@ -61,6 +62,8 @@ def decide_in_inbox(page, item: AttestationItem, decision: str, *, justification
     form = panel.locator("form")
     if affirm:
         form.get_by_label("I affirm the purpose, scope and ownership are still right").check()
+    if reason:
+        form.get_by_label("Reason").select_option(label=reason)
     form.locator("textarea[name='justification']").fill(justification)
     form.locator("button[type='submit']").click()
     return page.locator(f"#item-{item.pk}")
@@ -140,7 +143,8 @@ def test_a_whole_campaign(page, live_server, demo):
     expect(row.locator("details.decision-panel")).to_have_count(0)
     expect_same_document(page)
 
-    row = decide_in_inbox(page, released_item, "release", justification="Backfill finished; no longer needed.")
+    row = decide_in_inbox(page, released_item, "release", reason="No longer needed",
+                          justification="Backfill finished; no longer needed.")
     expect(row.locator(".badge-item-released")).to_be_visible()
     expect(row).to_contain_text(ItemStatus.RELEASED.label)
     expect_same_document(page)

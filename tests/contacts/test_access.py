@@ -218,7 +218,7 @@ def test_contact_decisions_go_through_the_campaign_service_once(world):
         access.decide(pat, item, decision="release", justification="Changed my mind")
     assert "already decided" in twice.value.messages[0]
     released = world["pat_items"][1]
-    access.decide(pat, released, decision="release", justification="Integration switched off")
+    access.decide(pat, released, decision="release", reason="unused", justification="Integration switched off")
     released.key.refresh_from_db()
     # Released keys are revoked, or first suspended for a grace window where brownout release is on.
     assert released.status == ItemStatus.RELEASED or released.refresh_from_db() is None
