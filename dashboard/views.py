@@ -7,7 +7,9 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from core import roles
+from dashboard.charts import trend_charts
 from dashboard.compliance_overview import compliance_overview
+from dashboard.trends import LIMIT_CYCLES, schedule_trends
 from keys.choices import LIVE_KEY_STATUSES, ExceptionKind, ExceptionStatus, KeyStatus
 from keys.models import ApiKey, KeyException
 
@@ -95,6 +97,11 @@ def exception_register(today: datetime.date) -> dict:
     }
 
 
+def review_trends() -> list[dict]:
+    """Each schedule's trend of review figures with its two charts."""
+    return [{**trend, "charts": trend_charts(trend)} for trend in schedule_trends(LIMIT_CYCLES)]
+
+
 @login_required
 def dashboard(request):
     keys = ApiKey.objects.visible_to(request.user)
@@ -124,5 +131,7 @@ def dashboard(request):
         "customer_rows": _customer_rows(keys) if roles.sees_everything(request.user) else [],
         "exception_register": exception_register(today) if roles.sees_everything(request.user) else None,
         "compliance_overview": compliance_overview(today) if roles.sees_everything(request.user) else None,
+        "review_trends": review_trends() if roles.sees_everything(request.user) else None,
+        "trend_cycles": LIMIT_CYCLES,
     }
     return render(request, "portal/dashboard.html", context)
