@@ -210,9 +210,8 @@ def _decide(item: AttestationItem, *, actor, decision, justification, affirm, to
     if moved_to is not None:
         stage = item.stage
         note = review_stages.enter(item, moved_to, owner=item.key.owner)
-        attribute_change(item, actor, (f"{PAST[decision]} at stage {stage} in campaign {campaign.name}; moves on to "
-                                       f"stage {moved_to.number} ({moved_to.reviewer_label})"
-                                       + (f"; {note}" if note else ""))[:100])
+        attribute_change(item, actor, (f"{PAST[decision]} at stage {stage}, on to stage {moved_to.number}"
+                                       + (f"; {note}" if note else f" ({moved_to.reviewer_label})"))[:100])
         item.save()
         return
     if decision == Decision.CONFIRM:
