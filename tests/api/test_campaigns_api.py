@@ -263,7 +263,8 @@ def test_owner_confirms_over_token_and_second_decision_is_409(world, owner):
 
 
 def test_release_suspends_the_key_for_its_grace_window(world, owner):
-    response = client_for(owner).post(decide_url(world["item"]), {"decision": "release", "reason": "unused", "justification": "unused"},
+    response = client_for(owner).post(decide_url(world["item"]),
+                                      {"decision": "release", "reason": "unused", "justification": "unused"},
                                       format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "released"

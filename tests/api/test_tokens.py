@@ -231,10 +231,11 @@ def all_routes():
 
 @pytest.mark.parametrize(("name", "method"), all_routes())
 def test_token_route_matrix(client_a, key_a, name, method):
-    kwargs = {} if name.endswith("-list") or name.endswith("bulk-decide") else {"args": [key_a.pk if name.startswith("apikey") else
-                                                         key_a.workflow_id if name.startswith("workflow") else
-                                                         key_a.workflow.customer_id if name.startswith("customer")
-                                                         else 1]}
+    no_id = name.endswith("-list") or name.endswith("bulk-decide")
+    kwargs = {} if no_id else {"args": [key_a.pk if name.startswith("apikey") else
+                                        key_a.workflow_id if name.startswith("workflow") else
+                                        key_a.workflow.customer_id if name.startswith("customer")
+                                        else 1]}
     response = getattr(client_a, method)(reverse(name, **kwargs), {}, format="json")
     expected = ALLOWED.get((name, method), 403)
     assert response.status_code == expected, f"{method} {name}: {response.status_code} {response.content[:200]!r}"
