@@ -375,7 +375,8 @@ class OwnerClient:
         if self.token:
             channel = "api"
             path = f"/api/v1/attestations/{item}/decide/"
-            body = json.dumps({"decision": decision, "justification": justification, "affirm": True}).encode()
+            body = json.dumps({"decision": decision, "justification": justification, "affirm": True,
+                               "reason": "unused" if decision == "release" else ""}).encode()
             headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json",
                        "Accept": "application/json"}
         else:
@@ -385,6 +386,8 @@ class OwnerClient:
                       "next": "/inbox/"}
             if decision == "confirm":
                 fields["affirm"] = "on"
+            else:
+                fields["reason"] = "unused"
             body = urllib.parse.urlencode(fields).encode()
             headers = {"Content-Type": "application/x-www-form-urlencoded",
                        "Referer": f"http://{HOST}:{self.port}/inbox/", "Origin": f"http://{HOST}:{self.port}"}
