@@ -106,9 +106,14 @@ def _launch(campaign, actor, data) -> str:
 
 def _close(campaign, actor, data) -> str:
     applied = campaigns.close_campaign(campaign, actor=actor)
+    kept = applied.pop("kept", 0)
     count = sum(applied.values())
     action = DefaultAction(campaign.default_action).label.lower()
-    return f"Closed {campaign.name}: {count} undecided item{'s' if count != 1 else ''} ({action})."
+    message = f"Closed {campaign.name}: {count} undecided item{'s' if count != 1 else ''} ({action})."
+    if kept:
+        message += (f" {kept} item{'s' if kept != 1 else ''} without a later stage's sign-off kept the earlier "
+                    "decision.")
+    return message
 
 
 def _cancel(campaign, actor, data) -> str:
