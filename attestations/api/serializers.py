@@ -102,9 +102,12 @@ class CampaignCloseSerializer(CampaignDetailSerializer):
     default_action_applied = DefaultActionCountsSerializer(
         read_only=True, help_text="Undecided items per default action applied by this close (all 0 if already closed)."
     )
+    kept_without_signoff = serializers.IntegerField(
+        read_only=True, default=0,
+        help_text="Items waiting for a later stage's sign-off that kept the earlier decision at this close.")
 
     class Meta(CampaignDetailSerializer.Meta):
-        fields = [*CampaignDetailSerializer.Meta.fields, "default_action_applied"]
+        fields = [*CampaignDetailSerializer.Meta.fields, "default_action_applied", "kept_without_signoff"]
         read_only_fields = fields
 
 

@@ -99,6 +99,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         applied = close_campaign(self.get_object(), actor=request.user)
         campaign = self._reloaded(self.get_object())
         campaign.default_action_applied = {action: applied.get(action, 0) for action in DefaultAction.values}
+        campaign.kept_without_signoff = applied.get("kept", 0)
         return Response(CampaignCloseSerializer(campaign, context=self.get_serializer_context()).data)
 
 
