@@ -23,9 +23,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
-from attestations.choices import DefaultAction, ItemStatus
+from attestations.choices import MAX_STAGES, Decision, DefaultAction, ItemStatus, MissingSignoff, ReasonCode
 from attestations.models import AttestationItem, Campaign, EvidenceExport, Notification, OwnershipTransfer
 from attestations.services import review_quality
+from attestations.stages import stage_window, stages_of
 from keys.choices import KeyStatus, LifecycleAction
 from keys.models import ApiKey, Customer, Exposure, KeyException, LifecycleEvent, RevocationRequest, UsageDaily
 
@@ -130,9 +131,11 @@ CHAIN_SECTION = ("History chain verification", ["PR.AA-01"],
 SECTION_CONTROLS = {
     Kind.CAMPAIGN: [
         ("Scope, schedule and dates", ["NHI1:2025", "PR.AA-01", "CC6.1", "A.5.18", "A.8.2"],
-         "Every live key in scope was put before an accountable owner on a schedule."),
+         "Every live key in scope was put before an accountable owner on a schedule, then before each later "
+         "review stage's reviewer."),
         ("Totals and resulting key states", ["NHI1:2025", "PR.AA-01", "CC6.2", "A.5.16"],
-         "How many keys were decided, and the state each key was left in after the campaign."),
+         "How many keys were decided at each stage, why keys were released (reason codes), and the state each "
+         "key was left in after the campaign."),
         ("Decisions per customer and owner", ["NHI3:2025", "PR.AA-01", "A.5.16"],
          "Customer-owned (third-party) keys were attested per customer by named people."),
         ("Reminders, escalations and default actions", ["NHI1:2025", "CC6.2", "A.5.18"],
@@ -228,11 +231,86 @@ def verify_history_chain() -> ChainResult:
 
 # Campaign report ----------------------------------------------------------------------------------
 
+# Every stage's decision gets the same five columns, for three stages whatever the campaign has, so the header
+# of the attached CSV is the same for every campaign.
+STAGE_FIELDS = ("decision", "by", "at", "reason", "justification")
+STAGE_COLUMNS = [f"stage{n}_{name}" for n in range(1, MAX_STAGES + 1) for name in STAGE_FIELDS]
 ITEM_COLUMNS = [
     "item_id", "key_id", "key_label", "key_prefix", "customer", "workflow", "reviewer", "delegate", "status",
-    "decided_by", "decided_at", "justification", "reassigned_to", "reminders", "escalated_at", "escalated_to",
-    "default_action_applied", "exception_id", "key_status_now", "evidence_seen", "self_review",
+    "stage", "reason", "decided_by", "decided_at", "justification", "reassigned_to", "reminders", "escalated_at",
+    "escalated_to", "default_action_applied", "exception_id", "key_status_now", "evidence_seen", "self_review",
+    *STAGE_COLUMNS,
 ]
+# The attached JSON gives each item's stage decisions as a list (``decisions``) instead of the CSV's columns.
+JSON_ITEM_COLUMNS = [c for c in ITEM_COLUMNS if c not in STAGE_COLUMNS]
+# What the attached JSON keeps of each stage decision (the decider's user id is left out).
+DECISION_KEYS = ("stage", "decision", "by", "as", "at", "reason", "justification", "evidence_seen", "self_review")
+REASON_LABELS = dict(ReasonCode.choices)
+DECISION_LABELS = dict(Decision.choices)
+CAPACITY_LABELS = {"reviewer": "as reviewer", "delegate": "as delegate", "escalation": "after escalation",
+                   "compliance": "as compliance"}
+
+
+def _utc(value) -> datetime.datetime | None:
+    """A decision's time (ISO text as kept in ``AttestationItem.decisions``) in UTC."""
+    if not value:
+        return None
+    at = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if timezone.is_naive(at):
+        at = timezone.make_aware(at, datetime.UTC)
+    return at.astimezone(datetime.UTC)
+
+
+def stage_decisions(decisions: list[dict] | None) -> list[dict]:
+    """Every stage's decision of an item, oldest first, as the reports print and attach them: the stage, the
+    decision, who, when (UTC), in what capacity, the reason code, the justification, and a line of what the
+    decider saw (the evidence frozen with the decision) and why they were not independent of the key."""
+    rows = []
+    for entry in decisions or []:
+        decision, reason, capacity = entry.get("decision") or "", entry.get("reason") or "", entry.get("as") or ""
+        rows.append({
+            "stage": entry.get("stage"), "decision": decision, "decision_label": DECISION_LABELS.get(decision, decision),
+            "by": entry.get("by") or "", "as": capacity, "as_label": CAPACITY_LABELS.get(capacity, capacity),
+            "at": _utc(entry.get("at")), "reason": reason, "reason_label": REASON_LABELS.get(reason, reason),
+            "justification": entry.get("justification") or "",
+            "evidence_seen": review_quality.evidence_summary(entry.get("evidence") or {}),
+            "self_review": "; ".join(review_quality.self_review_labels(entry.get("self_review"))),
+        })
+    return rows
+
+
+def decision_document(stages: list[dict]) -> list[dict]:
+    """Each stage's decision as the attached JSON gives it (``DECISION_KEYS``, without the labels)."""
+    return [{k: entry[k] for k in DECISION_KEYS} for entry in stages]
+
+
+def stage_columns(stages: list[dict]) -> dict:
+    """The CSV's ``stage<n>_*`` cells: each stage's decision, empty for a stage that did not decide."""
+    cells = dict.fromkeys(STAGE_COLUMNS, "")
+    for entry in stages:
+        if entry["stage"] in range(1, MAX_STAGES + 1):
+            cells.update({f"stage{entry['stage']}_{name}": entry[name] for name in STAGE_FIELDS})
+    return cells
+
+
+SIGNOFF_KINDS = ("kept", "default", "awaited")
+
+
+def missing_signoff(status: str, stage: int, stages: list[dict]) -> tuple[str, str]:
+    """An item whose last decision was made at a stage before the one it is at: its later stage's sign-off never
+    came and the earlier decision was kept (``kept``) or the default action applied (``default``), or the
+    sign-off is still awaited (``awaited``). The kind and a line saying so; ``("", "")`` for any other item."""
+    if not stages or not stages[-1]["stage"] or stages[-1]["stage"] >= stage:
+        return "", ""
+    last = stages[-1]
+    earlier = f"the stage {last['stage']} {last['decision']} by {last['by'] or 'unknown'}"
+    if status in (ItemStatus.CONFIRMED, ItemStatus.RELEASED):
+        return "kept", f"kept without stage {stage} sign-off: {earlier} stands"
+    if status == ItemStatus.EXPIRED:
+        return "default", f"default action without stage {stage} sign-off of {earlier}"
+    if status == ItemStatus.PENDING:
+        return "awaited", f"awaiting stage {stage} sign-off of {earlier}"
+    return "", ""
 
 
 def campaign_items(campaign: Campaign):
@@ -264,6 +342,7 @@ def _item_fields() -> dict[str, str]:
         "escalated_at": "escalated_at", "escalated_to": f"escalated_to__{name}",
         "default_action_applied": "default_action_applied", "exception_id": "exception_id",
         "key_status_now": "key__status", "evidence": "evidence", "self_review": "self_review",
+        "stage": "stage", "reason": "reason", "decisions": "decisions",
     }
 
 
@@ -283,6 +362,7 @@ def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
                                                   item["key_status_now"])
         if decided_at:
             sent = [s for s in sent if s[0] <= decided_at]
+        stages = stage_decisions(item["decisions"])
         yield {
             "item_id": item["item_id"], "key_id": item["key_id"], "key_label": item["key_label"],
             "key_prefix": item["key_prefix"], "customer": item["customer"], "workflow": item["workflow"],
@@ -297,6 +377,10 @@ def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
             "key_status_label": key_labels.get(key_status, key_status),
             "evidence_seen": review_quality.evidence_summary(item["evidence"]),
             "self_review": "; ".join(review_quality.self_review_labels(item["self_review"])),
+            "stage": item["stage"], "reason": item["reason"], "reason_label": REASON_LABELS.get(item["reason"], item["reason"]),
+            "stage_decisions": stages,
+            **dict(zip(("signoff", "signoff_note"), missing_signoff(status, item["stage"], stages), strict=True)),
+            **stage_columns(stages),
         }
 
 
@@ -509,6 +593,11 @@ def campaign_summary(campaign: Campaign) -> dict:
     notifications = list(campaign.notifications.select_related("recipient").order_by("sent_at", "pk"))
     return {
         "progress": campaign_progress(campaign),
+        "stages": [{"number": s.number, "describe": s.describe(), "reviewer": s.reviewer_label,
+                    "fallback": s.fallback_label, "window": stage_window(campaign, s.number)}
+                   for s in stages_of(campaign)],
+        "missing_signoff": MissingSignoff(campaign.missing_signoff).label,
+        "separation_of_duties": campaign.separation_of_duties,
         "statuses": [(s.value, s.label) for s in ItemStatus],
         "per_customer": breakdown("key__workflow__customer__name"),
         "per_owner": breakdown("reviewer__username"),
@@ -526,11 +615,57 @@ def campaign_summary(campaign: Campaign) -> dict:
     }
 
 
+def stage_tallies(rows: Iterable[dict], stage_count: int) -> dict:
+    """From the item rows (what the attached CSV holds): per stage, its decisions of each kind; per reason code,
+    the items released in the end and the releases decided at each stage; and the items whose later stage's
+    sign-off never came (kept, or given the default action) or is awaited. Zeros of the same shape without rows."""
+    numbers = range(1, stage_count + 1)
+    decided = {n: Counter() for n in numbers}
+    released_at = {n: Counter() for n in numbers}
+    final, signoff = Counter(), Counter()
+    for row in rows:
+        for entry in row["stage_decisions"]:
+            if entry["stage"] in decided:
+                decided[entry["stage"]][entry["decision"]] += 1
+                if entry["decision"] == Decision.RELEASE:
+                    released_at[entry["stage"]][entry["reason"]] += 1
+        if row["status"] == ItemStatus.RELEASED:
+            final[row["reason"]] += 1
+        if row["signoff"]:
+            signoff[row["signoff"]] += 1
+    codes = [*ReasonCode.values, *sorted({c for c in final if c not in ReasonCode.values}
+                                         | {c for n in numbers for c in released_at[n] if c not in ReasonCode.values})]
+    kinds = [Decision.CONFIRM, Decision.RELEASE, Decision.REASSIGN]
+    return {
+        "per_stage": [{"stage": n, "counts": [decided[n][k] for k in kinds], "total": sum(decided[n].values())}
+                      for n in numbers],
+        "decisions": [DECISION_LABELS[k] for k in kinds],
+        "releases_by_reason": [{"reason": code, "label": REASON_LABELS.get(code) or "no reason code recorded",
+                                "released": final[code], "per_stage": [released_at[n][code] for n in numbers]}
+                               for code in codes],
+        "released": sum(final.values()),
+        "signoff": {kind: signoff[kind] for kind in SIGNOFF_KINDS},
+    }
+
+
+def stage_tallies_document(tallies: dict) -> dict:
+    """``stage_tallies`` as the attached JSON states them, by code rather than by label."""
+    kinds = [Decision.CONFIRM.value, Decision.RELEASE.value, Decision.REASSIGN.value]
+    return {
+        "decisions_per_stage": [{"stage": row["stage"], **dict(zip(kinds, row["counts"], strict=True))}
+                                for row in tallies["per_stage"]],
+        "releases_by_reason": [{"reason": row["reason"], "released": row["released"],
+                                "per_stage": row["per_stage"]} for row in tallies["releases_by_reason"]],
+        "missing_signoff": tallies["signoff"],
+    }
+
+
 def campaign_document(campaign: Campaign, summary: dict, rows: Iterable[dict] | None = None,
                       sampling: dict | None = None) -> dict:
     """The JSON attached to a campaign report: the campaign, its summary, how its sample was drawn and every
     item (``rows``: the campaign's ``item_rows``, when the caller has them already)."""
-    rows = item_rows(campaign) if rows is None else rows
+    rows = list(item_rows(campaign)) if rows is None else rows
+    tallies = summary.get("stage_tallies") or stage_tallies(rows, len(summary["stages"]))
     return {
         "campaign": {
             "id": campaign.pk, "name": campaign.name, "status": campaign.status,
@@ -541,8 +676,13 @@ def campaign_document(campaign: Campaign, summary: dict, rows: Iterable[dict] | 
             "default_action": campaign.default_action, "duration_days": campaign.duration_days,
             "reminder_days": campaign.reminder_days, "escalation_days": campaign.escalation_days,
             "scope": summary["scope"],
+            "stages": [{**asdict(stage), "description": stage.describe(),
+                        "window": stage_window(campaign, stage.number)} for stage in stages_of(campaign)],
+            "stages_ended": campaign.stages_ended, "missing_signoff": campaign.missing_signoff,
+            "separation_of_duties": campaign.separation_of_duties,
         },
         "totals": summary["progress"]["totals"],
+        "stage_tallies": stage_tallies_document(tallies),
         "per_customer": summary["per_customer"],
         "per_owner": summary["per_owner"],
         "reviewer_quality": summary.get("reviewer_quality", []),
@@ -552,7 +692,8 @@ def campaign_document(campaign: Campaign, summary: dict, rows: Iterable[dict] | 
             for n in summary["notifications"]
         ],
         **({"sampling": sampling} if sampling is not None else {}),
-        "items": [{c: row[c] for c in ITEM_COLUMNS} for row in rows],
+        "items": [{**{c: row[c] for c in JSON_ITEM_COLUMNS}, "decisions": decision_document(row["stage_decisions"])}
+                  for row in rows],
     }
 
 
@@ -583,8 +724,13 @@ def key_dossier(key: ApiKey) -> dict:
         "owner_history": owner_history,
         "transfers": list(OwnershipTransfer.objects.filter(key=key).select_related("from_user", "to_user", "requested_by")
                           .order_by("requested_at", "pk")),
-        "attestations": list(AttestationItem.objects.filter(key=key).select_related(
-            "campaign", "reviewer", "delegate", "decided_by", "escalated_to").order_by("campaign__created_at", "pk")),
+        "attestations": [
+            {"item": item, "reason_label": REASON_LABELS.get(item.reason, item.reason), "stages": stages,
+             "signoff_note": missing_signoff(item.status, item.stage, stages)[1]}
+            for item in AttestationItem.objects.filter(key=key).select_related(
+                "campaign", "reviewer", "delegate", "decided_by", "escalated_to").order_by("campaign__created_at", "pk")
+            for stages in [stage_decisions(item.decisions)]
+        ],
         "exceptions": list(KeyException.objects.filter(key=key).select_related("requested_by", "decided_by")
                            .order_by("requested_at", "pk")),
         "usage": usage,
@@ -621,10 +767,12 @@ def dossier_document(dossier: dict) -> dict:
         },
         "owners": dossier["owner_history"],
         "attestations": [
-            {"campaign": i.campaign.name, "status": i.status, "reviewer": _username(i.reviewer),
-             "decided_by": _username(i.decided_by), "decided_at": i.decided_at, "justification": i.justification,
-             "default_action_applied": i.default_action_applied}
-            for i in dossier["attestations"]
+            {"campaign": a["item"].campaign.name, "status": a["item"].status, "stage": a["item"].stage,
+             "reason": a["item"].reason, "reviewer": _username(a["item"].reviewer),
+             "decided_by": _username(a["item"].decided_by), "decided_at": a["item"].decided_at,
+             "justification": a["item"].justification, "default_action_applied": a["item"].default_action_applied,
+             "decisions": decision_document(a["stages"])}
+            for a in dossier["attestations"]
         ],
         "exceptions": [
             {"id": e.pk, "kind": e.kind, "status": e.status, "requested_by": _username(e.requested_by),

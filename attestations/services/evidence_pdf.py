@@ -33,6 +33,7 @@ from django.template.loader import render_to_string
 from attestations.choices import ItemStatus
 from attestations.models import EvidenceExport
 from attestations.services import evidence, evidence_signing
+from attestations.stages import stages_of
 
 log = logging.getLogger(__name__)
 Kind = EvidenceExport.Kind
@@ -164,7 +165,7 @@ def render_campaign_chunk(export: EvidenceExport, plan: evidence.ReportPlan, ind
     rows = [{**found[item_id], "printed_as": plan.printed_as(found[item_id])} for item_id in chunk["ids"]]
     pdf = html_to_pdf("evidence/campaign_items.html", base_context(
         export, rows=rows, section=chunk["section"], section_start=chunk["start"] == 0, plan=plan,
-        chunk_index=index + 1, chunks_total=export.chunks_total))
+        chunk_index=index + 1, chunks_total=export.chunks_total, multi_stage=len(stages_of(campaign)) > 1))
     _replace(part_name(export.pk, index), pdf)
     return page_count(pdf)
 
@@ -180,6 +181,7 @@ def measure_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, ch
     when the chunks are done, is then laid out once instead of twice.
     """
     summary = evidence.campaign_summary(export.campaign)
+    summary["stage_tallies"] = evidence.stage_tallies([], len(summary["stages"]))
     # Placeholder numbers as wide as the real ones will be (four digits reach 9,999 pages).
     placeholder = _placeholder_verification([name for name, _ in _front_attachments(export.campaign)],
                                             _item_statuses())
@@ -232,10 +234,13 @@ def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, par
     if again.as_dict() != plan.as_dict():
         raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
     summary = evidence.campaign_summary(campaign)
+    summary["stage_tallies"] = evidence.stage_tallies(rows, len(summary["stages"]))
     labels = _front_attachments(campaign)
+    # The CSV comes from the rows (it has each stage's columns; the document gives the stages as a list).
+    items_csv = evidence.to_csv(evidence.ITEM_COLUMNS, rows).encode()
     document = evidence.campaign_document(campaign, summary, rows, evidence.sampling_document(plan, labels[0][0]))
     del rows  # the document holds its own copy of every row: a campaign's rows are the bulk of this task's memory
-    contents = [evidence.to_csv(evidence.ITEM_COLUMNS, document["items"]).encode(), evidence.to_json(document).encode()]
+    contents = [items_csv, evidence.to_json(document).encode()]
     attachments = [(name, content, description) for (name, description), content in zip(labels, contents, strict=True)]
     verification = verification_data(attachments, document["items"], statuses=_item_statuses())
     del document, contents
@@ -252,7 +257,8 @@ def _front_attachments(campaign) -> list[tuple[str, str]]:
     return [
         (f"campaign-{campaign.pk}-items.csv",
          "Every item of the campaign, one row each (cells starting with = + - @ are prefixed with an apostrophe)"),
-        (f"campaign-{campaign.pk}.json", "The campaign, its totals, its sample and every item"),
+        (f"campaign-{campaign.pk}.json",
+         "The campaign, its stages, its totals, its sample and every item with each stage's decision"),
     ]
 
 
