@@ -205,6 +205,10 @@ class AttestationItem(models.Model):
         help_text="compliance: escalated to compliance (the owner has no active manager); any officer may decide.",
     )
     default_action_applied = models.CharField(max_length=20, choices=DefaultAction.choices, blank=True)
+    kept_without_signoff = models.BooleanField(
+        default=False, db_default=False,
+        help_text="A later stage's sign-off never came, and the earlier stage's decision was kept.",
+    )
     exception = models.ForeignKey(
         KeyException, on_delete=models.SET_NULL, null=True, blank=True, related_name="attestation_items",
         help_text="The exception the key was under at launch; the reviewer re-affirms its justification.",

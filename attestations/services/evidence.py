@@ -26,6 +26,7 @@ from django.utils import timezone
 from attestations.choices import MAX_STAGES, Decision, DefaultAction, ItemStatus, MissingSignoff, ReasonCode
 from attestations.models import AttestationItem, Campaign, EvidenceExport, Notification, OwnershipTransfer
 from attestations.services import review_quality
+from attestations.services.reminders import STAGE_SEQUENCE
 from attestations.stages import stage_window, stages_of
 from keys.choices import KeyStatus, LifecycleAction
 from keys.models import ApiKey, Customer, Exposure, KeyException, LifecycleEvent, RevocationRequest, UsageDaily
@@ -238,8 +239,8 @@ STAGE_COLUMNS = [f"stage{n}_{name}" for n in range(1, MAX_STAGES + 1) for name i
 ITEM_COLUMNS = [
     "item_id", "key_id", "key_label", "key_prefix", "customer", "workflow", "reviewer", "delegate", "status",
     "stage", "reason", "decided_by", "decided_at", "justification", "reassigned_to", "reminders", "escalated_at",
-    "escalated_to", "default_action_applied", "exception_id", "key_status_now", "evidence_seen", "self_review",
-    *STAGE_COLUMNS,
+    "escalated_to", "default_action_applied", "kept_without_signoff", "exception_id", "key_status_now",
+    "evidence_seen", "self_review", *STAGE_COLUMNS,
 ]
 # The attached JSON gives each item's stage decisions as a list (``decisions``) instead of the CSV's columns.
 JSON_ITEM_COLUMNS = [c for c in ITEM_COLUMNS if c not in STAGE_COLUMNS]
@@ -342,8 +343,14 @@ def _item_fields() -> dict[str, str]:
         "escalated_at": "escalated_at", "escalated_to": f"escalated_to__{name}",
         "default_action_applied": "default_action_applied", "exception_id": "exception_id",
         "key_status_now": "key__status", "evidence": "evidence", "self_review": "self_review",
-        "stage": "stage", "reason": "reason", "decisions": "decisions",
+        "stage": "stage", "reason": "reason", "decisions": "decisions", "kept_without_signoff": "kept_without_signoff",
     }
+
+
+def reminder_label(sequence: int) -> str:
+    """A reminder by its sequence number: the day of the campaign, or of a later stage."""
+    stage, day = divmod(sequence, STAGE_SEQUENCE)
+    return f"stage {stage + 1} day {day}" if stage else f"day {day}"
 
 
 def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
@@ -370,8 +377,9 @@ def item_rows(campaign: Campaign, items=None) -> Iterator[dict]:
             "status": status, "status_label": item_labels.get(status, status),
             "decided_by": item["decided_by"] or "", "decided_at": decided_at,
             "justification": item["justification"], "reassigned_to": item["reassigned_to"] or "",
-            "reminders": [f"day {seq}" for _, seq in sent], "escalated_at": item["escalated_at"],
+            "reminders": [reminder_label(seq) for _, seq in sent], "escalated_at": item["escalated_at"],
             "escalated_to": item["escalated_to"] or "", "default_action_applied": action,
+            "kept_without_signoff": item["kept_without_signoff"],
             "default_action_label": action_labels.get(action, action) if action else "",
             "exception_id": item["exception_id"] or "", "key_status_now": key_status,
             "key_status_label": key_labels.get(key_status, key_status),
@@ -401,12 +409,13 @@ PRINT_REASONS = {
     "revoked": "key revoked",
     "late": "decided late",
     "default": "default action",
+    "no_signoff": "kept without a later stage's sign-off",
 }
 DECIDED = frozenset({ItemStatus.CONFIRMED, ItemStatus.RELEASED, ItemStatus.REASSIGNED})
 # The fields that decide whether an item is printed, under the names of the attached CSV's columns.
 PLAN_FIELDS = {"item_id": "pk", "status": "status", "exception_id": "exception_id", "decided_at": "decided_at",
                "escalated_at": "escalated_at", "default_action_applied": "default_action_applied",
-               "key_status_now": "key__status"}
+               "key_status_now": "key__status", "kept_without_signoff": "kept_without_signoff"}
 
 
 def new_sample_seed() -> str:
@@ -470,6 +479,8 @@ def print_reasons(row: dict, late_from: datetime.datetime | None) -> list[str]:
         reasons.append("late")
     if row["default_action_applied"] or status == ItemStatus.EXPIRED:
         reasons.append("default")
+    if row.get("kept_without_signoff") in (True, "true", "True"):
+        reasons.append("no_signoff")
     return reasons
 
 

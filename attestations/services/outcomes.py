@@ -77,6 +77,7 @@ def _keep(item: AttestationItem, campaign: Campaign, *, actor, why: str) -> str:
     item.decided_by = decider
     item.decided_at = datetime.datetime.fromisoformat(earlier["at"]) if earlier.get("at") else timezone.now()
     item.justification = earlier.get("justification", "")
+    item.kept_without_signoff = True
     attribute_change(item, actor, note[:100])
     item.save()
     return "kept"

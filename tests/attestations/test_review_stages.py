@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from attestations.choices import DefaultAction, ItemStatus, MissingSignoff
 from attestations.models import AttestationItem
-from attestations.services import campaigns, decisions, reminders, review_stages
+from attestations.services import campaigns, decisions, evidence, reminders, review_stages
 from attestations.stages import stage_window
 from keys.choices import KeyStatus, RiskTier
 from tests import factories
@@ -319,6 +319,12 @@ def test_a_missing_sign_off_keeps_the_earlier_decision_or_gets_the_default(compl
         assert result["kept"] == 1
         assert (high.status, high.decided_by, high.justification) == (ItemStatus.CONFIRMED, owner, CONFIRM["justification"])
         assert high.key.next_review_on > timezone.localdate() + datetime.timedelta(days=60)
+        assert high.kept_without_signoff
+        # The campaign report prints every item kept for want of a sign-off, whatever the sample.
+        row = next(r for r in evidence.item_rows(campaign) if r["item_id"] == high.pk)
+        assert "no_signoff" in evidence.print_reasons(row, None)
+        plan = evidence.plan_report(campaign, evidence.plan_rows(campaign), seed="s")
+        assert high.pk in [i for chunk in plan.chunks if chunk["section"] == "in_full" for i in chunk["ids"]]
     else:
         assert "kept" not in result
         assert (high.status, high.default_action_applied) == (ItemStatus.EXPIRED, DefaultAction.KEEP_AND_FLAG)
