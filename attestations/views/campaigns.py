@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -83,14 +84,26 @@ def _scope_preview(request):
 def campaign_create(request):
     if request.method == "GET" and request.htmx and "preview" in request.GET:
         return _scope_preview(request)
-    form = CampaignForm(request.POST or None)
+    # The key list's "Review these keys in a campaign" link names its filter in ``key_filter``.
+    form = CampaignForm(request.POST or None, initial={"key_filter": request.GET.get("key_filter", "")})
     if request.method == "POST":
         campaign = form.call_service(lambda data: campaigns.create_campaign(actor=request.user, **form.service_kwargs()))
         if form.is_valid():
             messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
             return redirect(campaign)
-        return render(request, "attestations/campaign_form.html", {"form": form}, status=400)
-    return render(request, "attestations/campaign_form.html", {"form": form})
+        return render(request, "attestations/campaign_form.html", _form_context(form), status=400)
+    return render(request, "attestations/campaign_form.html", _form_context(form))
+
+
+def _form_context(form: CampaignForm) -> dict:
+    key_filter = (form["key_filter"].value() or "").strip().lstrip("?")
+    return {
+        "form": form,
+        "stage_rows": form.stage_rows(),
+        "key_filter": key_filter,
+        "key_filter_terms": [(name, value) for name, values in QueryDict(key_filter).lists() for value in values
+                             if value],
+    }
 
 
 def _offered_from(step: str) -> Callable[[Campaign], bool]:

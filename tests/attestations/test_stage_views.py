@@ -1,0 +1,153 @@
+"""Review stages in the portal: the campaign form's stages and new scope and rule fields, the key list's link to a
+campaign, the campaign page's stages, the item page's earlier decisions and the inbox's bulk decisions."""
+
+import datetime
+from urllib.parse import quote
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from attestations.choices import Decision, DefaultAction, ItemStatus, MissingSignoff, ReasonCode
+from attestations.models import AttestationItem, Campaign
+from attestations.services import campaigns, decisions
+from keys.choices import RiskTier
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+CREATE = reverse("attestations:campaign-create")
+INBOX = reverse("attestations:inbox")
+
+
+def valid_form(**overrides):
+    data = {
+        "name": "Two-stage review",
+        "duration_days": "14",
+        "reminder_days": "3, 7",
+        "default_action": DefaultAction.SUSPEND,
+        "require_justification": "on",
+        "review_cadence_days": "90",
+    }
+    data.update(overrides)
+    return data
+
+
+TWO_STAGES = {
+    "stage1_reviewer": "owner",
+    "stage2_reviewer": "compliance",
+    "stage2_duration_days": "7",
+    "stage2_risk_tiers": [RiskTier.HIGH, RiskTier.CRITICAL],
+    "stage2_moves_on": [Decision.CONFIRM],
+    "reminder_every_days": "5",
+    "release_grace_days": "0",
+    "exception_review_cadence_days": "20",
+    "missing_signoff": MissingSignoff.DEFAULT,
+    "separation_of_duties": "on",
+}
+
+
+def launch_two_stage(actor, **fields):
+    campaign = campaigns.create_campaign(
+        actor=actor, name="Two stages", stages=[
+            {"reviewer": "owner", "duration_days": 14},
+            {"reviewer": "compliance", "duration_days": 7, "risk_tiers": ["high", "critical"], "moves_on": ["confirm"]},
+        ], **fields)
+    campaigns.launch_campaign(campaign, actor=actor)
+    campaign.refresh_from_db()
+    return campaign
+
+
+# The campaign form
+
+
+def test_two_stage_campaign_through_the_form(client, compliance_user, key):
+    client.force_login(compliance_user)
+    page = client.get(CREATE).text
+    assert "<legend>Stage 1</legend>" in page and "No stage 2" in page and "No stage 3" in page
+    assert '<label for="id_stage2_fallback_user">' in page
+
+    response = client.post(CREATE, valid_form(**TWO_STAGES, unused_days="30", stale_only="on"))
+    assert response.status_code == 302
+    campaign = Campaign.objects.get()
+    assert campaign.stages == [
+        {"reviewer": "owner", "fallback": "compliance", "duration_days": 14, "risk_tiers": [], "moves_on": []},
+        {"reviewer": "compliance", "fallback": "compliance", "duration_days": 7,
+         "risk_tiers": ["high", "critical"], "moves_on": ["confirm"]},
+    ]
+    assert campaign.duration_days == 21
+    assert (campaign.reminder_every_days, campaign.release_grace_days, campaign.exception_review_cadence_days) == (
+        5, 0, 20)
+    assert campaign.missing_signoff == MissingSignoff.DEFAULT
+    assert campaign.separation_of_duties is True
+    assert (campaign.unused_days, campaign.stale_only, campaign.rotation_due_only) == (30, True, False)
+
+
+def test_single_owner_stage_sends_no_stages(client, compliance_user, key):
+    client.force_login(compliance_user)
+    client.post(CREATE, valid_form(stage1_reviewer="owner", stage2_reviewer="", stage2_duration_days="7"))
+    campaign = Campaign.objects.get()
+    assert campaign.stages == []
+    assert campaign.duration_days == 14
+    assert campaign.separation_of_duties is False  # the box was not ticked
+
+
+def test_single_stage_of_a_named_user_is_written_down(client, compliance_user, admin_user, key):
+    client.force_login(compliance_user)
+    response = client.post(CREATE, valid_form(stage1_reviewer="user", stage1_reviewer_user=admin_user.username))
+    assert response.status_code == 302
+    assert Campaign.objects.get().stages == [{"reviewer": admin_user.username, "fallback": "compliance",
+                                              "duration_days": 14, "risk_tiers": [], "moves_on": []}]
+
+
+def test_unknown_stage_reviewer_is_shown_at_the_stages_and_nothing_is_written(client, compliance_user, key):
+    client.force_login(compliance_user)
+    response = client.post(CREATE, valid_form(
+        **TWO_STAGES | {"stage2_reviewer": "user", "stage2_reviewer_user": "nobody-here"}))
+    assert response.status_code == 400
+    assert response.context["form"].errors["stages"] == ["Stage 2 reviewer: no user named 'nobody-here'."]
+    stages_fieldset = response.text.split('id="campaign-stages"', 1)[1].split("</fieldset>", 1)[0]
+    assert "no user named" in stages_fieldset
+    assert Campaign.objects.count() == 0
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"stage1_reviewer": "user"}, "stage1_reviewer_user"),
+    ({"stage2_reviewer": "manager", "stage2_duration_days": ""}, "stage2_duration_days"),
+    ({"stage3_reviewer": "compliance", "stage3_duration_days": "3"}, "stage3_reviewer"),
+])
+def test_incomplete_stages_are_field_errors(client, compliance_user, overrides, field):
+    client.force_login(compliance_user)
+    response = client.post(CREATE, valid_form(**overrides))
+    assert response.status_code == 400
+    assert field in response.context["form"].errors
+    assert Campaign.objects.count() == 0
+
+
+# Key list → campaign
+
+
+def test_key_list_link_carries_the_filter_and_the_form_prefills_it(client, compliance_user, owner, key):
+    high = factories.ApiKeyFactory(owner=owner, risk_tier=RiskTier.HIGH)
+    client.force_login(compliance_user)
+    response = client.get(reverse("keys:list"), {"risk_tier": "high", "owner": owner.username, "page": "1",
+                                                 "sort": "label"})
+    query = f"risk_tier=high&owner={owner.username}"
+    link = f'{CREATE}?key_filter={quote(query, safe="")}'
+    assert f'href="{link}"'.replace("&", "&amp;") in response.text
+
+    form_page = client.get(link)
+    assert f'value="{query}"'.replace("&", "&amp;") in form_page.text
+    assert "readonly" in form_page.text
+    preview = client.get(CREATE, {"preview": "1", "key_filter": query}, headers={"HX-Request": "true"})
+    assert "<strong>1</strong>" in preview.text
+
+    client.post(CREATE, valid_form(key_filter=query))
+    campaign = Campaign.objects.get()
+    assert campaign.key_filter == query
+    assert list(campaigns.scope_queryset(campaign)) == [high]
+
+
+def test_owner_sees_no_campaign_link_on_the_key_list(client, owner, key):
+    client.force_login(owner)
+    assert "Review these keys in a campaign" not in client.get(reverse("keys:list")).text
