@@ -5,6 +5,7 @@ from django import forms
 
 from attestations.choices import Decision, ReasonCode
 from attestations.models import Campaign
+from attestations.services.decisions import may_delegate
 from core.actions import Action, Panel, offered_panels
 from core.errors import ServiceErrorsMixin
 from core.numbers import IdsField
@@ -87,8 +88,9 @@ class DelegateForm(NamedPersonForm):
     justification = None  # a delegation passes the decision on; it decides nothing to justify
 
 
-def _reviewer_only(item, user) -> bool:
-    return item.reviewer_id == user.pk
+def _first_stage(item, user) -> bool:
+    """A key is reassigned at the first stage only (the service refuses it later)."""
+    return item.stage == 1
 
 
 # How each decision is offered (its button), asked with the item and the user; the forms say what it asks.
@@ -99,10 +101,10 @@ DECISION_ACTIONS: dict[str, Action] = {
                done="Confirmed {label}."),
         Action(Decision.RELEASE, Decision.RELEASE.label, ReleaseForm, button_class="button-danger",
                done="Released {label}: the key is being revoked."),
-        Action(Decision.REASSIGN, Decision.REASSIGN.label, ReassignForm,
+        Action(Decision.REASSIGN, Decision.REASSIGN.label, ReassignForm, offered=_first_stage,
                done="Reassigned {label}: {to} must accept the ownership."),
         Action(Decision.DELEGATE, Decision.DELEGATE.label, DelegateForm, button_class="button-ghost",
-               offered=_reviewer_only, done="The decision on {label} is delegated to {to}."),
+               offered=may_delegate, done="The decision on {label} is delegated to {to}."),
     )
 }
 

@@ -15,11 +15,12 @@ from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction
+from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction, ItemStatus
 from attestations.filters import AttestationItemFilterSet, CampaignFilterSet
 from attestations.forms.campaigns import CampaignForm, CancelCampaignForm, NoInputForm
 from attestations.models import AttestationItem, Campaign, Notification
 from attestations.services import campaigns, reminders, review_quality
+from attestations.stages import stage_window, stages_of
 from attestations.tables import AttestationItemTable, CampaignTable, with_progress
 from core import roles
 from core.actions import Action, action_or_404, offered_panels, refusal
@@ -160,6 +161,16 @@ def _scope_summary(campaign: Campaign) -> dict:
     }
 
 
+def _stages(campaign: Campaign) -> list[dict]:
+    """Each stage as the page describes it, with its window once launched and its pending items."""
+    pending = dict(campaign.items.filter(status=ItemStatus.PENDING).values_list("stage").annotate(n=Count("pk"))
+                   .order_by())
+    return [
+        {"stage": stage, "window": stage_window(campaign, stage.number), "pending": pending.get(stage.number, 0)}
+        for stage in stages_of(campaign)
+    ]
+
+
 def _breakdown(rows, name_key: str, overdue: bool) -> list[dict]:
     return [
         {
@@ -233,6 +244,7 @@ class CampaignDetailView(ObjectListView):
         context.update({
             "campaign": campaign,
             "scope": _scope_summary(campaign),
+            "stages": _stages(campaign),
             "progress": progress,
             "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
             "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from attestations.choices import CampaignStatus, ItemStatus, TransferStatus
+from attestations.choices import CampaignStatus, Decision, ItemStatus, ReasonCode, TransferStatus
 from attestations.forms.decisions import (
     DECISION_ACTIONS,
     BulkConfirmForm,
@@ -32,6 +32,7 @@ from attestations.forms.decisions import (
 from attestations.models import AttestationItem, OwnershipTransfer
 from attestations.services import decisions, review_quality
 from attestations.services.campaigns import CampaignError
+from attestations.stages import stages_of
 from core import roles
 from core.actions import Panel
 from core.errors import ServiceError
@@ -43,6 +44,29 @@ RECENT_DAYS = 30
 # Joined into the page query so the query count does not grow with the rows; people come in one more.
 ROW_RELATED = ("campaign", "key__workflow__customer", "exception")
 TRANSFER_ANSWERS = {"accept": True, "decline": False}
+
+
+CAPACITIES = {"reviewer": "as reviewer", "delegate": "as delegate", "escalation": "as the person escalated to",
+              "compliance": "for compliance"}
+
+
+def decision_trail(item: AttestationItem) -> list[dict]:
+    """Every stage's decision on the item so far, as the page shows it (a later stage's reviewer sees them)."""
+    decisions_labels, reasons = dict(Decision.choices), dict(ReasonCode.choices)
+    return [
+        {
+            "stage": entry.get("stage"),
+            "decision": decisions_labels.get(entry.get("decision"), entry.get("decision")),
+            "by": entry.get("by", ""),
+            "capacity": CAPACITIES.get(entry.get("as"), entry.get("as") or ""),
+            "at": parse_datetime(entry.get("at") or ""),
+            "reason": reasons.get(entry.get("reason"), entry.get("reason") or ""),
+            "justification": entry.get("justification", ""),
+            "evidence": review_quality.evidence_summary(entry.get("evidence") or {}),
+            "self_review": review_quality.self_review_labels(entry.get("self_review")),
+        }
+        for entry in item.decisions or []
+    ]
 
 
 @dataclass
@@ -59,6 +83,9 @@ class ItemRow:
     def __post_init__(self):
         self.dom_id = item_dom_id(self.item.pk)
         self.pending = self.item.status == ItemStatus.PENDING
+        self.stage_count = len(stages_of(self.item.campaign))
+        self.trail = decision_trail(self.item)
+        self.any_officer = self.item.reviewer_role == roles.COMPLIANCE
 
 
 def item_row(item: AttestationItem, user, *, decidable: bool, failed: DecisionForm | None = None,
