@@ -6,7 +6,6 @@ from urllib.parse import quote
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from attestations.choices import Decision, DefaultAction, ItemStatus, MissingSignoff, ReasonCode
 from attestations.models import AttestationItem, Campaign
@@ -208,3 +207,76 @@ def test_schedule_admin_takes_an_empty_stages_box_as_no_stages(client, admin_use
     response = client.post(reverse("admin:attestations_campaignschedule_add"), SCHEDULE | {"stages": ""})
     assert response.status_code == 302
     assert CampaignSchedule.objects.get().stages == []
+
+
+# The campaign page, the item page and the inbox
+
+
+@pytest.fixture
+def two_stage(compliance_user, owner):
+    factories.ApiKeyFactory(owner=owner, risk_tier=RiskTier.HIGH, label="Billing export")
+    factories.ApiKeyFactory(owner=owner, risk_tier=RiskTier.LOW, label="Status page")
+    return launch_two_stage(compliance_user)
+
+
+def test_campaign_page_shows_stages_windows_and_pending_per_stage(client, compliance_user, owner, two_stage):
+    high = two_stage.items.get(key__risk_tier=RiskTier.HIGH)
+    decisions.record_decision(high, actor=owner, decision=Decision.CONFIRM, justification="in use", affirm=True)
+    client.force_login(compliance_user)
+    response = client.get(reverse("attestations:campaign", args=[two_stage.pk]))
+    assert response.status_code == 200
+    rows = response.context["stages"]
+    assert [(row["stage"].number, row["pending"]) for row in rows] == [(1, 1), (2, 1)]
+    assert rows[1]["window"][1] - rows[0]["window"][0] == datetime.timedelta(days=21)
+    assert "Stage 2: Compliance, 7 day(s), high, critical keys; confirms of stage 1 move on" in response.text
+    at_stage_2 = client.get(reverse("attestations:campaign", args=[two_stage.pk]), {"stage": "2"})
+    assert [row.record.pk for row in at_stage_2.context["table"].rows] == [high.pk]
+
+
+def test_item_page_shows_earlier_decisions_to_the_later_stage(client, compliance_user, owner, two_stage):
+    item = two_stage.items.get(key__risk_tier=RiskTier.HIGH)
+    decisions.record_decision(item, actor=owner, decision=Decision.CONFIRM, justification="nightly billing export",
+                              affirm=True)
+    client.force_login(compliance_user)
+    response = client.get(reverse("attestations:item", args=[item.pk]))
+    text = response.text
+    assert "Stage 2 of 2" in text
+    trail = text.split('id="earlier-decisions"', 1)[1].split("</section>", 1)[0]
+    assert "Stage 1: Confirm</strong> by alice" in trail and "as reviewer" in trail
+    assert "nightly billing export" in trail and "They saw: last used" in trail
+    offered = [panel.action.slug for panel in response.context["row"].panels]
+    assert "reassign" not in offered and "confirm" in offered and "delegate" in offered
+    inbox = client.get(INBOX)
+    assert "Decided so far" in inbox.text and "Stage 2 of 2" in inbox.text
+
+
+def test_inbox_bulk_release_with_a_reason_names_the_refused_item(client, owner, compliance_user):
+    keys = [factories.ApiKeyFactory(owner=owner, label=f"Key {n}") for n in range(3)]
+    campaign = campaigns.create_campaign(actor=compliance_user, name="Sweep", release_grace_days=0)
+    campaigns.launch_campaign(campaign, actor=compliance_user)
+    items = list(campaign.items.order_by("pk"))
+    decisions.record_decision(items[0], actor=owner, decision=Decision.CONFIRM, justification="ok", affirm=True)
+    client.force_login(owner)
+    assert 'action="' + reverse("attestations:bulk-decide") + '"' in client.get(INBOX).text
+
+    response = client.post(reverse("attestations:bulk-decide"), {
+        "items": [i.pk for i in items], "decision": "release", "reason": ReasonCode.REPLACED,
+        "justification": "moved to the new gateway"}, follow=True)
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages[0] == "Released 2 items."
+    assert messages[1].startswith(f"{keys[0].label} ({keys[0].prefix}…) was not released: This item was already decided")
+    released = AttestationItem.objects.filter(pk__in=[items[1].pk, items[2].pk])
+    assert set(released.values_list("status", "reason")) == {(ItemStatus.RELEASED, ReasonCode.REPLACED)}
+    assert all(i.decisions[-1]["reason"] == ReasonCode.REPLACED for i in released)
+
+
+def test_inbox_bulk_release_without_a_reason_is_refused_whole(client, owner, compliance_user):
+    factories.ApiKeyFactory(owner=owner)
+    campaign = campaigns.create_campaign(actor=compliance_user, name="Sweep")
+    campaigns.launch_campaign(campaign, actor=compliance_user)
+    client.force_login(owner)
+    response = client.post(reverse("attestations:bulk-decide"), {
+        "items": list(campaign.items.values_list("pk", flat=True)), "decision": "release",
+        "justification": "gone"}, follow=True)
+    assert any("Choose why the key is released" in str(m) for m in response.context["messages"])
+    assert not AttestationItem.objects.exclude(status=ItemStatus.PENDING).exists()
