@@ -2,7 +2,7 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 
-from attestations.choices import CampaignStatus, ItemStatus, Recommendation
+from attestations.choices import MAX_STAGES, CampaignStatus, ItemStatus, ReasonCode, Recommendation
 from attestations.models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport
 from keys.models import ApiKey, Customer
 
@@ -37,6 +37,11 @@ class AttestationItemFilterSet(django_filters.FilterSet):
         choices=[(value, label) for value, label in Recommendation.choices if value],
         empty_label="Any recommendation",
     )
+    stage = django_filters.ChoiceFilter(
+        choices=[(n, f"Stage {n}") for n in range(1, MAX_STAGES + 1)], empty_label="Any stage"
+    )
+    reason = django_filters.ChoiceFilter(choices=ReasonCode.choices, empty_label="Any release reason",
+                                         label="Release reason")
     q = django_filters.CharFilter(
         field_name="key__label", lookup_expr="icontains", label="Key",
         widget=forms.TextInput(attrs={"placeholder": "Key label", "type": "search"}),
@@ -44,7 +49,7 @@ class AttestationItemFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = AttestationItem
-        fields = ["q", "status", "customer", "reviewer", "recommendation"]
+        fields = ["q", "status", "stage", "customer", "reviewer", "recommendation", "reason"]
 
     def __init__(self, *args, campaign: Campaign, **kwargs):
         super().__init__(*args, **kwargs)

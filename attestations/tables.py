@@ -64,7 +64,9 @@ class AttestationItemTable(tables.Table):
     customer = tables.Column(accessor="key__workflow__customer__name", verbose_name="Customer")
     workflow = tables.Column(accessor="key__workflow__name", verbose_name="Workflow")
     reviewer = tables.Column(accessor="reviewer__username", verbose_name="Reviewer")
+    stage = tables.Column(verbose_name="Stage", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
     status = tables.Column()
+    reason = tables.Column(verbose_name="Reason", default="—")
     recommendation = tables.Column(default="—")
     decided_by = tables.Column(accessor="decided_by__username", verbose_name="Decided by", default="—")
     decided_at = tables.DateTimeColumn(verbose_name="Decided", short=True, default="—")
@@ -74,7 +76,8 @@ class AttestationItemTable(tables.Table):
     class Meta:
         model = AttestationItem
         fields = (
-            "key", "customer", "workflow", "reviewer", "status", "recommendation", "decided_by", "decided_at",
+            "key", "customer", "workflow", "reviewer", "stage", "status", "reason", "recommendation", "decided_by",
+            "decided_at",
             "escalated_at", "item",
         )
         attrs = {"class": "data-table"}
@@ -98,6 +101,9 @@ class AttestationItemTable(tables.Table):
             return format_html('{} <span class="muted">{}</span>', status,
                                record.get_default_action_applied_display().lower())
         return status
+
+    def render_reason(self, record):
+        return record.get_reason_display()
 
     def render_recommendation(self, record):
         return record.get_recommendation_display()

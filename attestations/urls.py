@@ -9,7 +9,8 @@ app_name = "attestations"
 
 urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
-    path("inbox/bulk-confirm/", views.bulk_confirm, name="bulk-confirm"),
+    path("inbox/bulk-decide/", views.bulk_decide, name="bulk-decide"),
+    path("inbox/bulk-confirm/", views.bulk_decide, name="bulk-confirm"),
     path("items/<int:pk>/", views.item_detail, name="item"),
     path("items/<int:pk>/decide/", views.decide, name="decide"),
     path("transfers/<int:pk>/<slug:answer>/", views.answer_transfer, name="transfer"),

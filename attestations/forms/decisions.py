@@ -5,6 +5,7 @@ from django import forms
 
 from attestations.choices import Decision, ReasonCode
 from attestations.models import Campaign
+from attestations.services.decisions import may_delegate
 from core.actions import Action, Panel, offered_panels
 from core.errors import ServiceErrorsMixin
 from core.numbers import IdsField
@@ -87,8 +88,9 @@ class DelegateForm(NamedPersonForm):
     justification = None  # a delegation passes the decision on; it decides nothing to justify
 
 
-def _reviewer_only(item, user) -> bool:
-    return item.reviewer_id == user.pk
+def _first_stage(item, user) -> bool:
+    """A key is reassigned at the first stage only (the service refuses it later)."""
+    return item.stage == 1
 
 
 # How each decision is offered (its button), asked with the item and the user; the forms say what it asks.
@@ -99,10 +101,10 @@ DECISION_ACTIONS: dict[str, Action] = {
                done="Confirmed {label}."),
         Action(Decision.RELEASE, Decision.RELEASE.label, ReleaseForm, button_class="button-danger",
                done="Released {label}: the key is being revoked."),
-        Action(Decision.REASSIGN, Decision.REASSIGN.label, ReassignForm,
+        Action(Decision.REASSIGN, Decision.REASSIGN.label, ReassignForm, offered=_first_stage,
                done="Reassigned {label}: {to} must accept the ownership."),
         Action(Decision.DELEGATE, Decision.DELEGATE.label, DelegateForm, button_class="button-ghost",
-               offered=_reviewer_only, done="The decision on {label} is delegated to {to}."),
+               offered=may_delegate, done="The decision on {label} is delegated to {to}."),
     )
 }
 
@@ -150,14 +152,41 @@ class ItemIdsField(IdsField):
     default_error_messages = {"required": "Select the items to confirm.", "invalid": "Unknown item."}
 
 
-class BulkConfirmForm(forms.Form):
-    """Confirm the ticked items together; the inbox renders its fields as a decision panel's."""
+# The decisions a bulk submission makes (delegation is one reviewer's, item by item).
+BULK_DECISIONS = (Decision.CONFIRM, Decision.RELEASE, Decision.REASSIGN)
+BULK_VERBS = {Decision.CONFIRM: "confirm", Decision.RELEASE: "release", Decision.REASSIGN: "reassign"}
+
+
+class BulkDecisionForm(forms.Form):
+    """One decision on the ticked items together; the inbox renders its fields as a decision panel's. Without a
+    decision it confirms (the inbox's first bulk form)."""
 
     items = ItemIdsField()
+    decision = forms.ChoiceField(
+        required=False, label="Decision", choices=[(d.value, d.label) for d in BULK_DECISIONS],
+    )
     affirm = forms.BooleanField(
         required=False, label="I affirm the purpose, scope and ownership are still right for every selected key"
     )
+    reason = reason_field()
+    to = person_field("New owner (username), to reassign")
     justification = justification_field()
+    field_order = ["decision", "affirm", "reason", "to", "justification"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        decision = self.data.get("decision") if self.is_bound else ""
+        verb = BULK_VERBS.get(decision or Decision.CONFIRM, "decide")
+        self.fields["items"].error_messages["required"] = f"Select the items to {verb}."
+
+    def clean_decision(self):
+        return self.cleaned_data["decision"] or Decision.CONFIRM
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {"decision": data["decision"], "justification": data["justification"], "affirm": data["affirm"],
+                "reason": data["reason"], "to": data["to"]}
+
 
 
 class InboxFilterForm(forms.Form):

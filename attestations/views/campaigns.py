@@ -11,14 +11,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction
+from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction, ItemStatus
 from attestations.filters import AttestationItemFilterSet, CampaignFilterSet
 from attestations.forms.campaigns import CampaignForm, CancelCampaignForm, NoInputForm
 from attestations.models import AttestationItem, Campaign, Notification
 from attestations.services import campaigns, reminders, review_quality
+from attestations.stages import stage_window, stages_of
 from attestations.tables import AttestationItemTable, CampaignTable, with_progress
 from core import roles
 from core.actions import Action, action_or_404, offered_panels, refusal
@@ -83,14 +85,26 @@ def _scope_preview(request):
 def campaign_create(request):
     if request.method == "GET" and request.htmx and "preview" in request.GET:
         return _scope_preview(request)
-    form = CampaignForm(request.POST or None)
+    # The key list's "Review these keys in a campaign" link names its filter in ``key_filter``.
+    form = CampaignForm(request.POST or None, initial={"key_filter": request.GET.get("key_filter", "")})
     if request.method == "POST":
         campaign = form.call_service(lambda data: campaigns.create_campaign(actor=request.user, **form.service_kwargs()))
         if form.is_valid():
             messages.success(request, f"Created the draft campaign {campaign.name}. Launch it when ready.")
             return redirect(campaign)
-        return render(request, "attestations/campaign_form.html", {"form": form}, status=400)
-    return render(request, "attestations/campaign_form.html", {"form": form})
+        return render(request, "attestations/campaign_form.html", _form_context(form), status=400)
+    return render(request, "attestations/campaign_form.html", _form_context(form))
+
+
+def _form_context(form: CampaignForm) -> dict:
+    key_filter = (form["key_filter"].value() or "").strip().lstrip("?")
+    return {
+        "form": form,
+        "stage_rows": form.stage_rows(),
+        "key_filter": key_filter,
+        "key_filter_terms": [(name, value) for name, values in QueryDict(key_filter).lists() for value in values
+                             if value],
+    }
 
 
 def _offered_from(step: str) -> Callable[[Campaign], bool]:
@@ -150,6 +164,16 @@ def _scope_summary(campaign: Campaign) -> dict:
         "environments": [environments.get(e, e) for e in campaign.environments],
         "risk_tiers": [tiers.get(t, t) for t in campaign.risk_tiers],
     }
+
+
+def _stages(campaign: Campaign) -> list[dict]:
+    """Each stage as the page describes it, with its window once launched and its pending items."""
+    pending = dict(campaign.items.filter(status=ItemStatus.PENDING).values_list("stage").annotate(n=Count("pk"))
+                   .order_by())
+    return [
+        {"stage": stage, "window": stage_window(campaign, stage.number), "pending": pending.get(stage.number, 0)}
+        for stage in stages_of(campaign)
+    ]
 
 
 def _breakdown(rows, name_key: str, overdue: bool) -> list[dict]:
@@ -225,6 +249,7 @@ class CampaignDetailView(ObjectListView):
         context.update({
             "campaign": campaign,
             "scope": _scope_summary(campaign),
+            "stages": _stages(campaign),
             "progress": progress,
             "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
             "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),

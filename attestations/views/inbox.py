@@ -19,10 +19,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from attestations.choices import CampaignStatus, ItemStatus, TransferStatus
+from attestations.choices import CampaignStatus, Decision, ItemStatus, ReasonCode, TransferStatus
 from attestations.forms.decisions import (
     DECISION_ACTIONS,
-    BulkConfirmForm,
+    BulkDecisionForm,
     DecisionForm,
     InboxFilterForm,
     decision_form,
@@ -32,6 +32,7 @@ from attestations.forms.decisions import (
 from attestations.models import AttestationItem, OwnershipTransfer
 from attestations.services import decisions, review_quality
 from attestations.services.campaigns import CampaignError
+from attestations.stages import stages_of
 from core import roles
 from core.actions import Panel
 from core.errors import ServiceError
@@ -43,6 +44,29 @@ RECENT_DAYS = 30
 # Joined into the page query so the query count does not grow with the rows; people come in one more.
 ROW_RELATED = ("campaign", "key__workflow__customer", "exception")
 TRANSFER_ANSWERS = {"accept": True, "decline": False}
+
+
+CAPACITIES = {"reviewer": "as reviewer", "delegate": "as delegate", "escalation": "as the person escalated to",
+              "compliance": "for compliance"}
+
+
+def decision_trail(item: AttestationItem) -> list[dict]:
+    """Every stage's decision on the item so far, as the page shows it (a later stage's reviewer sees them)."""
+    decisions_labels, reasons = dict(Decision.choices), dict(ReasonCode.choices)
+    return [
+        {
+            "stage": entry.get("stage"),
+            "decision": decisions_labels.get(entry.get("decision"), entry.get("decision")),
+            "by": entry.get("by", ""),
+            "capacity": CAPACITIES.get(entry.get("as"), entry.get("as") or ""),
+            "at": parse_datetime(entry.get("at") or ""),
+            "reason": reasons.get(entry.get("reason"), entry.get("reason") or ""),
+            "justification": entry.get("justification", ""),
+            "evidence": review_quality.evidence_summary(entry.get("evidence") or {}),
+            "self_review": review_quality.self_review_labels(entry.get("self_review")),
+        }
+        for entry in item.decisions or []
+    ]
 
 
 @dataclass
@@ -59,6 +83,9 @@ class ItemRow:
     def __post_init__(self):
         self.dom_id = item_dom_id(self.item.pk)
         self.pending = self.item.status == ItemStatus.PENDING
+        self.stage_count = len(stages_of(self.item.campaign))
+        self.trail = decision_trail(self.item)
+        self.any_officer = self.item.reviewer_role == roles.COMPLIANCE
 
 
 def item_row(item: AttestationItem, user, *, decidable: bool, failed: DecisionForm | None = None,
@@ -147,7 +174,7 @@ def inbox(request):
         "return_to": request.get_full_path(),
         "hx_rows": True,
         "recent_days": RECENT_DAYS,
-        "bulk_form": BulkConfirmForm(auto_id="bulk-%s"),
+        "bulk_form": BulkDecisionForm(auto_id="bulk-%s"),
     }
     return render(request, "attestations/inbox.html", context)
 
@@ -222,20 +249,25 @@ def _render_row(request, item, *, failed=None, done=""):
     return render(request, "attestations/_item_row.html", context)
 
 
+PAST = {Decision.CONFIRM: "Confirmed", Decision.RELEASE: "Released", Decision.REASSIGN: "Reassigned"}
+
+
 @login_required
 @require_POST
-def bulk_confirm(request):
+def bulk_decide(request):
+    """One decision (confirm, release or reassign) on the ticked items: each is done or refused on its own
+    (decisions.bulk_decide); what the submission lacks for every item refuses it whole."""
     back = return_url(request, reverse("attestations:inbox"))
-    form = BulkConfirmForm(request.POST)
+    form = BulkDecisionForm(request.POST)
     if not form.is_valid():
         for error_list in form.errors.values():
             for message in error_list:
                 messages.error(request, message)
         return redirect(back)
     ids = form.cleaned_data["items"]
+    decision = form.cleaned_data["decision"]
     try:
-        done, refused = decisions.bulk_confirm(ids, actor=request.user, justification=form.cleaned_data["justification"],
-                                               affirm=form.cleaned_data["affirm"])
+        results = decisions.bulk_decide(ids, actor=request.user, **form.service_kwargs())
     except CampaignError as error:
         for message in error.messages:
             messages.error(request, message)
@@ -246,10 +278,12 @@ def bulk_confirm(request):
         for pk, label, prefix in AttestationItem.objects.visible_to(request.user)
         .filter(pk__in=ids).values_list("pk", "key__label", "key__prefix")
     }
+    done = [result for result in results if result.done]
     if done:
-        messages.success(request, f"Confirmed {len(done)} item{'s' if len(done) != 1 else ''}.")
-    for pk, reasons in sorted(refused.items()):
-        messages.error(request, f"{labels.get(pk, f'Item #{pk}')} was not confirmed: {' '.join(reasons)}")
+        messages.success(request, f"{PAST[decision]} {len(done)} item{'s' if len(done) != 1 else ''}.")
+    for result in sorted((r for r in results if not r.done), key=lambda r: r.item):
+        messages.error(request, f"{labels.get(result.item, f'Item #{result.item}')} was not {PAST[decision].lower()}: "
+                                f"{' '.join(result.errors)}")
     return redirect(back)
 
 

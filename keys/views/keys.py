@@ -3,11 +3,14 @@
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
@@ -33,6 +36,8 @@ from keys.services import key_exceptions as exceptions
 from keys.tables import ApiKeyTable
 from keys.views.releases import RELEASE_ACTIONS, ReleaseForm
 
+# The key list's query parameters that page or sort it rather than filter it.
+NOT_FILTERS = {"page", "sort", "per_page"}
 # A history record and the lifecycle event written with it share actor and reason, seconds apart.
 EVENT_MATCH_WINDOW = datetime.timedelta(seconds=5)
 # Shown by the timeline entry itself; repeating them as changed fields is noise.
@@ -52,9 +57,23 @@ class KeyListView(ObjectListView):
     template_name = "keys/key_list.html"
     table_id = "key-table"
     refresh_in_place = True
+    # With the link to review the listed keys in a campaign, which follows the filters as they change.
+    partial_template_name = "keys/_key_table.html"
+
+    def campaign_filter(self) -> str:
+        """The list's filters as a campaign's key filter: the query string without paging, sorting or empties."""
+        params = QueryDict(mutable=True)
+        for name, values in self.request.GET.lists():
+            kept = [value for value in values if value.strip()]
+            if name not in NOT_FILTERS and kept:
+                params.setlist(name, kept)
+        return params.urlencode()
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        if roles.sees_everything(self.request.user):
+            context["campaign_url"] = reverse("attestations:campaign-create") + "?" + urlencode(
+                {"key_filter": self.campaign_filter()})
         if not self.is_partial():
             context["may_report_exposures"] = exposures.may_report(self.request.user)
         return context

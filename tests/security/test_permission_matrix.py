@@ -81,6 +81,7 @@ PAGES = {
     "keys:exposure-triage": {"args": ("exposure",), "post": row(LOGIN, 403, 403, 302, 302)},
     "attestations:inbox": {"get": EVERYONE},
     "attestations:bulk-confirm": {"post": row(LOGIN, 302, 302, 302, 302)},
+    "attestations:bulk-decide": {"post": row(LOGIN, 302, 302, 302, 302)},
     "attestations:item": {"args": ("item",), "get": row(LOGIN, 200, 404, 200, 200)},
     "attestations:decide": {"args": ("item",), "post": row(LOGIN, 400, 404, 400, 400)},
     "attestations:transfer": {"args": ("transfer", "decline"), "post": row(LOGIN, 302, 404, 404, 404)},
