@@ -89,7 +89,7 @@ def test_a_whole_campaign(page, live_server, demo):
     page.get_by_role("link", name="New campaign").click()
     expect(page.get_by_role("heading", name="New campaign", level=1)).to_be_visible()
 
-    page.get_by_label("Name").fill(CAMPAIGN)
+    page.get_by_label(re.compile(r"^Name( \*)?$")).fill(CAMPAIGN)
     page.get_by_label("Customers").select_option(label=CUSTOMERS)
     page.locator("#campaign-scope").get_by_label(Environment.PRODUCTION.label, exact=True).check()
     page.get_by_label("On no response").select_option(DefaultAction.SUSPEND)
