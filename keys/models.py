@@ -439,3 +439,23 @@ class KeyException(models.Model):
     @property
     def due_on(self):
         return self.end_date if self.kind == ExceptionKind.TRANSITIONAL else self.review_date
+
+
+class SavedKeyFilter(models.Model):
+    """A key-list filter someone saved under a name: to come back to the same list, or to start a campaign
+    over the keys it matches. Each person sees only their own."""
+
+    user = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="saved_key_filters")
+    name = models.CharField(max_length=100, validators=[refuse_hidden_characters])
+    query = models.CharField(max_length=2000, help_text="The key list's query string, e.g. risk_tier=high&owner=owner1.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="saved_key_filter_name_per_user")]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return f"{reverse('keys:list')}?{self.query}"

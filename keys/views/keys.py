@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import QueryDict
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -30,14 +30,12 @@ from keys.forms.keys import (
     RevokeForm,
     RotateForm,
 )
-from keys.models import ApiKey, KeyException, LifecycleEvent
-from keys.services import exposures, lifecycle, releases
+from keys.models import ApiKey, KeyException, LifecycleEvent, SavedKeyFilter
+from keys.services import exposures, lifecycle, releases, saved_filters
 from keys.services import key_exceptions as exceptions
 from keys.tables import ApiKeyTable
 from keys.views.releases import RELEASE_ACTIONS, ReleaseForm
 
-# The key list's query parameters that page or sort it rather than filter it.
-NOT_FILTERS = {"page", "sort", "per_page"}
 # A history record and the lifecycle event written with it share actor and reason, seconds apart.
 EVENT_MATCH_WINDOW = datetime.timedelta(seconds=5)
 # Shown by the timeline entry itself; repeating them as changed fields is noise.
@@ -62,21 +60,50 @@ class KeyListView(ObjectListView):
 
     def campaign_filter(self) -> str:
         """The list's filters as a campaign's key filter: the query string without paging, sorting or empties."""
-        params = QueryDict(mutable=True)
-        for name, values in self.request.GET.lists():
-            kept = [value for value in values if value.strip()]
-            if name not in NOT_FILTERS and kept:
-                params.setlist(name, kept)
-        return params.urlencode()
+        return saved_filters.filters_only(self.request.GET.urlencode())
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        current = self.campaign_filter()
+        context["current_filter"] = current
         if roles.sees_everything(self.request.user):
-            context["campaign_url"] = reverse("attestations:campaign-create") + "?" + urlencode(
-                {"key_filter": self.campaign_filter()})
+            context["campaign_url"] = campaign_url(current)
         if not self.is_partial():
             context["may_report_exposures"] = exposures.may_report(self.request.user)
+            context["saved_filters"] = [
+                (saved, campaign_url(saved.query) if "campaign_url" in context else "")
+                for saved in SavedKeyFilter.objects.filter(user=self.request.user)]
         return context
+
+
+def campaign_url(query: str) -> str:
+    """The new-campaign page with ``query`` (a key-list filter) as the campaign's key filter."""
+    return reverse("attestations:campaign-create") + "?" + urlencode({"key_filter": query})
+
+
+@login_required
+@require_POST
+def save_filter_view(request):
+    """Save the key list's current filter under a name (the form sits under the list)."""
+    try:
+        saved = saved_filters.save_filter(request.user, name=request.POST.get("name", ""),
+                                          query=request.POST.get("query", ""))
+    except saved_filters.SavedFilterError as refused:
+        for message in refused.messages:
+            messages.error(request, f"The filter was not saved: {message}")
+        query = saved_filters.filters_only(request.POST.get("query", ""))
+        return redirect(reverse("keys:list") + (f"?{query}" if query else ""))
+    messages.success(request, f"Saved the filter {saved.name}.")
+    return redirect(saved.get_absolute_url())
+
+
+@login_required
+@require_POST
+def delete_filter_view(request, pk):
+    if not saved_filters.delete_filter(request.user, pk):
+        raise Http404("No such saved filter.")
+    messages.success(request, "Deleted the saved filter.")
+    return redirect("keys:list")
 
 
 def _offered_from(lifecycle_action: str, also: Callable[[ApiKey], bool] = always) -> Callable[[ApiKey], bool]:

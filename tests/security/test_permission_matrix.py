@@ -59,6 +59,9 @@ PAGES = {
     "two-factor-setup": {"get": row(LOGIN, 403, 403, 200, 200)},
     "two-factor-verify": {"get": row(LOGIN, 302, 302, 302, 302)},
     "keys:list": {"get": EVERYONE},
+    # An empty body names no filter: refused with a message and back to the list. Deleting needs one's own.
+    "keys:filter-save": {"post": row(LOGIN, 302, 302, 302, 302)},
+    "keys:filter-delete": {"args": ("999999",), "post": row(LOGIN, 404, 404, 404, 404)},
     "keys:register": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
     "keys:import": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
     "keys:detail": {"args": ("key",), "get": row(LOGIN, 200, 404, 200, 200)},
