@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from attestations.choices import CampaignStatus, Decision, ItemStatus, ReasonCode, TransferStatus
+from attestations.choices import CampaignStatus, ItemStatus, TransferStatus
 from attestations.forms.decisions import (
     DECISION_ACTIONS,
     BulkDecisionForm,
@@ -30,7 +30,7 @@ from attestations.forms.decisions import (
     item_dom_id,
 )
 from attestations.models import AttestationItem, OwnershipTransfer
-from attestations.services import decisions, review_quality
+from attestations.services import decisions, evidence, review_quality
 from attestations.services.campaigns import CampaignError
 from attestations.stages import stages_of
 from core import roles
@@ -44,29 +44,6 @@ RECENT_DAYS = 30
 # Joined into the page query so the query count does not grow with the rows; people come in one more.
 ROW_RELATED = ("campaign", "key__workflow__customer", "exception")
 TRANSFER_ANSWERS = {"accept": True, "decline": False}
-
-
-CAPACITIES = {"reviewer": "as reviewer", "delegate": "as delegate", "escalation": "as the person escalated to",
-              "compliance": "for compliance"}
-
-
-def decision_trail(item: AttestationItem) -> list[dict]:
-    """Every stage's decision on the item so far, as the page shows it (a later stage's reviewer sees them)."""
-    decisions_labels, reasons = dict(Decision.choices), dict(ReasonCode.choices)
-    return [
-        {
-            "stage": entry.get("stage"),
-            "decision": decisions_labels.get(entry.get("decision"), entry.get("decision")),
-            "by": entry.get("by", ""),
-            "capacity": CAPACITIES.get(entry.get("as"), entry.get("as") or ""),
-            "at": parse_datetime(entry.get("at") or ""),
-            "reason": reasons.get(entry.get("reason"), entry.get("reason") or ""),
-            "justification": entry.get("justification", ""),
-            "evidence": review_quality.evidence_summary(entry.get("evidence") or {}),
-            "self_review": review_quality.self_review_labels(entry.get("self_review")),
-        }
-        for entry in item.decisions or []
-    ]
 
 
 @dataclass
@@ -84,7 +61,7 @@ class ItemRow:
         self.dom_id = item_dom_id(self.item.pk)
         self.pending = self.item.status == ItemStatus.PENDING
         self.stage_count = len(stages_of(self.item.campaign))
-        self.trail = decision_trail(self.item)
+        self.trail = evidence.stage_decisions(self.item.decisions)
         self.any_officer = self.item.reviewer_role == roles.COMPLIANCE
 
 
@@ -249,9 +226,6 @@ def _render_row(request, item, *, failed=None, done=""):
     return render(request, "attestations/_item_row.html", context)
 
 
-PAST = {Decision.CONFIRM: "Confirmed", Decision.RELEASE: "Released", Decision.REASSIGN: "Reassigned"}
-
-
 @login_required
 @require_POST
 def bulk_decide(request):
@@ -280,9 +254,10 @@ def bulk_decide(request):
     }
     done = [result for result in results if result.done]
     if done:
-        messages.success(request, f"{PAST[decision]} {len(done)} item{'s' if len(done) != 1 else ''}.")
+        plural = "s" if len(done) != 1 else ""
+        messages.success(request, f"{decisions.PAST[decision].capitalize()} {len(done)} item{plural}.")
     for result in sorted((r for r in results if not r.done), key=lambda r: r.item):
-        messages.error(request, f"{labels.get(result.item, f'Item #{result.item}')} was not {PAST[decision].lower()}: "
+        messages.error(request, f"{labels.get(result.item, f'Item #{result.item}')} was not {decisions.PAST[decision]}: "
                                 f"{' '.join(result.errors)}")
     return redirect(back)
 
