@@ -400,3 +400,19 @@ def test_scope_by_usage_staleness_rotation_exception_and_a_key_list_filter(compl
     with pytest.raises(campaigns.CampaignError) as refused:
         campaigns.create_campaign(actor=compliance_user, name="bad", key_filter="risk_tier=huge&colour=red")
     assert len(refused.value.errors["key_filter"]) == 2
+
+
+def test_a_schedule_s_stages_and_rules_carry_into_the_campaigns_it_launches(compliance_user, keys):
+    from attestations.models import CampaignSchedule
+
+    schedule = CampaignSchedule.objects.create(
+        name="Quarterly", cadence_days=90, next_launch_on=timezone.localdate(), stages=OWNER_THEN_COMPLIANCE,
+        duration_days=12, missing_signoff=MissingSignoff.DEFAULT, separation_of_duties=False, reminder_every_days=4,
+        release_grace_days=0, exception_review_cadence_days=21, unused_days=None)
+    campaign = campaigns.launch_due_schedule(schedule, actor=compliance_user)
+    assert campaign is not None
+    campaign.refresh_from_db()
+    assert [s["reviewer"] for s in campaign.stages] == ["owner", "compliance"]
+    assert (campaign.missing_signoff, campaign.separation_of_duties, campaign.reminder_every_days,
+            campaign.release_grace_days, campaign.exception_review_cadence_days) == ("default", False, 4, 0, 21)
+    assert campaign.due_on == timezone.localdate() + datetime.timedelta(days=12)
