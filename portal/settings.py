@@ -104,14 +104,20 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_celery_beat",
+    "django_prometheus",
     "core",
     "keys",
     "attestations",
     "contacts",
     "dashboard",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First: each request gets its id (X-Request-ID) for the log lines written while it runs, and one log line
+    # with its outcome when it ends; request counts and latencies for /metrics start here too.
+    "core.request_log.RequestLogMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Cache-Control no-store on signed-in and API answers, a Permissions-Policy on all (static files excepted).
@@ -121,6 +127,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # The request's user, named in every log line written from here on.
+    "core.request_log.RequestUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "core.sessions.IdleTimeoutMiddleware",
     "core.two_factor.TwoFactorMiddleware",
@@ -135,6 +143,7 @@ MIDDLEWARE = [
     "core.address_limit.AddressLimitMiddleware",
     # Last, as django-axes asks: it turns a lock-out raised by authentication into the lock-out page.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -355,6 +364,8 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Load balancers and scrapers inside the network probe these over plain HTTP (see Operations in the README).
+    SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^metrics$"]
 
 # Content-Security-Policy: only this origin's files; no inline script or style, no framing.
 CONTENT_SECURITY_POLICY = {
@@ -399,12 +410,33 @@ CONTACT_SESSION_SECONDS = env_int("CONTACT_SESSION_SECONDS", 3600)
 OTP_REQUIRED_FOR_STAFF = env_bool("OTP_REQUIRED_FOR_STAFF", False)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "API key portal")
 
+# Operations (see the README's Operations section). Addresses are single addresses or networks (10.0.0.0/8),
+# comma-separated; the client's address is the one the access audit records (TRUST_X_FORWARDED_FOR).
+OPS_ALLOWED_IPS = env_list("OPS_ALLOWED_IPS", "127.0.0.1,::1")
+# /health/ answers everyone with its status code and overall status; these addresses also learn which part failed.
+HEALTH_ALLOWED_IPS = env_list("HEALTH_ALLOWED_IPS", ",".join(OPS_ALLOWED_IPS))
+# /metrics answers these addresses, and any caller sending "Authorization: Bearer <METRICS_TOKEN>" (none set: no token).
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ",".join(OPS_ALLOWED_IPS))
+METRICS_TOKEN = env("METRICS_TOKEN")
+# A Celery worker records a heartbeat every minute (through beat); /health/ fails once the last is older than this.
+WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 300)
+
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
+# json: one JSON object per line (time, level, logger, message, request_id, user, outcome); plain: readable lines.
+LOG_FORMAT = env("LOG_FORMAT", "plain" if DEBUG else "json").lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request": {"()": "core.request_log.RequestContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(user)s] %(message)s"},
+        "json": {"()": "core.request_log.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+# A worker with JSON logs writes them through the configuration above instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"

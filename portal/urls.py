@@ -6,6 +6,7 @@ from contacts.forms import PortalAuthenticationForm
 from core import two_factor
 from core.schema import DocsView, SchemaView
 from dashboard import views
+from ops import health, metrics
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -30,4 +31,7 @@ urlpatterns = [
         DocsView.as_view(url_name="api-schema", template_name="portal/swagger_ui.html"),
         name="api-docs",
     ),
+    # Operations: anyone gets the status code; details and metrics only from allowed addresses (or the token).
+    path("health/", health.HealthView.as_view(), name="health"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]

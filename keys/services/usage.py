@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from prometheus_client import Counter
 
 from core.actors import system_user
 from core.chain import sealed_atomic
@@ -39,6 +40,13 @@ FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 MAX_AGE = datetime.timedelta(days=400)
 # Rows per statement where SQLite binds every value as a parameter.
 SQLITE_CHUNK = 300
+
+# Events reported, by outcome: the ingest rate for /metrics (events counted per minute is
+# rate(portal_usage_events_total{outcome="accepted"}[1h]) * 60). Counted once the batch is written.
+USAGE_OUTCOMES = ("accepted", "duplicate", "rejected")
+USAGE_EVENTS = Counter("portal_usage_events", "Usage events reported, by outcome.", ["outcome"])
+for _outcome in USAGE_OUTCOMES:
+    USAGE_EVENTS.labels(_outcome)
 
 
 class UsageError(ServiceError):
@@ -94,6 +102,7 @@ def ingest_usage(
             resolved.append((event, key_id))
     result.rejected.sort(key=lambda row: row["index"])
     if not resolved:
+        _count(result)
         return result
     with sealed_atomic():
         counted = _record_receipts(resolved)
@@ -103,7 +112,14 @@ def ingest_usage(
             _add_to_daily(counted)
             _move_last_used(counted, actor)
             releases.note_traffic([(key_id, event.at, event.source) for event, key_id in counted])
+    _count(result)
     return result
+
+
+def _count(result: UsageResult) -> None:
+    for outcome, number in zip(USAGE_OUTCOMES, (result.accepted, result.duplicates, len(result.rejected)), strict=True):
+        if number:
+            USAGE_EVENTS.labels(outcome).inc(number)
 
 
 def _validate(events: list, idempotency_key: str, result: UsageResult) -> list[_Event]:

@@ -122,6 +122,11 @@ PAGES = {
     "contacts:home": {"get": row(401, 403, 403, 403, 403, 200)},
     "contacts:decide": {"args": ("contact_item",), "post": row(401, 403, 403, 403, 403, 400)},
     "contacts:sign-out": {"post": row(200, 200, 200, 200, 200, 200)},
+    # Operations: no session needed. /health/ answers everyone (a contact session reaches only the contact pages);
+    # /metrics answers the test client's loopback address whoever is signed in, and refuses other addresses
+    # without the token (tests/portal/test_operations.py).
+    "health": {"get": row(200, 200, 200, 200, 200)},
+    "metrics": {"get": row(200, 200, 200, 200, 200)},
 }
 
 # REST routes: the per-router matrices of tests/api (url name -> method -> role -> status), each with
