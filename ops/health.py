@@ -1,6 +1,6 @@
 """``/health/``: the database, the cache, file storage, the Celery broker and the worker heartbeat (django-health-check).
 
-Anyone may ask, without a session: a load balancer reads the status code (200 all up, 503 a part down) and the
+Anyone may ask, without a session: a load balancer reads the status code (200 all up, 500 a part down) and the
 overall status. Callers from HEALTH_ALLOWED_IPS also learn which part failed and why. JSON when asked for
 (``Accept: application/json`` or ``?format=json``), plain text otherwise.
 """
@@ -80,7 +80,7 @@ class HealthView(HealthCheckView):
         with self.get_executor() as executor:
             results = await asyncio.gather(*(check.get_result(executor) for check in self.get_checks()))
         healthy = not any(result.error for result in results)
-        status = 200 if healthy else 503
+        status = 200 if healthy else 500
         body = {"status": "ok" if healthy else "error"}
         if may_see_health_details(request):
             body["checks"] = {

@@ -67,13 +67,13 @@ def test_health_answers_anyone_without_a_session(client, db):
 
 def test_health_names_the_failing_part_only_to_allowed_addresses(client, db, broken_cache):
     response = client.get("/health/", REMOTE_ADDR=OUTSIDE, **JSON)
-    assert response.status_code == 503
+    assert response.status_code == 500
     assert response.json() == {"status": "error"}
     text = client.get("/health/", REMOTE_ADDR=OUTSIDE)
-    assert text.status_code == 503 and text.content == b"error\n"
+    assert text.status_code == 500 and text.content == b"error\n"
 
     response = client.get("/health/", **JSON)
-    assert response.status_code == 503
+    assert response.status_code == 500
     body = response.json()
     assert body["status"] == "error"
     assert body["checks"]["database"] == "OK"
@@ -91,7 +91,7 @@ def test_an_unreachable_broker_fails_the_health_check(client, db, settings):
     settings.CELERY_BROKER_URL = CLOSED_PORT
     record_heartbeat()
     response = client.get("/health/", **JSON)
-    assert response.status_code == 503
+    assert response.status_code == 500
     checks = response.json()["checks"]
     assert checks["broker"].startswith("Unavailable: broker unreachable")
     assert "127.0.0.1:9" not in checks["broker"]
@@ -100,7 +100,7 @@ def test_an_unreachable_broker_fails_the_health_check(client, db, settings):
 
 def test_the_worker_heartbeat_must_be_recent(client, db, with_worker, settings):
     response = client.get("/health/", **JSON)
-    assert response.status_code == 503
+    assert response.status_code == 500
     assert "no worker heartbeat" in response.json()["checks"]["worker"]
 
     record_heartbeat()
@@ -112,7 +112,7 @@ def test_the_worker_heartbeat_must_be_recent(client, db, with_worker, settings):
     WorkerHeartbeat.objects.filter(name=WORKER).update(beat_at=timezone.now() - datetime.timedelta(minutes=10))
     settings.WORKER_HEARTBEAT_MAX_AGE = 300
     response = client.get("/health/", **JSON)
-    assert response.status_code == 503
+    assert response.status_code == 500
     assert response.json()["checks"]["worker"].startswith("Unavailable: last worker heartbeat 6")
 
 
@@ -305,7 +305,7 @@ def test_health_against_the_real_services(transactional_db, client, settings, tm
 
     settings.CELERY_BROKER_URL = CLOSED_PORT
     response = client.get("/health/", **JSON)
-    assert response.status_code == 503
+    assert response.status_code == 500
     assert response.json()["checks"]["broker"].startswith("Unavailable: broker unreachable")
     assert client.get("/health/", REMOTE_ADDR=OUTSIDE, **JSON).json() == {"status": "error"}
 
@@ -318,7 +318,7 @@ def test_health_against_the_real_services(transactional_db, client, settings, tm
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     status, _, body = result.stdout.strip().splitlines()[-1].partition(" ")
-    assert status == "503"
+    assert status == "500"
     checks = json.loads(body)["checks"]
     assert checks["database"].startswith("Unavailable"), checks
     assert checks["cache"] == "OK" and checks["storage"] == "OK"
