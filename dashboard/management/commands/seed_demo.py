@@ -12,16 +12,19 @@ and ``verify_history`` stays clean. The fake secrets are random, fingerprinted a
 printed.
 """
 
+import asyncio
 import contextlib
 import datetime
 import random
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 from django.db.models import CharField, Count, ProtectedError, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
@@ -261,6 +264,24 @@ def acting_users(user_ids) -> set[int]:
                 named.update(model._base_manager.filter(**{f"{field.attname}__in": user_ids})
                              .values_list(field.attname, flat=True))
     return named
+
+
+def outside_event_loop(task, *args):
+    """Run ``task`` here, or in a thread of its own, as a worker would, when this thread runs an asyncio event loop
+    (a notebook, a browser driver): signing the report starts an event loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return task(*args)
+
+    def run():
+        try:
+            return task(*args)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
 
 
 @contextlib.contextmanager
@@ -573,9 +594,13 @@ class Command(BaseCommand):
         """Request the closed campaign's report as compliance would, and render it here, in-process."""
         from attestations import tasks
 
-        with tasks_in_process():
+        def request_and_render():
             export = exports.request_export(actor=compliance, kind="campaign", campaign=campaign, print_all_items=True)
-            tasks.render_export(export.pk)
+            tasks.render_export(export.pk)  # already rendered on commit where the request committed
+            return export
+
+        with tasks_in_process():
+            export = outside_event_loop(request_and_render)
         export.refresh_from_db()
         if export.status != EvidenceExport.Status.DONE:
             self.stderr.write(f"The demo campaign report did not render: {export.error or export.status}")
