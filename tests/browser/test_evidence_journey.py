@@ -43,7 +43,7 @@ def test_compliance_requests_watches_and_downloads_a_campaign_report(page, live_
         page.goto(f"{live_server.url}/campaigns/{closed_campaign.pk}/")
         page.get_by_role("button", name="Request campaign report").click()
         page.wait_for_url(re.compile(r"/exports/(\d+)/$"))
-        export = EvidenceExport.objects.get()
+        export = EvidenceExport.objects.get(campaign=closed_campaign)
         progress = page.get_by_test_id("export-progress")
         expect(progress).to_be_visible()
         seen = {progress.get_attribute("data-status")}
@@ -51,7 +51,7 @@ def test_compliance_requests_watches_and_downloads_a_campaign_report(page, live_
         while not download_link.is_visible():
             page.wait_for_timeout(250)
             seen.add(page.get_by_test_id("export-progress").get_attribute("data-status"))
-            assert "failed" not in seen, EvidenceExport.objects.get().error
+            assert "failed" not in seen, EvidenceExport.objects.get(campaign=closed_campaign).error
         seen.add(page.get_by_test_id("export-progress").get_attribute("data-status"))
     assert seen & {"queued", "rendering"} and "done" in seen, seen
     expect(page.get_by_test_id("export-status")).to_have_text("Done")
@@ -80,12 +80,12 @@ def test_compliance_asks_for_a_sample_size_and_sees_it_refused_then_kept(page, l
     size.evaluate("input => { input.form.noValidate = true; }")
     page.get_by_role("button", name="Request export").click()
     expect(page.get_by_role("alert").filter(has_text="whole number of items from 1 to 1,000")).to_be_visible()
-    assert not EvidenceExport.objects.exists()
+    assert not EvidenceExport.objects.filter(campaign=closed_campaign).exists()
     page.get_by_label("Sample size").fill("7")
     page.get_by_label("Print every item").check()
     page.get_by_role("button", name="Request export").click()
     page.wait_for_url(re.compile(r"/exports/(\d+)/$"))
-    export = EvidenceExport.objects.get()
+    export = EvidenceExport.objects.get(campaign=closed_campaign)
     assert export.parameters["sample_size"] == 7 and export.parameters["print_all_items"] is True
     expect(page.get_by_test_id("export-items-printed")).to_contain_text("every item")
     expect(page.get_by_text(export.parameters["sample_seed"], exact=True)).to_be_visible()

@@ -146,7 +146,8 @@ def test_a_two_stage_review(page, live_server, demo):
         download_link = page.get_by_test_id("export-download")
         while not download_link.is_visible():
             page.wait_for_timeout(250)
-            assert EvidenceExport.objects.get().status != EvidenceExport.Status.FAILED, EvidenceExport.objects.get().error
+            export = EvidenceExport.objects.get(campaign=campaign)
+            assert export.status != EvidenceExport.Status.FAILED, export.error
     with page.expect_download(timeout=TIMEOUT_MS) as info:
         download_link.click()
     pdf = PdfReader(io.BytesIO(open(info.value.path(), "rb").read()))
