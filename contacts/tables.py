@@ -10,7 +10,7 @@ class CustomerContactTable(tables.Table):
     key_count = tables.Column(verbose_name="Keys", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
     pending_count = tables.Column(verbose_name="Pending", attrs={"td": {"class": "num"}, "th": {"class": "num"}})
     invited_at = tables.TemplateColumn(
-        '{{ record.invited_at|date:"d M Y" }}{% if record.invited_by %} by {{ record.invited_by.get_username }}{% endif %}',
+        '{{ record.invited_at|date:"DATE_FORMAT" }}{% if record.invited_by %} by {{ record.invited_by.get_username }}{% endif %}',
         verbose_name="Invited",
     )
     is_active = tables.Column(verbose_name="Access")

@@ -212,6 +212,13 @@ LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One way of writing dates on every page: "10 Nov 2026", "10 Nov 2026 14:05" (in TIME_ZONE). The format module
+# wins over the en-gb locale's own formats; the settings apply when translation is off.
+FORMAT_MODULE_PATH = ["portal.formats"]
+DATE_FORMAT = "j M Y"
+DATETIME_FORMAT = "j M Y H:i"
+SHORT_DATE_FORMAT = "j M Y"
+SHORT_DATETIME_FORMAT = "j M Y H:i"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -45,12 +45,12 @@ def stage_fields(number: int) -> dict[str, forms.Field]:
             ),
             f"stage{number}_risk_tiers": forms.MultipleChoiceField(
                 choices=RiskTier.choices, required=False, widget=forms.CheckboxSelectMultiple,
-                label="Risk tiers that enter this stage", help_text="None ticked: every item.",
+                label="Risk tiers that enter this stage", help_text="Leave all unticked for every item.",
             ),
             f"stage{number}_moves_on": forms.MultipleChoiceField(
                 choices=[(d.value, d.label) for d in MOVABLE_DECISIONS], required=False,
                 widget=forms.CheckboxSelectMultiple, label=f"Decisions of stage {number - 1} that move on",
-                help_text="None ticked: every decision.",
+                help_text="Leave all unticked for every decision.",
             ),
         }
     return fields
@@ -65,19 +65,19 @@ class CampaignForm(ServiceErrorsMixin, forms.Form):
     name = forms.CharField(max_length=200, help_text="e.g. 2026-Q4 production keys.")
     customers = ModelMultipleChoiceField(
         queryset=Customer.objects.order_by("name"), required=False,
-        widget=forms.SelectMultiple(attrs={"size": 6}), help_text="None selected: every customer.",
+        widget=forms.SelectMultiple(attrs={"size": 6}), help_text="Leave empty for every customer.",
     )
     workflows = WorkflowChoiceField(
         queryset=Workflow.objects.select_related("customer").order_by("customer__name", "name"), required=False,
-        widget=forms.SelectMultiple(attrs={"size": 6}), help_text="None selected: every workflow.",
+        widget=forms.SelectMultiple(attrs={"size": 6}), help_text="Leave empty for every workflow.",
     )
     environments = forms.MultipleChoiceField(
         choices=Environment.choices, required=False, widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked: every environment.",
+        help_text="Leave all unticked for every environment.",
     )
     risk_tiers = forms.MultipleChoiceField(
         choices=RiskTier.choices, required=False, widget=forms.CheckboxSelectMultiple, label="Risk tiers",
-        help_text="None ticked: every risk tier.",
+        help_text="Leave all unticked for every risk tier.",
     )
     due_for_review_only = forms.BooleanField(
         required=False, label="Only keys due for review",

@@ -18,6 +18,7 @@ head; ``verify-evidence`` (the ``evidence_verifier`` package) reads them back fr
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from attestations.choices import ItemStatus
 from attestations.models import EvidenceExport
@@ -77,7 +79,8 @@ def html_to_pdf(template: str, context: dict, *, attachments=None) -> bytes:
 def layout(template: str, context: dict):
     """Lay the template out into pages (WeasyPrint's costly step); ``write_pdf`` turns them into a file."""
     weasyprint = _weasyprint()
-    html = render_to_string(template, context)
+    with timezone.override(datetime.UTC):  # evidence states its times in UTC, whatever TIME_ZONE is
+        html = render_to_string(template, context)
     return weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR)).render(
         stylesheets=[weasyprint.CSS(filename=str(PRINT_CSS))])
 
