@@ -22,8 +22,8 @@ from django.test.signals import template_rendered
 from django.urls import reverse
 from django.utils import timezone
 
-from attestations.choices import CampaignStatus, ItemStatus
-from attestations.models import AttestationItem, Campaign, EvidenceExport
+from attestations.choices import CampaignStatus, ItemStatus, TransferStatus
+from attestations.models import AttestationItem, Campaign, EvidenceExport, OwnershipTransfer
 from attestations.services import campaigns, decisions, exports
 from contacts import access
 from contacts.models import CustomerContact
@@ -104,7 +104,9 @@ def complete_the_demo(users):
                                   justification="Still used by the nightly sync.")
         decisions.record_decision(pending[1], actor=owner1, decision="release", reason="unused",
                                   justification="The integration was switched off.")
-        decisions.record_decision(pending[2], actor=owner1, decision="reassign", to=owner2,
+    # A reassignment waiting for its new owner (the inbox's transfers, the reassigned item's page).
+    if pending and not OwnershipTransfer.objects.filter(status=TransferStatus.PENDING).exists():
+        decisions.record_decision(pending[-1], actor=owner1, decision="reassign", to=owner2,
                                   justification="owner2's team runs this integration now.")
     if not Exposure.objects.exists():
         exposures.report_exposure(reporter=admin, source="portal", fingerprint="ab" * 32,
