@@ -182,3 +182,18 @@ class AccessRecord(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.get_action_display()} {self.target}".strip()
+
+
+class SignedInSession(models.Model):
+    """A session someone signed in with, so that all of a person's sessions can be ended at once
+    (deactivation, deprovisioning, an auditor's access ending). Written at sign-in, removed at sign-out."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="signed_in_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"{self.user_id} since {self.started_at:%Y-%m-%d %H:%M}"

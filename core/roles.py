@@ -7,7 +7,11 @@ COMPLIANCE = "compliance"
 ADMIN = "admin"
 # External people at a customer: no password, no model permission; they reach only the contact pages.
 CUSTOMER_CONTACT = "customer_contact"
-ROLES = (OWNER, COMPLIANCE, ADMIN, CUSTOMER_CONTACT)
+# External auditors: read evidence, history and exports while compliance's grant to them lasts; change nothing.
+AUDITOR = "auditor"
+ROLES = (OWNER, COMPLIANCE, ADMIN, CUSTOMER_CONTACT, AUDITOR)
+# The roles an identity provider may give (single sign-on groups, SCIM groups); the others are the portal's to give.
+PROVIDED_ROLES = (OWNER, COMPLIANCE, ADMIN)
 
 GOVERNED_APPS = ("keys", "attestations", "contacts")
 
@@ -37,6 +41,11 @@ def is_owner(user) -> bool:
 def is_customer_contact(user) -> bool:
     """An external person at a customer: reaches only the contact pages, runs no integration, reports nothing."""
     return user.is_authenticated and CUSTOMER_CONTACT in _group_names(user)
+
+
+def is_auditor(user) -> bool:
+    """An external auditor (whether their grant still lasts is ``AuditorGrant``'s answer, enforced per request)."""
+    return user.is_authenticated and AUDITOR in _group_names(user)
 
 
 def sees_everything(user) -> bool:

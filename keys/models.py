@@ -90,6 +90,10 @@ class OwnerProfile(models.Model):
     department = models.CharField(max_length=200, blank=True, validators=[refuse_hidden_characters])
     is_active = models.BooleanField(default=True, help_text="Cleared when the person leaves.")
     departed_on = models.DateField(null=True, blank=True)
+    # The person's identity at the company's identity provider: the OpenID Connect subject (``OIDC_SUBJECT_CLAIM``),
+    # which is also the SCIM ``externalId``. Empty for people who sign in with a password only.
+    external_id = models.CharField(max_length=255, unique=True, null=True, blank=True,
+                                   help_text="Identity at the identity provider (OIDC subject, SCIM externalId).")
     history = HistoricalRecords()
 
     class Meta:

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "attestations",
     "contacts",
     "dashboard",
+    "identity",
     "ops",
 ]
 
@@ -415,6 +416,17 @@ CONTACT_SESSION_SECONDS = env_int("CONTACT_SESSION_SECONDS", 3600)
 # Optional TOTP second factor (django-otp). Users with a confirmed device verify a code after the
 # password; with OTP_REQUIRED_FOR_STAFF, staff and compliance must enrol one before anything else.
 OTP_REQUIRED_FOR_STAFF = env_bool("OTP_REQUIRED_FOR_STAFF", False)
+
+# The identity provider's group names and the portal role each gives, as "group=role,group=role" (roles: owner,
+# compliance, admin). Read from the groups claim at single sign-on, or from SCIM groups when SCIM_ENABLED.
+IDENTITY_GROUP_ROLES = {}
+for _pair in env_list("IDENTITY_GROUP_ROLES"):
+    _group, _sep, _role = _pair.rpartition("=")
+    if not _sep or _role.strip() not in ("owner", "compliance", "admin"):
+        raise ImproperlyConfigured(f"IDENTITY_GROUP_ROLES: {_pair!r} is not group=owner|compliance|admin")
+    IDENTITY_GROUP_ROLES[_group.strip()] = _role.strip()
+# SCIM 2.0 provisioning at /scim/v2/: when on, SCIM group membership decides roles and the groups claim is ignored.
+SCIM_ENABLED = env_bool("SCIM_ENABLED", False)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "API key portal")
 
 # Operations (see the README's Operations section). Addresses are single addresses or networks (10.0.0.0/8),

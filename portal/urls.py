@@ -21,6 +21,7 @@ urlpatterns = [
     path("keys/", include("keys.urls")),
     path("", include("attestations.urls")),
     path("", include("contacts.urls")),
+    path("", include("identity.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls")),
     # Open to anonymous callers only with API_DOCS_PUBLIC (on locally, off in production).

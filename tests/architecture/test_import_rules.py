@@ -11,7 +11,7 @@ from django.conf import settings
 from importlinter.cli import lint_imports
 
 ROOT = Path(settings.BASE_DIR)
-PACKAGES = ("portal", "ops", "core", "dashboard", "keys", "attestations", "contacts", "evidence_verifier")
+PACKAGES = ("portal", "ops", "core", "dashboard", "identity", "keys", "attestations", "contacts", "evidence_verifier")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class IdentityConfig(AppConfig):
+    """People from the company's identity provider: single sign-on (OpenID Connect) and provisioning (SCIM 2.0)."""
+
+    name = "identity"
+    verbose_name = "Identity"
