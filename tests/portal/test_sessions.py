@@ -51,3 +51,38 @@ def test_a_signed_in_session_is_kept_in_the_database_and_read_back(client, owner
         cache.delete(cache_key)
     response = client.get(reverse("attestations:inbox"))
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_end_sessions_ends_every_session_a_person_signed_in_with(client, owner, other_owner):
+    from django.test import Client
+
+    from core.models import SignedInSession
+    from core.sessions import end_sessions
+
+    laptop, phone, colleague = client, Client(), Client()
+    laptop.force_login(owner)
+    phone.force_login(owner)
+    colleague.force_login(other_owner)
+    assert SignedInSession.objects.filter(user=owner).count() == 2
+    inbox = reverse("attestations:inbox")
+    assert laptop.get(inbox).status_code == 200 and phone.get(inbox).status_code == 200
+
+    assert end_sessions(owner) == 2
+
+    for ended in (laptop, phone):
+        response = ended.get(inbox)
+        assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    assert colleague.get(inbox).status_code == 200  # someone else's session is untouched
+    assert not SignedInSession.objects.filter(user=owner).exists()
+    assert end_sessions(owner) == 0
+
+
+@pytest.mark.django_db
+def test_signing_out_forgets_the_session(client, owner):
+    from core.models import SignedInSession
+
+    client.force_login(owner)
+    assert SignedInSession.objects.filter(user=owner).count() == 1
+    client.post(reverse("logout"))
+    assert not SignedInSession.objects.filter(user=owner).exists()
