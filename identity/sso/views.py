@@ -142,7 +142,7 @@ def callback(request):
         return failed(request, f"the provider's answer was not accepted ({type(error).__name__})")
     if user is None:
         return failed(request, "the provider's answer was not accepted")
-    next_url = safe_next(request, request.session.get(NEXT_KEY))
+    next_url = safe_next(request, request.session.pop(NEXT_KEY, None))
     second_factor = config.second_factor_at_provider(backend.id_token_claims)
     if second_factor:
         # The provider asked for a second factor: the portal's own code is not asked again in this session.
