@@ -34,6 +34,9 @@ from core.navigation import return_url
 
 VERIFY_PENDING = "two_factor_verify_pending"
 ENROL_REQUIRED = "two_factor_enrol_required"
+# Set on the request by a single sign-on whose identity provider says it checked a second factor (the ID
+# token's amr or acr): the portal's own code is then not asked again in that session.
+PROVIDER_VERIFIED = "two_factor_verified_by_provider"
 DEVICE_NAME = "Authenticator app"
 
 
@@ -43,7 +46,7 @@ def may_use_two_factor(user) -> bool:
 
 @receiver(user_logged_in, dispatch_uid="two-factor-at-login")
 def _note_what_the_session_owes(sender, request, user, **kwargs):
-    if request is None or not hasattr(request, "session"):
+    if request is None or not hasattr(request, "session") or getattr(request, PROVIDER_VERIFIED, False):
         return
     if user_has_device(user, confirmed=True):
         request.session[VERIFY_PENDING] = True

@@ -429,6 +429,41 @@ for _pair in env_list("IDENTITY_GROUP_ROLES"):
 SCIM_ENABLED = env_bool("SCIM_ENABLED", False)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "API key portal")
 
+# Single sign-on with OpenID Connect (the README's "Single sign-on"): on once OIDC_ISSUER and OIDC_RP_CLIENT_ID are
+# set. The endpoints come from the issuer's discovery document; an OIDC_OP_* endpoint set here wins over it.
+OIDC_ISSUER = env("OIDC_ISSUER").rstrip("/")
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET")
+OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", "openid email profile groups")
+OIDC_RP_SIGN_ALGO = env("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_IDP_SIGN_KEY = env("OIDC_RP_IDP_SIGN_KEY")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env("OIDC_OP_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT")
+OIDC_TOKEN_USE_BASIC_AUTH = env_bool("OIDC_TOKEN_USE_BASIC_AUTH", False)
+OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", True)
+OIDC_VERIFY_SSL = env_bool("OIDC_VERIFY_SSL", True)
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10)
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso:callback"
+OIDC_PROVIDER_NAME = env("OIDC_PROVIDER_NAME", "single sign-on")
+# Whom the refusal page tells people to ask for access.
+OIDC_ACCESS_HELP = env("OIDC_ACCESS_HELP", "the portal's administrators")
+OIDC_SUBJECT_CLAIM = env("OIDC_SUBJECT_CLAIM", "sub")
+OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", "groups")
+OIDC_MATCH_BY_EMAIL = env_bool("OIDC_MATCH_BY_EMAIL", False)
+OIDC_MANAGER_CLAIM = env("OIDC_MANAGER_CLAIM")
+OIDC_DEPARTMENT_CLAIM = env("OIDC_DEPARTMENT_CLAIM")
+# A sign-in whose ID token names one of these methods (amr, RFC 8176) or levels (acr) had a second factor at the
+# provider: the portal's own TOTP is not asked again.
+OIDC_MFA_AMR_VALUES = env_list("OIDC_MFA_AMR_VALUES", "mfa,otp,hwk,swk,sc,fpt,face,iris,retina,vbm")
+OIDC_MFA_ACR_VALUES = env_list("OIDC_MFA_ACR_VALUES")
+# Off: employees sign in through the provider only; superusers (break-glass) and auditors keep their password.
+PASSWORD_LOGIN = env_bool("PASSWORD_LOGIN", True)
+if not PASSWORD_LOGIN and not (OIDC_ISSUER and OIDC_RP_CLIENT_ID):
+    raise ImproperlyConfigured("PASSWORD_LOGIN=false needs single sign-on: set OIDC_ISSUER and OIDC_RP_CLIENT_ID.")
+AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "identity.sso.backend.SingleSignOnBackend"]
+
 # Operations (see the README's Operations section). Addresses are single addresses or networks (10.0.0.0/8),
 # comma-separated; the client's address is the one the access audit records (TRUST_X_FORWARDED_FOR).
 OPS_ALLOWED_IPS = env_list("OPS_ALLOWED_IPS", "127.0.0.1,::1")

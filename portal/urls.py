@@ -2,19 +2,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from contacts.forms import PortalAuthenticationForm
 from core import two_factor
 from core.schema import DocsView, SchemaView
 from dashboard import views
+from identity.sso.forms import AdminPasswordSignInForm
+from identity.sso.views import SignInView
 from ops import health, metrics
+
+# With PASSWORD_LOGIN off, the admin's sign-in refuses employees' passwords as the portal's does.
+admin.site.login_form = AdminPasswordSignInForm
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=PortalAuthenticationForm),
-        name="login",
-    ),
+    path("login/", SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/two-factor/", two_factor.two_factor_setup, name="two-factor-setup"),
     path("account/two-factor/verify/", two_factor.two_factor_verify, name="two-factor-verify"),

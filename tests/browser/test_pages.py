@@ -45,11 +45,12 @@ SHOTS = ARTIFACTS / "pages"
 
 # Templates no page visit here renders: PDF evidence (WeasyPrint), the API docs (excluded), htmx fragments
 # answering a click, a lock-out, a second factor's prompt (needs an enrolled device), pages of more items than
-# one page holds, and review trends (need closed campaigns).
+# one page holds, review trends (need closed campaigns), and single sign-on's refusal (needs an identity provider:
+# tests/browser/test_sso_journey.py renders it through one and checks it with axe).
 NOT_PAGES = re.compile(
     r"^(evidence/|portal/swagger_ui\.html|registration/locked_out\.html|attestations/campaign_scope_preview\.html"
     r"|attestations/export_progress\.html|portal/two_factor_verify\.html|attestations/_inbox_pagination\.html"
-    r"|portal/_line_chart\.html)"
+    r"|portal/_line_chart\.html|identity/sso_refused\.html)"
 )
 
 
