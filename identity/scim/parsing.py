@@ -37,6 +37,7 @@ OPS = ("add", "replace", "remove")
 PATH = re.compile(
     r"^(?:(?P<urn>urn:[A-Za-z0-9:._-]+?):)?(?P<attr>[A-Za-z$][\w$-]*)(?:\[(?P<filter>[^\]]*)\])?(?:\.(?P<sub>[A-Za-z$][\w$-]*))?$"
 )
+TYPE_EQ = re.compile(r'\btype\s+eq\s+"([^"]*)"', re.IGNORECASE)
 VALUE_EQ = re.compile(r'\bvalue\s+eq\s+"((?:[^"\\]|\\.)*)"', re.IGNORECASE)
 
 
@@ -202,7 +203,7 @@ def user_patch(operations) -> dict:
 
 
 def _user_path(changes: dict, op: str, path: str, value) -> None:
-    urn, attr, _filter, sub = parse_path(path)
+    urn, attr, value_filter, sub = parse_path(path)
     remove = op == "remove"
     if urn == ENTERPRISE:
         if not attr:
@@ -240,6 +241,9 @@ def _user_path(changes: dict, op: str, path: str, value) -> None:
         elif sub not in IGNORED_NAME_PARTS:
             raise invalid(f"name has no attribute {sub!r}.", "invalidPath")
     elif attr == "emails":
+        wanted = TYPE_EQ.search(value_filter or "")
+        if wanted and wanted.group(1).lower() != "work":
+            return  # the portal keeps one address, the work one (Entra also sends proxy addresses as "other")
         if remove:
             changes["email"] = ""
         elif sub == "value":

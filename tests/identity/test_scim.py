@@ -442,10 +442,13 @@ def test_okta_creates_finds_and_replaces_a_person(okta, okta_token):
     assert_error(okta.get("Users", filter='userName eq'), 400, "invalidFilter")
     assert_error(okta.get("Users/not-an-id"), 404)
     assert_error(okta.get(f"Users/{okta_token[0].acts_as.pk}"), 404)  # its own service account is no person
+    contact = factories.UserFactory(username="pat", role=roles.CUSTOMER_CONTACT)
+    assert_error(okta.get(f"Users/{contact.pk}"), 404)  # nor is a customer's contact
+    assert_error(okta.patch(f"Users/{contact.pk}", OKTA_DEACTIVATE_USER), 404)
+    assert User.objects.get(pk=contact.pk).is_active
     listed = okta.get("Users").document
-    assert [r["userName"] for r in listed["Resources"]] == sorted(
-        [u.username for u in User.objects.exclude(username__startswith="scim:")], key=lambda n: User.objects.get(
-            username=n).pk)
+    expected = User.objects.exclude(username__startswith="scim:").exclude(pk=contact.pk).order_by("pk")
+    assert [r["userName"] for r in listed["Resources"]] == [u.username for u in expected]
 
     assert_error(okta.post("Users", OKTA_CREATE_USER), 409, "uniqueness")
     assert User.objects.filter(username__iexact="test.user@okta.local").count() == 1
@@ -473,6 +476,11 @@ def test_entra_creates_and_patches_a_person(entra, okta):
     assert response.status_code == 200, response.content
     user = User.objects.get(pk=user_id)
     assert (user.email, user.last_name, user.first_name) == ("updatedEmail@microsoft.com", "updatedFamilyName", "givenName")
+    # Entra's default mappings also send proxy addresses as "other" emails: the portal keeps the work one.
+    other = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        {"op": "Add", "path": "emails[type eq \"other\"].value", "value": "smtp:alias@microsoft.com"}]}
+    assert entra.patch(f"Users/{user_id}", other).status_code == 200
+    assert User.objects.get(pk=user_id).email == "updatedEmail@microsoft.com"
 
     # The manager as Entra sends it (a bare id), the department, and an attribute the portal does not keep.
     response = entra.patch(f"Users/{user_id}", filled(ENTRA_SET_MANAGER, id=manager.pk))
