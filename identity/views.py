@@ -64,7 +64,7 @@ class ScimTokenListView(ObjectListView):
         context = super().get_context_data(**kwargs)
         context.setdefault("form", ScimTokenForm())
         context["scim_enabled"] = settings.SCIM_ENABLED
-        context["scim_base_url"] = settings.SITE_URL + reverse("scim:root")
+        context["scim_base_url"] = (settings.SITE_URL + reverse("scim:root")).rstrip("/")
         return context
 
     def render_to_response(self, context, **response_kwargs):

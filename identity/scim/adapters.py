@@ -80,7 +80,7 @@ class ScimUser(_Provisioned, SCIMUser):
 
     @property
     def meta(self):
-        last = self.obj.account_changes.order_by("-at").values_list("at", flat=True).first()
+        last = getattr(self.obj, "last_changed", None)  # provisioning.with_details
         return {"resourceType": self.resource_type, "created": _iso(self.obj.date_joined),
                 "lastModified": _iso(max(filter(None, (last, self.obj.date_joined)))), "location": self.location}
 

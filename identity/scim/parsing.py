@@ -209,8 +209,8 @@ def _user_path(changes: dict, op: str, path: str, value) -> None:
         if not attr:
             if remove:
                 changes.update(department="", manager=None)
-            else:
-                _enterprise(changes, value, replace=op == "replace")
+            else:  # sub-attributes not given stay as they are (RFC 7644 3.5.2.3)
+                _enterprise(changes, value, replace=False)
         elif attr == "department" and not sub:
             changes["department"] = "" if remove else _text(value, "department") or ""
         elif attr == "manager" and sub in (None, "value"):

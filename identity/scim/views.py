@@ -10,6 +10,7 @@ a customer contact) is 404, never a server error.
 from django_scim import exceptions, views
 
 from core.chain import sealed_atomic
+from identity.scim.adapters import MAX_RESULTS
 
 
 class ScimResourceMixin:
@@ -33,6 +34,14 @@ class ScimResourceMixin:
         if found is None:
             raise exceptions.NotFoundError(reference)
         return found
+
+    def get(self, request, *args, **kwargs):
+        count = request.GET.get("count", "")
+        if count.isdigit() and int(count) > MAX_RESULTS:
+            # The ServiceProviderConfig's maxResults: a larger page is answered with this many (RFC 7644 3.4.2.4).
+            request.GET = request.GET.copy()
+            request.GET["count"] = str(MAX_RESULTS)
+        return super().get(request, *args, **kwargs)
 
     def post(self, request, *args, **kwargs):
         with sealed_atomic():

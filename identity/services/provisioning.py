@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
+from django.db.models import Max
 
 from attestations.services import departures
 from core import roles
@@ -62,7 +63,9 @@ def people():
 
 
 def with_details(users):
-    return users.select_related("owner_profile__manager").prefetch_related("scim_groups").order_by("pk")
+    """``users`` with what their SCIM representation shows: profile, manager, groups, when they last changed."""
+    return (users.select_related("owner_profile__manager").prefetch_related("scim_groups")
+            .annotate(last_changed=Max("account_changes__at")).order_by("pk"))
 
 
 def find_person(reference) -> User | None:
@@ -270,10 +273,13 @@ def _provided_roles(user) -> set[str]:
 def _regroup(before: dict[int, set[str]], *, actor, source: str) -> int:
     """After a group change: give each person in ``before`` ({user id: group names before}) the roles their
     groups give now, and record their groups and roles where they changed. Returns how many changed."""
+    # Each person's row is locked before their groups are read: two group changes racing for one person (Entra
+    # sends them in parallel) then compute the roles one after the other, the second from what the first committed.
+    affected = list(User.objects.select_for_update().filter(pk__in=before).order_by("pk"))
     after = _group_names(before)
     decides = bool(identity_roles.role_mapping())
     changed = 0
-    for user in User.objects.filter(pk__in=before).order_by("pk"):
+    for user in affected:
         values = {}
         if before[user.pk] != after[user.pk]:
             values["groups"] = (sorted(before[user.pk]), sorted(after[user.pk]))

@@ -705,3 +705,13 @@ def test_a_group_replaced_with_put(okta):
                                                "id": group_id, "displayName": "Portal Admins", "members": []})
     assert response.status_code == 200, response.content
     assert not roles.is_admin(User.objects.get(pk=person.pk))
+
+
+def test_a_page_holds_at_most_max_results(okta, monkeypatch):
+    from identity.scim import views
+
+    provisioned(okta)
+    monkeypatch.setattr(views, "MAX_RESULTS", 1)
+    page = okta.get("Users", startIndex=1, count=5).document
+    assert page["itemsPerPage"] == 1 and page["totalResults"] > 1
+    assert_error(okta.get("Users", count="many"), 400)
