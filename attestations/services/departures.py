@@ -3,10 +3,10 @@ sweep, and a person coming back.
 
 ``depart`` does, inside the caller's transaction, everything the sweep and the reviewer re-routing would do later:
 the account is deactivated and the owner profile marked departed; their pending review items move to each
-stage's fallback reviewer (``review_stages.reroute_departed``, before the saves, so the ``on_person_saved``
-receiver finds nothing left to move); their live keys are flagged orphaned (scopes frozen) through the sweep's own
-``orphan_keys_of``. Once the transaction commits, their manager (or compliance) is asked to name successors (the
-successor handshake) and every session they signed in with ends.
+stage's fallback reviewer (``review_stages.reroute_departed``, with the departure's actor, before the profile is
+saved, so the ``on_person_saved`` receiver finds nothing left to move); their live keys are flagged orphaned
+(scopes frozen) through the sweep's own ``orphan_keys_of``. Once the transaction commits, their manager (or
+compliance) is asked to name successors (the successor handshake) and every session they signed in with ends.
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ def depart(user, *, actor, reason: str) -> Departure:
         user = User.objects.select_for_update().get(pk=user.pk)
         profile = _locked_profile(user)
         changed = user.is_active or profile.pk is None or profile.is_active
-        moved = review_stages.reroute_departed(user, actor=actor)
         if user.is_active:
+            # An UPDATE, not save(): the ``on_person_saved`` receiver would re-route the items as the system user.
+            User.objects.filter(pk=user.pk).update(is_active=False)
             user.is_active = False
-            user.save(update_fields=["is_active"])
+        # With the account already inactive, a stage whose fallback is this very person falls back to compliance.
+        moved = review_stages.reroute_departed(user, actor=actor)
         if profile.pk is None or profile.is_active or profile.departed_on is None:
             profile.is_active = False
             profile.departed_on = profile.departed_on or timezone.localdate()
