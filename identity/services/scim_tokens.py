@@ -8,7 +8,6 @@ token records its changes under the same actor). The account cannot sign in: it 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -23,6 +22,7 @@ from core.errors import ServiceError
 from core.history import attribute_change
 from core.validators import field_errors
 from identity.models import ScimToken
+from keys.services.tokens import hash_token
 
 User = get_user_model()
 
@@ -36,10 +36,6 @@ LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
 class ScimTokenError(ServiceError):
     """A refused SCIM token operation."""
-
-
-def hash_token(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
 def service_accounts():
