@@ -6,3 +6,10 @@ class IdentityConfig(AppConfig):
 
     name = "identity"
     verbose_name = "Identity"
+
+    def ready(self):
+        from core import chain
+        from identity.models import AccountChange
+
+        chain.chain_rows(AccountChange)
+        chain.declare_personal(AccountChange, ["values"], salt_column="personal_salt")

@@ -427,6 +427,27 @@ for _pair in env_list("IDENTITY_GROUP_ROLES"):
     IDENTITY_GROUP_ROLES[_group.strip()] = _role.strip()
 # SCIM 2.0 provisioning at /scim/v2/: when on, SCIM group membership decides roles and the groups claim is ignored.
 SCIM_ENABLED = env_bool("SCIM_ENABLED", False)
+# django-scim2: people are Django accounts with their owner profile, groups identity.ScimGroup; clients authenticate
+# with a bearer token an admin issues (/identity/scim-tokens/); off (404) unless SCIM_ENABLED.
+SCIM_SERVICE_PROVIDER = {
+    "USER_ADAPTER": "identity.scim.adapters.ScimUser",
+    "GROUP_MODEL": "identity.models.ScimGroup",
+    "GROUP_ADAPTER": "identity.scim.adapters.ScimGroupAdapter",
+    "USER_FILTER_PARSER": "identity.scim.filters.PeopleFilter",
+    "GROUP_FILTER_PARSER": "identity.scim.filters.GroupFilter",
+    "GET_QUERYSET_POST_PROCESSOR_GETTER": "identity.scim.filters.queryset_post_processor",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "identity.scim.adapters.ServiceProviderConfig",
+    "BASE_LOCATION_GETTER": "identity.scim.adapters.base_location",
+    "AUTH_CHECK_MIDDLEWARE": "identity.scim.auth.ScimTokenAuthMiddleware",
+    "NETLOC": SITE_URL.partition("://")[2].split("/")[0],
+    "SCHEME": SITE_URL.partition("://")[0] or "https",
+    "WWW_AUTHENTICATE_HEADER": 'Bearer realm="scim"',
+    "AUTHENTICATION_SCHEMES": [{
+        "type": "oauthbearertoken", "name": "Bearer token", "primary": True,
+        "description": "A SCIM token an admin of the portal issues: Authorization: Bearer scim_…",
+        "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
+    }],
+}
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "API key portal")
 
 # Single sign-on with OpenID Connect (the README's "Single sign-on"): on once OIDC_ISSUER and OIDC_RP_CLIENT_ID are

@@ -119,17 +119,36 @@ def sweep_departed_owners() -> dict[str, int]:
     actor = system_user()
     keys = _keys(ApiKey.objects.live().filter(departed_q(), orphaned=False).select_related("owner__owner_profile"))
     by_owner: dict[int, list[ApiKey]] = defaultdict(list)
+    for key in keys:
+        by_owner[key.owner_id].append(key)
+    counts = {"orphaned": 0, "skipped": 0, "emails": 0}
+    for owned in by_owner.values():
+        flagged, skipped = orphan_keys_of(owned[0].owner, actor=actor, keys=owned)
+        counts["orphaned"] += len(flagged)
+        counts["skipped"] += skipped
+        counts["emails"] += ask_for_successors(owned[0].owner, flagged)
+    return counts
+
+
+def orphan_keys_of(owner, *, actor, keys: list[ApiKey] | None = None) -> tuple[list[ApiKey], int]:
+    """Flag the live keys of a departed ``owner`` (``keys``: those of them already selected) as orphaned: their
+    scopes freeze until a successor accepts them. Returns the keys flagged now and how many were skipped.
+
+    The nightly sweep and a departure recorded at once (``attestations.services.departures.depart``) both
+    come here, then tell the manager with ``ask_for_successors``."""
+    if keys is None:
+        keys = _keys(ApiKey.objects.live().filter(owner=owner, orphaned=False))
+    flagged: list[ApiKey] = []
 
     def flag(key: ApiKey) -> bool:
         changed = lifecycle.flag_orphaned(
-            key, actor=actor, reason=f"Owner {key.owner.get_username()} has left: awaiting reassignment")
+            key, actor=actor, reason=f"Owner {owner.get_username()} has left: awaiting reassignment")
         if changed:
-            by_owner[key.owner_id].append(key)
+            flagged.append(key)
         return changed
 
-    orphaned, skipped = _apply(keys, flag)
-    mails = sum(_ask_for_reassignment(owned[0].owner, owned) for owned in by_owner.values())
-    return {"orphaned": orphaned, "skipped": skipped, "emails": mails}
+    _, skipped = _apply(keys, flag)
+    return flagged, skipped
 
 
 def _reassignment_recipients(owner) -> list[str]:
@@ -143,7 +162,11 @@ def _reassignment_recipients(owner) -> list[str]:
     )
 
 
-def _ask_for_reassignment(owner, keys: list[ApiKey]) -> int:
+def ask_for_successors(owner, keys: list[ApiKey]) -> int:
+    """Email the departed ``owner``'s manager (or compliance) the newly orphaned ``keys``, asking them to name a
+    successor for each: the start of the successor handshake. Returns the number of emails sent (0 or 1)."""
+    if not keys:
+        return 0
     recipients = _reassignment_recipients(owner)
     if not recipients:
         log.warning("orphaned keys of %s: no manager or compliance address to tell", owner.get_username())

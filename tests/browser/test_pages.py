@@ -28,6 +28,8 @@ from attestations.services import campaigns, decisions, exports
 from contacts import access
 from contacts.models import CustomerContact
 from core import roles
+from identity.models import ScimToken
+from identity.services import scim_tokens
 from keys.choices import BlastRadius, ExceptionKind, KeyStatus, MigrationTarget, Replaceability
 from keys.models import ApiKey, Exposure, IntegrationToken, KeyException
 from keys.services import exposures, key_exceptions, tokens
@@ -119,6 +121,8 @@ def complete_the_demo(users):
         tokens.create_token(actor=admin, name="Billing sync", acts_as=service, issuing_system=IssuingSystem.objects.first())
     if not EvidenceExport.objects.exists():
         exports.request_export(actor=compliance, kind="campaign", campaign=active)
+    if not ScimToken.objects.exists():
+        scim_tokens.create_token(actor=admin, name="Okta")
 
 
 def staff_pages(user) -> list[Page]:
@@ -134,6 +138,8 @@ def staff_pages(user) -> list[Page]:
         Page("exception-list", reverse("keys:exceptions")),
         Page("revocation-list", reverse("keys:revocations")),
         Page("token-list", reverse("keys:tokens")),
+        Page("scim-token-list", reverse("scim-tokens")),
+        Page("scim-token-errors", reverse("scim-tokens"), submit_empty=True),
         Page("exposure-list", reverse("keys:exposures")),
         Page("exposure-report", reverse("keys:exposure-report")),
         Page("exposure-report-errors", reverse("keys:exposure-report"), submit_empty=True),

@@ -67,6 +67,13 @@ def everywhere(compliance_user, owner, other_owner, admin_user, media_root, djan
     access.erase_contact(access.invite_contact(actor=compliance_user, customer=key.workflow.customer,
                                                name="Erin Erased", email="erin@customer.example")[0],
                          actor=admin_user, reason="erasure request #1")
+    # SCIM provisioning: a client's token, a person it provisions and a group it puts them in.
+    from identity.services import provisioning, scim_tokens
+
+    scim_account = scim_tokens.create_token(actor=admin_user, name="Okta")[0].acts_as
+    person = provisioning.create_person({"username": "fay@example.test", "email": "fay@example.test"},
+                                        actor=scim_account, source="SCIM Okta")
+    provisioning.create_group(display_name="Key Owners", member_ids=[person.pk], actor=scim_account, source="SCIM Okta")
     run_export(django_capture_on_commit_callbacks, actor=compliance_user, kind="key", key=key)
     empty = [label for label, (model, _) in chain.chained_models().items() if not model._base_manager.exists()]
     assert empty == [], f"the scenario writes no row in {empty}"

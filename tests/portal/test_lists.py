@@ -95,6 +95,13 @@ def build_tokens(users, n):
     ]
 
 
+def build_scim_tokens(users, n):
+    from identity.services import scim_tokens
+
+    return [scim_tokens.create_token(actor=users["admin"], name=f"Okta {factories.make_secret('')}")[0]
+            for _ in range(n)]
+
+
 def build_campaigns(users, n):
     return [campaigns.create_campaign(actor=users["compliance"], name=f"Alice review {factories.make_secret('')}")
             for _ in range(n)]
@@ -150,6 +157,9 @@ LISTS = [
     ListPage("keys:exposures", build_exposures, lambda exposure: f'id="exposure-{exposure.pk}"',
              seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"matched": "true"}, miss={"matched": "false"}),
     ListPage("keys:tokens", build_tokens, lambda token: f'id="token-{token.pk}"',
+             seen_by=frozenset({"admin"}), denied=frozenset({"owner", "other", "compliance"}),
+             match={"active": "true"}, miss={"active": "false"}, per_page=50),
+    ListPage("scim-tokens", build_scim_tokens, lambda token: f'id="scim-token-{token.pk}"',
              seen_by=frozenset({"admin"}), denied=frozenset({"owner", "other", "compliance"}),
              match={"active": "true"}, miss={"active": "false"}, per_page=50),
     ListPage("attestations:campaigns", build_campaigns, lambda campaign: f'href="/campaigns/{campaign.pk}/"',

@@ -48,6 +48,7 @@ def expected_for(spec: dict, role: str):
 
 EVERYONE = row(LOGIN, 200, 200, 200, 200)
 STAFF_ONLY = row(LOGIN, 403, 403, 200, 200)
+SCIM_REFUSED = row(401, 401, 401, 401, 401)
 
 # url name -> {"args": world fixtures or literal slugs, method: expected per role}. "owner" is alice,
 # who owns ``key`` (and is reviewer of ``item``, requester of ``exception``, recipient of ``transfer``);
@@ -130,6 +131,15 @@ PAGES = {
     # without the token (tests/portal/test_operations.py).
     "health": {"get": row(200, 200, 200, 200, 200)},
     "metrics": {"get": row(200, 200, 200, 200, 200)},
+    "scim-tokens": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
+    "scim-token-revoke": {"args": ("scim_token",), "post": row(LOGIN, 403, 403, 403, 302)},
+    # SCIM 2.0 (on in this world: SCIM_ENABLED) answers a SCIM client's bearer token only: a session, however
+    # privileged, is no client, so every role gets 401 with a SCIM error (tests/identity/test_scim.py).
+    **{f"scim:{name}": {method: SCIM_REFUSED for method in methods} for name, methods in {
+        "root": ("get",), "search": ("post",), "users-search": ("post",), "users": ("get", "post"),
+        "groups-search": ("post",), "groups": ("get", "post"), "me": ("get",), "service-provider-config": ("get",),
+        "resource-types": ("get",), "schemas": ("get",), "bulk": ("post",),
+    }.items()},
 }
 
 # REST routes: the per-router matrices of tests/api (url name -> method -> role -> status), each with
@@ -239,10 +249,16 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
                                        acts_as=factories.UserFactory(username="svc-gateway"))
     exposure = report_exposure(reporter=other_owner, source=ExposureSource.PORTAL, fingerprint=key.fingerprint,
                                location="Matrix fixture.")
+    scim_token = None
+    if importlib.util.find_spec("identity.services.scim_tokens"):
+        from identity.services import scim_tokens
+
+        settings.SCIM_ENABLED = True
+        scim_token, _ = scim_tokens.create_token(actor=admin_user, name="Okta")
     return {
         "contact": contact.user, "contact_profile": contact, "contact_token": contact_token, "exposure": exposure,
         "contact_item": campaign.items.get(key=contact_key),
-        "export": export, "token": token,
+        "export": export, "token": token, "scim_token": scim_token,
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
         "key": key, "other_key": other_key, "exception": exception, "campaign": campaign,
         "item": campaign.items.get(key=key), "other_item": campaign.items.get(key=other_key),
