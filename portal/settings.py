@@ -132,6 +132,8 @@ MIDDLEWARE = [
     "core.request_log.RequestUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "core.sessions.IdleTimeoutMiddleware",
+    # An auditor's session: signed out once their grant is not current, reads only, every request logged.
+    "core.auditors.middleware.AuditorAccessMiddleware",
     "core.two_factor.TwoFactorMiddleware",
     # A customer contact's session reaches the contact pages and nothing else.
     "contacts.middleware.ContactScopeMiddleware",
@@ -303,7 +305,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "keys.api.authentication.IntegrationTokenAuthentication",
-        "rest_framework.authentication.TokenAuthentication",  # a user's personal token
+        "core.personal_tokens.PersonalTokenAuthentication",  # a user's personal token (never an auditor's)
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -428,6 +430,13 @@ for _pair in env_list("IDENTITY_GROUP_ROLES"):
 # SCIM 2.0 provisioning at /scim/v2/: when on, SCIM group membership decides roles and the groups claim is ignored.
 SCIM_ENABLED = env_bool("SCIM_ENABLED", False)
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "API key portal")
+
+# External auditors: compliance grants read access for at most AUDITOR_GRANT_MAX_DAYS days at a time; with
+# AUDITOR_OTP_REQUIRED (on in production) an auditor enrols a TOTP authenticator before reading anything.
+AUDITOR_GRANT_MAX_DAYS = env_int("AUDITOR_GRANT_MAX_DAYS", 90)
+if AUDITOR_GRANT_MAX_DAYS < 1:
+    raise ImproperlyConfigured("AUDITOR_GRANT_MAX_DAYS must be at least 1.")
+AUDITOR_OTP_REQUIRED = env_bool("AUDITOR_OTP_REQUIRED", PRODUCTION)
 
 # Operations (see the README's Operations section). Addresses are single addresses or networks (10.0.0.0/8),
 # comma-separated; the client's address is the one the access audit records (TRUST_X_FORWARDED_FOR).
