@@ -4,6 +4,9 @@ Kept apart from ``core.api``: DRF loads authentication classes while its views m
 ``core.api`` imports that module.
 """
 
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
@@ -15,7 +18,15 @@ class PersonalTokenAuthentication(TokenAuthentication):
     their grant is checked and every request is logged (``core.auditors.middleware``)."""
 
     def authenticate_credentials(self, key):
-        user, token = super().authenticate_credentials(key)
-        if roles.is_auditor(user):
+        # DRF's lookup, with the auditor question asked in the same query: a token call costs no query more.
+        memberships = get_user_model().groups.through.objects.filter(user_id=OuterRef("user_id"),
+                                                                     group__name=roles.AUDITOR)
+        model = self.get_model()
+        token = model.objects.select_related("user").annotate(of_auditor=Exists(memberships)).filter(key=key).first()
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        if token.of_auditor:
             raise exceptions.AuthenticationFailed("Auditors sign in to the portal; personal tokens are refused.")
-        return user, token
+        return token.user, token

@@ -100,8 +100,8 @@ def _other_roles(user) -> list[str]:
 def _account_errors(auditor, username: str, name: str, email: str) -> dict[str, list[str]]:
     """What stops the named account (existing ``auditor``, or a new one from username, name and email)."""
     if auditor is not None:
-        if username:
-            return {"username": ["Choose an existing auditor or give a new username, not both."]}
+        if username or name or email:
+            return {"username": ["Choose an existing auditor or fill in a new one, not both."]}
         if not auditor.is_active:
             return {"auditor": ["This account is deactivated."]}
         held = _other_roles(auditor)
@@ -257,7 +257,7 @@ def expire_auditor_grants(now: datetime.datetime | None = None) -> int:
     another grant of theirs is current. Returns how many were closed; running it again closes nothing twice."""
     now = now or timezone.now()
     closed = 0
-    for pk in AuditorGrant.objects.lapsed(now).values_list("pk", flat=True):
+    for pk in list(AuditorGrant.objects.lapsed(now).values_list("pk", flat=True)):
         with sealed_atomic():
             grant = AuditorGrant.objects.select_for_update().select_related("auditor").filter(pk=pk).first()
             if grant is None or grant.ended_at is not None or grant.ends_at > now:
