@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from core import roles
+from core.auditors import services
 from core.errors import ServiceErrorsMixin
 
 
@@ -50,6 +51,18 @@ class GrantForm(ServiceErrorsMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["auditor"].queryset = auditor_accounts()
         self.fields["starts_on"].widget.attrs["min"] = timezone.localdate().isoformat()
+
+    def clean(self):
+        """Every problem at once: the service's rules for the fields that passed their own checks (a missing
+        username is said beside a missing engagement, not after it is given)."""
+        cleaned = super().clean()
+        fields = ("auditor", "username", "name", "email", "engagement", "starts_on", "ends_on")
+        problems = services.grant_problems(**{name: cleaned.get(name) for name in fields})
+        for field, messages in problems.items():
+            if field in self.fields and field not in self.errors:
+                for message in messages:
+                    self.add_error(field, message)
+        return cleaned
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

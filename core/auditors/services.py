@@ -165,6 +165,32 @@ def _tell_the_auditor(grant: AuditorGrant) -> None:
     send_mail("[Keys portal] Your auditor access", "\n".join(lines), settings.DEFAULT_FROM_EMAIL, [auditor.email])
 
 
+def grant_problems(*, engagement: str, ends_on: datetime.date | None, starts_on: datetime.date | None = None,
+                   auditor=None, username: str = "", name: str = "", email: str = "",
+                   now: datetime.datetime | None = None) -> dict[str, list[str]]:
+    """What stops this grant, per field (nothing: it may be given). ``grant_auditor_access`` asks it, and a form
+    may ask it first, to show every problem at once."""
+    now = now or timezone.now()
+    engagement = (engagement or "").strip()
+    username, name, email = (username or "").strip(), (name or "").strip(), (email or "").strip().lower()
+    errors: dict[str, list[str]] = {}
+    if not engagement:
+        errors["engagement"] = ["Name the engagement the access is for (the audit, its reference)."]
+    else:
+        errors.update(field_errors(AuditorGrant, engagement=engagement))
+    starts_at, ends_at, period_errors = period_for(starts_on, ends_on, now=now)
+    errors.update(period_errors)
+    errors.update(_account_errors(auditor, username, name, email))
+    if auditor is not None and not errors:
+        overlapping = (AuditorGrant.objects.filter(auditor=auditor, ended_at__isnull=True, ends_at__gt=starts_at,
+                                                   starts_at__lt=ends_at).order_by("starts_at").first())
+        if overlapping is not None:
+            errors["auditor"] = [f"{auditor.get_username()} already has access from {_day(overlapping.starts_at)} "
+                                 f"until {moment_text(overlapping.ends_at)} ({overlapping.engagement}). End it first, "
+                                 "or start this one after it."]
+    return errors
+
+
 @sealed_atomic
 def grant_auditor_access(actor, *, engagement: str, ends_on: datetime.date | None,
                          starts_on: datetime.date | None = None, auditor=None, username: str = "", name: str = "",
@@ -177,24 +203,14 @@ def grant_auditor_access(actor, *, engagement: str, ends_on: datetime.date | Non
     if not may_manage_auditors(actor):
         raise AuditorError("Only compliance grants auditor access.")
     now = timezone.now()
+    if auditor is not None:
+        # Under the account's lock: two grants given at once for one auditor cannot both pass the overlap check.
+        auditor = User.objects.select_for_update().get(pk=auditor.pk)
+    errors = grant_problems(engagement=engagement, ends_on=ends_on, starts_on=starts_on, auditor=auditor,
+                            username=username, name=name, email=email, now=now)
     engagement = (engagement or "").strip()
     username, name, email = (username or "").strip(), (name or "").strip(), (email or "").strip().lower()
-    errors: dict[str, list[str]] = {}
-    if not engagement:
-        errors["engagement"] = ["Name the engagement the access is for (the audit, its reference)."]
-    else:
-        errors.update(field_errors(AuditorGrant, engagement=engagement))
-    starts_at, ends_at, period_errors = period_for(starts_on, ends_on, now=now)
-    errors.update(period_errors)
-    errors.update(_account_errors(auditor, username, name, email))
-    if auditor is not None and not errors:
-        auditor = User.objects.select_for_update().get(pk=auditor.pk)
-        overlapping = (AuditorGrant.objects.filter(auditor=auditor, ended_at__isnull=True, ends_at__gt=starts_at,
-                                                   starts_at__lt=ends_at).order_by("starts_at").first())
-        if overlapping is not None:
-            errors["auditor"] = [f"{auditor.get_username()} already has access from {_day(overlapping.starts_at)} "
-                                 f"until {moment_text(overlapping.ends_at)} ({overlapping.engagement}). End it first, or "
-                                 "start this one after it."]
+    starts_at, ends_at, _ = period_for(starts_on, ends_on, now=now)
     if errors:
         raise AuditorError(errors)
     if auditor is None:

@@ -68,7 +68,7 @@ def test_the_auditor_reads_evidence_history_and_exports(world):
     assert AccessRecord.objects.filter(user=world["auditor"], action=AccessAction.EXPORT_DOWNLOADED).exists()
     # The banner says until when, and the pages offer no action.
     campaign_page = client.get(reverse("attestations:campaign", args=[campaign.pk])).content.decode()
-    assert "read-only until" in campaign_page
+    assert "Read-only until" in campaign_page
     assert "Request campaign report" not in campaign_page and "Cancel campaign" not in campaign_page
     assert "Save filter" not in client.get(reverse("keys:list"), {"status": "active"}).content.decode()
     assert "Request an export" not in client.get(reverse("attestations:exports")).content.decode()

@@ -157,6 +157,12 @@ def test_bad_input_is_refused_beside_its_field_and_writes_nothing(compliance_use
     assert User.objects.count() == users and not AuditorGrant.objects.exists() and not mail.outbox
 
 
+def test_an_empty_form_says_everything_that_is_missing_at_once(compliance_user):
+    response = signed_in(compliance_user).post(reverse("auditors:grant"), {})
+    assert response.status_code == 400
+    assert set(response.context["form"].errors) == {"username", "name", "email", "engagement", "ends_on"}
+
+
 def test_the_maximum_is_a_setting(compliance_user, settings):
     settings.AUDITOR_GRANT_MAX_DAYS = 7
     with pytest.raises(AuditorError, match="at most 7 days"):

@@ -70,7 +70,7 @@ def test_an_auditor_reads_the_evidence_until_compliance_ends_the_access(browser,
         reader.get_by_role("button", name="Set password").click()
         expect(reader.get_by_role("heading", name="Your password is set")).to_be_visible()
         login(reader, live_server, "ines.moreau", PASSWORD)
-        expect(reader.locator(".badge-auditor")).to_contain_text("read-only until")
+        expect(reader.locator(".badge-auditor")).to_contain_text("Read-only until")
 
         # Opens the evidence and downloads the signed report.
         reader.get_by_role("navigation", name="Main").get_by_role("link", name="Evidence").click()
