@@ -139,12 +139,13 @@ class Campaign(Scope, Rules):
 
 class AttestationItemQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Compliance and admins see every item; anyone else sees the items they may decide."""
+        """Compliance and admins (and an auditor while their grant lasts) see every item; anyone else sees the
+        items they may decide."""
         from core import roles
 
         if not user.is_authenticated:
             return self.none()
-        if roles.sees_everything(user):
+        if roles.reads_everything(user):
             return self
         return self.decidable_by(user)
 

@@ -86,6 +86,17 @@ class SeesEverything(RolePermission):
         return roles.sees_everything(user)
 
 
+class SeesEverythingAuditorsRead(RolePermission):
+    """Compliance and admins; an auditor while their grant lasts, for reads only."""
+
+    message = "Only compliance and admins may do this."
+
+    def allows_request(self, request) -> bool:
+        user = request.user
+        return roles.sees_everything(user) or (request.method in permissions.SAFE_METHODS
+                                               and roles.reads_everything(user))
+
+
 class AdminWritesOthersRead(RolePermission):
     """Any signed-in user reads (their querysets decide what); only admins write."""
 

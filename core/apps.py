@@ -15,6 +15,7 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         from core import audit, chain, roles, sessions, two_factor  # noqa: F401  (importing connects receivers)
+        from core.auditors import middleware as auditor_sessions  # noqa: F401
         from core.models import AccessRecord
 
         post_migrate.connect(roles.sync_role_permissions_after_migrate)

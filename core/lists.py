@@ -23,9 +23,12 @@ from django_tables2 import SingleTableMixin
 from core import roles
 from core.numbers import bound_number_filters
 
-# The roles a page may be limited to (both read every row), and how each is recognised.
-ROLE_CHECKS = {roles.ADMIN: roles.is_admin, roles.COMPLIANCE: roles.is_compliance}
+# The roles a page may be limited to (all read every row), and how each is recognised: an auditor only while the
+# request has found their current grant.
+ROLE_CHECKS = {roles.ADMIN: roles.is_admin, roles.COMPLIANCE: roles.is_compliance, roles.AUDITOR: roles.reads_as_auditor}
 STAFF = (roles.ADMIN, roles.COMPLIANCE)
+# Pages of evidence and history that auditors read too (and act on nothing there).
+READERS = (*STAFF, roles.AUDITOR)
 
 
 class ObjectListView(LoginRequiredMixin, UserPassesTestMixin, SingleTableMixin, FilterView):

@@ -4,6 +4,10 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from core.validators import refuse_hidden_characters
 
 
 class NamedRecord(models.Model):
@@ -156,6 +160,9 @@ class AccessAction(models.TextChoices):
     CONTACT_VISIT = "contact_visit", "Contact page visited"
     CONTACT_DECISION = "contact_decision", "Contact decided an item"
     CONTACT_REFUSED = "contact_refused", "Contact refused outside their pages"
+    AUDITOR_VIEW = "auditor_view", "Auditor opened a page"
+    AUDITOR_REFUSED = "auditor_refused", "Auditor refused an action"
+    AUDITOR_SIGNED_OUT = "auditor_signed_out", "Auditor signed out: no current access"
 
 
 class AccessRecord(models.Model):
@@ -197,3 +204,75 @@ class SignedInSession(models.Model):
 
     def __str__(self):
         return f"{self.user_id} since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class AuditorGrantQuerySet(models.QuerySet):
+    def current(self, now=None):
+        """Grants in force at ``now``: started, not yet at their end, not ended early."""
+        now = now or timezone.now()
+        return self.filter(starts_at__lte=now, ends_at__gt=now, ended_at__isnull=True)
+
+    def lapsed(self, now=None):
+        """Grants past their end that nothing has closed yet (``core.auditors.services.expire_auditor_grants``)."""
+        return self.filter(ends_at__lte=now or timezone.now(), ended_at__isnull=True)
+
+
+class AuditorGrantState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    CURRENT = "current", "Current"
+    ENDED = "ended", "Ended early"
+    EXPIRED = "expired", "Expired"
+
+
+class AuditorGrant(models.Model):
+    """Read access compliance gives an external auditor for one engagement, from ``starts_at`` until ``ends_at``.
+
+    While it is current the auditor reads evidence, history and exports and changes nothing; every page they open
+    is in the access log. Ended early (``ended_by``) or at its end (a periodic job), their sessions end with it.
+    Written only by ``core.auditors.services``.
+    """
+
+    auditor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="auditor_grants")
+    engagement = models.CharField(max_length=200, validators=[refuse_hidden_characters],
+                                  help_text="The audit this access is for, e.g. \"ISO 27001 surveillance audit 2027\".")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    granted_at = models.DateTimeField(auto_now_add=True)
+    # Set when compliance ends the access early, or when the periodic job closes it at its end (``ends_at``).
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+")
+    end_reason = models.CharField(max_length=200, blank=True)
+    history = HistoricalRecords()
+
+    objects = AuditorGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-starts_at", "-pk"]
+        indexes = [models.Index(fields=["auditor", "ends_at"], name="auditor_grant_by_end")]
+        constraints = [models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")),
+                                              name="auditor_grant_ends_after_it_starts")]
+
+    def __str__(self):
+        return f"{self.auditor.get_username()}: {self.engagement}"
+
+    def state_at(self, now=None) -> str:
+        now = now or timezone.now()
+        if self.ended_at is not None and self.ended_at < self.ends_at:
+            return AuditorGrantState.ENDED
+        if self.ended_at is not None or self.ends_at <= now:
+            return AuditorGrantState.EXPIRED
+        return AuditorGrantState.SCHEDULED if self.starts_at > now else AuditorGrantState.CURRENT
+
+    @property
+    def state(self) -> str:
+        return self.state_at()
+
+    def get_state_display(self) -> str:
+        return AuditorGrantState(self.state).label
+
+    @property
+    def is_open(self) -> bool:
+        """Scheduled or current: compliance may still end it."""
+        return self.state in (AuditorGrantState.SCHEDULED, AuditorGrantState.CURRENT)

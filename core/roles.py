@@ -53,6 +53,22 @@ def sees_everything(user) -> bool:
     return is_admin(user) or is_compliance(user)
 
 
+# Set on the request's user by ``core.auditors.middleware`` once it has found the auditor's current grant.
+AUDITOR_GRANT_ATTRIBUTE = "current_auditor_grant"
+
+
+def reads_as_auditor(user) -> bool:
+    """An auditor whose current grant this request has found: they read what compliance reads, for this request.
+    Without it (no grant found, a request that did not pass the middleware) an auditor reads no more than anyone."""
+    return getattr(user, AUDITOR_GRANT_ATTRIBUTE, None) is not None and is_auditor(user)
+
+
+def reads_everything(user) -> bool:
+    """Who reads every key, item, campaign and export: compliance, admins, and an auditor while their grant lasts.
+    Only ``sees_everything`` may act on what it reads."""
+    return sees_everything(user) or reads_as_auditor(user)
+
+
 def sync_role_permissions(apps=None) -> None:
     """Create the role groups and give them their model permissions.
 

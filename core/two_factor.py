@@ -41,7 +41,7 @@ DEVICE_NAME = "Authenticator app"
 
 
 def may_use_two_factor(user) -> bool:
-    return user.is_authenticated and (user.is_staff or roles.sees_everything(user))
+    return user.is_authenticated and (user.is_staff or roles.sees_everything(user) or roles.is_auditor(user))
 
 
 @receiver(user_logged_in, dispatch_uid="two-factor-at-login")
@@ -146,7 +146,7 @@ def qr_code_data_uri(text: str) -> str:
 def two_factor_setup(request):
     """Enrol an authenticator app: show the secret as a QR code and text, confirm it with a first code."""
     if not may_use_two_factor(request.user):
-        raise PermissionDenied("Two-factor sign-in is offered to staff and compliance.")
+        raise PermissionDenied("Two-factor sign-in is offered to staff, compliance and auditors.")
     confirmed = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
     if confirmed is not None:
         return render(request, "portal/two_factor_setup.html", {"confirmed": confirmed})

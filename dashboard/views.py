@@ -105,6 +105,7 @@ def review_trends() -> list[dict]:
 @login_required
 def dashboard(request):
     keys = ApiKey.objects.visible_to(request.user)
+    reads_everything = roles.reads_everything(request.user)
     live_keys = keys.filter(status__in=LIVE_KEY_STATUSES)
     today = timezone.localdate()
     horizon = today + datetime.timedelta(days=ATTENTION_HORIZON_DAYS)
@@ -115,7 +116,7 @@ def dashboard(request):
     ]
     stale_cutoff = timezone.now() - datetime.timedelta(days=settings.KEY_STALE_AFTER_DAYS)
     context = {
-        "sees_everything": roles.sees_everything(request.user),
+        "sees_everything": reads_everything,
         "total": sum(counts.values()),
         "status_counts": status_counts,
         "horizon_days": ATTENTION_HORIZON_DAYS,
@@ -128,10 +129,10 @@ def dashboard(request):
             unattested=Count("pk", filter=Q(unattested=True)),
             unused=Count("pk", filter=Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_cutoff)),
         ),
-        "customer_rows": _customer_rows(keys) if roles.sees_everything(request.user) else [],
-        "exception_register": exception_register(today) if roles.sees_everything(request.user) else None,
-        "compliance_overview": compliance_overview(today) if roles.sees_everything(request.user) else None,
-        "review_trends": review_trends() if roles.sees_everything(request.user) else None,
+        "customer_rows": _customer_rows(keys) if reads_everything else [],
+        "exception_register": exception_register(today) if reads_everything else None,
+        "compliance_overview": compliance_overview(today) if reads_everything else None,
+        "review_trends": review_trends() if reads_everything else None,
         "trend_cycles": LIMIT_CYCLES,
     }
     return render(request, "portal/dashboard.html", context)

@@ -46,7 +46,7 @@ def visible_customers(request):
     token = request_token(request)
     if token is not None:
         return Customer.objects.filter(customer_scope_q(token))
-    if roles.sees_everything(request.user):
+    if roles.reads_everything(request.user):
         return Customer.objects.all()
     return Customer.objects.filter(workflows__keys__in=ApiKey.objects.visible_to(request.user)).distinct()
 
@@ -58,7 +58,7 @@ def visible_workflows(request):
     token = request_token(request)
     if token is not None:
         return workflows.filter(workflow_scope_q(token))
-    if roles.sees_everything(request.user):
+    if roles.reads_everything(request.user):
         return workflows
     return workflows.filter(keys__in=ApiKey.objects.visible_to(request.user)).distinct()
 

@@ -107,12 +107,12 @@ class ApiKeyQuerySet(models.QuerySet):
     def visible_to(self, user):
         """The one definition of who sees which key.
 
-        Admins and compliance see every key; anyone else sees the keys they own or steward and
-        those granted to them explicitly (delegates) through object permissions.
+        Admins and compliance (and an auditor while their grant lasts) see every key; anyone else sees the
+        keys they own or steward and those granted to them explicitly (delegates) through object permissions.
         """
         if not user.is_authenticated:
             return self.none()
-        if roles.sees_everything(user):
+        if roles.reads_everything(user):
             return self
         granted = ApiKeyUserObjectPermission.objects.filter(
             user=user, permission__codename="view_apikey"

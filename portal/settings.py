@@ -132,6 +132,8 @@ MIDDLEWARE = [
     "core.request_log.RequestUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "core.sessions.IdleTimeoutMiddleware",
+    # An auditor's session: signed out once their grant is not current, reads only, every request logged.
+    "core.auditors.middleware.AuditorAccessMiddleware",
     "core.two_factor.TwoFactorMiddleware",
     # A customer contact's session reaches the contact pages and nothing else.
     "contacts.middleware.ContactScopeMiddleware",
@@ -303,7 +305,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "keys.api.authentication.IntegrationTokenAuthentication",
-        "rest_framework.authentication.TokenAuthentication",  # a user's personal token
+        "core.personal_tokens.PersonalTokenAuthentication",  # a user's personal token (never an auditor's)
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -484,6 +486,13 @@ PASSWORD_LOGIN = env_bool("PASSWORD_LOGIN", True)
 if not PASSWORD_LOGIN and not (OIDC_ISSUER and OIDC_RP_CLIENT_ID):
     raise ImproperlyConfigured("PASSWORD_LOGIN=false needs single sign-on: set OIDC_ISSUER and OIDC_RP_CLIENT_ID.")
 AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "identity.sso.backend.SingleSignOnBackend"]
+
+# External auditors: compliance grants read access for at most AUDITOR_GRANT_MAX_DAYS days at a time; with
+# AUDITOR_OTP_REQUIRED (on in production) an auditor enrols a TOTP authenticator before reading anything.
+AUDITOR_GRANT_MAX_DAYS = env_int("AUDITOR_GRANT_MAX_DAYS", 90)
+if AUDITOR_GRANT_MAX_DAYS < 1:
+    raise ImproperlyConfigured("AUDITOR_GRANT_MAX_DAYS must be at least 1.")
+AUDITOR_OTP_REQUIRED = env_bool("AUDITOR_OTP_REQUIRED", PRODUCTION)
 
 # Operations (see the README's Operations section). Addresses are single addresses or networks (10.0.0.0/8),
 # comma-separated; the client's address is the one the access audit records (TRUST_X_FORWARDED_FOR).

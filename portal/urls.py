@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("attestations.urls")),
     path("", include("contacts.urls")),
     path("", include("identity.urls")),
+    path("", include("core.auditors.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls")),
     # Open to anonymous callers only with API_DOCS_PUBLIC (on locally, off in production).

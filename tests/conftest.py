@@ -54,6 +54,14 @@ def admin_user(db):
 
 
 @pytest.fixture
+def auditor_user(db, compliance_user):
+    """An external auditor with a current grant (compliance's, for 30 days)."""
+    auditor = factories.AuditorFactory(username="audrey", first_name="Audrey", last_name="Lind")
+    factories.grant_access(auditor, by=compliance_user)
+    return auditor
+
+
+@pytest.fixture
 def key(db, owner):
     return factories.ApiKeyFactory(owner=owner)
 

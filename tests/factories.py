@@ -67,6 +67,20 @@ class AdminFactory(UserFactory):
     role = factory.PostGeneration(lambda user, create, extracted, **kw: _join(user, create, extracted, roles.ADMIN))
 
 
+class AuditorFactory(UserFactory):
+    """An auditor's account, without a grant (``grant_access`` gives one)."""
+
+    role = factory.PostGeneration(lambda user, create, extracted, **kw: _join(user, create, extracted, roles.AUDITOR))
+
+
+def grant_access(auditor, *, by, days: int = 30, engagement: str = "ISO 27001 surveillance audit"):
+    """A current grant for ``auditor`` (an auditor account), given by ``by`` (compliance) through the service."""
+    from core.auditors.services import grant_auditor_access
+
+    return grant_auditor_access(by, auditor=auditor, engagement=engagement,
+                                ends_on=timezone.localdate() + datetime.timedelta(days=days))
+
+
 class OwnerProfileFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = OwnerProfile

@@ -31,7 +31,7 @@ from attestations.services.decisions import (
     can_decide,
     record_decision,
 )
-from core.api import Conflict, DetailSerializer, SeesEverything
+from core.api import Conflict, DetailSerializer, SeesEverythingAuditorsRead
 
 NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."
 
@@ -54,9 +54,9 @@ class CampaignFilterSet(filters.FilterSet):
     create=extend_schema(request=CampaignCreateSerializer, responses={201: CampaignDetailSerializer, **REFUSED}),
 )
 class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Attestation campaigns, for compliance and admins only."""
+    """Attestation campaigns, for compliance and admins only (auditors read them)."""
 
-    permission_classes = [SeesEverything]
+    permission_classes = [SeesEverythingAuditorsRead]
     filterset_class = CampaignFilterSet
 
     def get_queryset(self):

@@ -29,11 +29,12 @@ class EvidenceError(ServiceError):
 
 
 def exports_visible_to(user):
-    """The one definition of who sees which export: compliance and admins all; an owner their keys' dossiers."""
+    """The one definition of who sees which export: compliance and admins all (and an auditor, while their grant
+    lasts); an owner their keys' dossiers."""
     exports = EvidenceExport.objects.select_related("requested_by", "campaign", "key", "customer")
     if not user.is_authenticated:
         return exports.none()
-    if roles.sees_everything(user):
+    if roles.reads_everything(user):
         return exports
     own_keys = ApiKey.objects.visible_to(user).filter(owner=user)
     return exports.filter(kind=Kind.KEY, key__in=own_keys)
@@ -90,6 +91,8 @@ def request_export(*, actor, kind: str, campaign: Campaign | None = None, key: A
     """
     if not getattr(actor, "is_authenticated", False):
         raise EvidenceError("Sign in to request an export.")
+    if roles.is_auditor(actor):
+        raise EvidenceError("Auditors read the exports compliance requests; they request none.")
     subjects = {Kind.CAMPAIGN: ("campaign", campaign), Kind.KEY: ("key", key), Kind.CUSTOMER: ("customer", customer)}
     if kind not in subjects:
         raise EvidenceError(f"Choose the kind of export: {', '.join(Kind.values)}.", field="kind")

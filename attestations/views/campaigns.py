@@ -24,7 +24,7 @@ from attestations.stages import stage_window, stages_of
 from attestations.tables import AttestationItemTable, CampaignTable, with_progress
 from core import roles
 from core.actions import Action, action_or_404, offered_panels, refusal
-from core.lists import STAFF, ObjectListView
+from core.lists import READERS, ObjectListView
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 
@@ -52,8 +52,8 @@ class CampaignListView(ObjectListView):
     ordering = ("-created_at", "-pk")
     table_id = "campaign-table"
     refresh_in_place = True
-    allowed_roles = STAFF
-    permission_denied_message = "Only compliance and admins manage campaigns."
+    allowed_roles = READERS
+    permission_denied_message = "Only compliance and admins manage campaigns (auditors read them)."
 
 
 class UnsavedScope:
@@ -210,8 +210,8 @@ class CampaignDetailView(ObjectListView):
     per_page = ITEMS_PER_PAGE
     table_id = "campaign-items"
     refresh_in_place = True
-    allowed_roles = STAFF
-    permission_denied_message = "Only compliance and admins manage campaigns."
+    allowed_roles = READERS
+    permission_denied_message = "Only compliance and admins manage campaigns (auditors read them)."
     # A step the service refused, as (action slug, form): the page is shown again with its errors (400).
     refused: tuple[str, object] | None = None
 
@@ -245,7 +245,8 @@ class CampaignDetailView(ObjectListView):
         campaign = self.campaign
         progress = campaigns.campaign_progress(campaign)
         overdue = progress["totals"]["overdue"] > 0
-        panels = offered_panels(CAMPAIGN_ACTIONS.values(), campaign, failed=self.refused)
+        may_act = roles.sees_everything(self.request.user)
+        panels = offered_panels(CAMPAIGN_ACTIONS.values() if may_act else (), campaign, failed=self.refused)
         context.update({
             "campaign": campaign,
             "scope": _scope_summary(campaign),

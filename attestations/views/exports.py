@@ -50,6 +50,8 @@ def signing_context() -> dict:
 @login_required
 @require_http_methods(["GET", "POST"])
 def export_create(request):
+    if roles.is_auditor(request.user):
+        raise PermissionDenied("Auditors read the exports compliance requests; generating one is not theirs to do.")
     data = request.POST if request.method == "POST" else (request.GET or None)
     if data and data.get("kind") in ("campaign", "customer") and not roles.sees_everything(request.user):
         raise PermissionDenied("Only compliance and admins export campaign and customer reports.")

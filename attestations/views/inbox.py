@@ -173,7 +173,7 @@ def _render_item(request, item: AttestationItem, failed: DecisionForm | None = N
     context = {
         "item": item,
         "key": item.key,
-        "show_key_link": roles.sees_everything(request.user) or request.user.pk in (item.key.owner_id, item.key.steward_id),
+        "show_key_link": roles.reads_everything(request.user) or request.user.pk in (item.key.owner_id, item.key.steward_id),
         "row": row,
         "history": item.history.select_related("history_user").order_by("-history_date", "-history_id"),
         "transfers": item.transfers.select_related("from_user", "to_user", "requested_by").order_by("-requested_at"),

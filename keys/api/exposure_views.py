@@ -11,7 +11,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
 from core.api import RolePermission
-from keys.api.permissions import SeesEverythingOrIntegration
+from keys.api.permissions import ReadsEverythingOrIntegration
 from keys.api.views import TakesSecretOnCreate
 from keys.choices import ExposureSource, TriageStatus
 from keys.models import Exposure
@@ -100,7 +100,7 @@ class ExposureViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, mixins.ListM
     def get_permissions(self):
         if self.action == "create":
             return [MayReportExposures()]
-        return [SeesEverythingOrIntegration()]
+        return [ReadsEverythingOrIntegration()]
 
     @extend_schema(
         request=ReportExposureSerializer, responses={201: ExposureReceiptSerializer},

@@ -40,8 +40,11 @@ class IsAdminOrIntegration(RoleOrIntegration):
         return roles.is_admin(user)
 
 
-class SeesEverythingOrIntegration(RoleOrIntegration):
-    message = "Only compliance, admins and integrations may do this."
+class ReadsEverythingOrIntegration(RoleOrIntegration):
+    """Compliance, admins and an auditor while their grant lasts (reads only: the auditor middleware refuses the
+    rest), or an integration token within its scope."""
+
+    message = "Only compliance, admins, auditors and integrations may read this."
 
     def allows(self, user) -> bool:
-        return roles.sees_everything(user)
+        return roles.reads_everything(user)

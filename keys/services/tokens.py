@@ -65,6 +65,8 @@ def create_token(
         errors["acts_as"] = ["Choose a service account without the admin or compliance role."]
     elif roles.is_customer_contact(acts_as):
         errors["acts_as"] = ["Choose a service account, not a customer contact."]
+    elif roles.is_auditor(acts_as):
+        errors["acts_as"] = ["Choose a service account, not an auditor."]
     if errors:
         raise TokenError(errors)
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -15,7 +15,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_POST
 
 from core import roles
-from core.lists import STAFF, ObjectListView
+from core.lists import READERS, ObjectListView
 from core.navigation import return_url
 from keys.choices import ExposureSource
 from keys.filters import ExposureFilterSet
@@ -91,5 +91,5 @@ class ExposureListView(ObjectListView):
     filterset_class = ExposureFilterSet
     template_name = "keys/exposure_list.html"
     ordering = ("-reported_at", "-pk")
-    allowed_roles = STAFF
-    permission_denied_message = "Only compliance and admins see exposure reports."
+    allowed_roles = READERS
+    permission_denied_message = "Only compliance, admins and auditors see exposure reports."

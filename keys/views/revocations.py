@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core import roles
-from core.lists import STAFF, ObjectListView
+from core.lists import READERS, ObjectListView
 from core.navigation import return_url
 from keys.filters import RevocationRequestFilterSet
 from keys.models import RevocationRequest
@@ -36,8 +36,8 @@ class RevocationListView(ObjectListView):
     filterset_class = RevocationRequestFilterSet
     template_name = "keys/revocations.html"
     ordering = ("-emergency", "-requested_at", "-pk")
-    allowed_roles = STAFF
-    permission_denied_message = "Only admins and compliance see revocation requests."
+    allowed_roles = READERS
+    permission_denied_message = "Only admins, compliance and auditors see revocation requests."
 
     def get_table_kwargs(self):
         return {} if roles.is_admin(self.request.user) else {"exclude": ("confirm",)}

@@ -18,11 +18,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def world(owner, other_owner, compliance_user, admin_user, key, other_key):
+def world(owner, other_owner, compliance_user, admin_user, auditor_user, key, other_key):
     campaign = campaigns.create_campaign(actor=compliance_user, name="2026-Q4", default_action=DefaultAction.SUSPEND)
     campaigns.launch_campaign(campaign, actor=compliance_user)
     return {
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
+        "auditor": auditor_user,
         "campaign": campaign, "key": key, "other_key": other_key,
         "item": campaign.items.get(key=key), "other_item": campaign.items.get(key=other_key),
     }
@@ -40,29 +41,29 @@ CONFIRM = {"decision": "confirm", "justification": "still feeds the nightly expo
 
 MATRIX = {
     "campaign-list": {
-        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200},
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 400, "admin": 400},
+        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200, "auditor": 200},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 400, "admin": 400, "auditor": 403},
     },
     "campaign-detail": {
-        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "campaign-launch": {
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200, "auditor": 403},
     },
     "campaign-close": {
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200, "auditor": 403},
     },
     "attestation-list": {
-        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "attestation-detail": {
-        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "attestation-decide": {
-        "post": {"anon": 403, "owner": 400, "other": 404, "compliance": 403, "admin": 403},
+        "post": {"anon": 403, "owner": 400, "other": 404, "compliance": 403, "admin": 403, "auditor": 403},
     },
     "attestation-bulk-decide": {
-        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400},
+        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400, "auditor": 403},
     },
 }
 NO_ID = {"attestation-bulk-decide"}

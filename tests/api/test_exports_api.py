@@ -13,18 +13,18 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 @pytest.fixture
-def world(owner, other_owner, compliance_user, admin_user, key, other_key):
-    return export_world(owner, other_owner, compliance_user, admin_user, key, other_key)
+def world(owner, other_owner, compliance_user, admin_user, auditor_user, key, other_key):
+    return export_world(owner, other_owner, compliance_user, admin_user, key, other_key) | {"auditor": auditor_user}
 
 
 # url name -> method -> role -> status, with an empty body (an allowed POST reaches validation: 400).
 MATRIX = {
     "export-list": {
-        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
-        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400},
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200, "auditor": 200},
+        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400, "auditor": 403},
     },
-    "export-detail": {"get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200}},
-    "export-download": {"get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200}},
+    "export-detail": {"get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200}},
+    "export-download": {"get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200}},
 }
 
 

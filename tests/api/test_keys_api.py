@@ -21,9 +21,10 @@ SECRET = "sk_live_4f2aQ9vXfakeSecretForTests000"
 
 
 @pytest.fixture
-def world(owner, other_owner, compliance_user, admin_user, key, other_key):
+def world(owner, other_owner, compliance_user, admin_user, auditor_user, key, other_key):
     return {
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
+        "auditor": auditor_user,
         "key": key, "other_key": other_key, "exception": factories.KeyExceptionFactory(key=key),
     }
 
@@ -47,48 +48,48 @@ def assert_no_secret(response, secret=SECRET):
 
 MATRIX = {
     "customer-list": {
-        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200, "auditor": 200},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400, "auditor": 403},
     },
     "customer-detail": {
-        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
-        "put": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
-        "patch": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200},
+        "put": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400, "auditor": 403},
+        "patch": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 200, "auditor": 403},
     },
     "workflow-list": {
-        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200, "auditor": 200},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400, "auditor": 403},
     },
     "workflow-detail": {
-        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
-        "put": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
-        "patch": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200},
+        "put": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400, "auditor": 403},
+        "patch": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 200, "auditor": 403},
     },
     "apikey-list": {
-        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200, "auditor": 200},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400, "auditor": 403},
     },
     "apikey-detail": {
-        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "apikey-history": {
-        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "apikey-revoke": {
-        "post": {"anon": 403, "owner": 400, "other": 404, "compliance": 403, "admin": 400},
+        "post": {"anon": 403, "owner": 400, "other": 404, "compliance": 403, "admin": 400, "auditor": 403},
     },
     "keyexception-list": {
-        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 200, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "keyexception-detail": {
-        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200},
+        "get": {"anon": 403, "owner": 200, "other": 404, "compliance": 200, "admin": 200, "auditor": 200},
     },
     "usage-list": {
-        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400},
+        "post": {"anon": 403, "owner": 403, "other": 403, "compliance": 403, "admin": 400, "auditor": 403},
     },
     "exposure-list": {
-        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200},
-        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400},
+        "get": {"anon": 403, "owner": 403, "other": 403, "compliance": 200, "admin": 200, "auditor": 200},
+        "post": {"anon": 403, "owner": 400, "other": 400, "compliance": 400, "admin": 400, "auditor": 403},
     },
 }
 

@@ -1,6 +1,6 @@
 """Every page of the portal as each role sees it, at a desktop and a phone size, on the demo data.
 
-For admin, compliance, owner1, owner2, a customer contact and an anonymous visitor, every page the role
+For admin, compliance, owner1, owner2, the auditor, a customer contact and an anonymous visitor, every page the role
 reaches (lists, a detail page of each kind of object, forms, and forms sent empty so they show their
 errors) is checked for template source or a literal "None" in the text, for sideways scrolling of the
 page, for the main navigation collapsing into a menu on the phone, and for WCAG 2.1 A/AA violations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.management import call_command
 from django.test.signals import template_rendered
@@ -28,6 +29,7 @@ from attestations.services import campaigns, decisions, exports
 from contacts import access
 from contacts.models import CustomerContact
 from core import roles
+from core.auditors import services as auditors
 from identity.models import ScimToken
 from identity.services import scim_tokens
 from keys.choices import BlastRadius, ExceptionKind, KeyStatus, MigrationTarget, Replaceability
@@ -156,7 +158,12 @@ def staff_pages(user) -> list[Page]:
         Page("contact-invite", reverse("contacts:invite")),
         Page("contact-invite-errors", reverse("contacts:invite"), submit_empty=True),
         Page("two-factor", reverse("two-factor-setup")),
+        Page("auditor-list", reverse("auditors:list")),
+        Page("auditor-grant", reverse("auditors:grant")),
+        Page("auditor-grant-errors", reverse("auditors:grant"), submit_empty=True),
     ]
+    # An auditor reads what the middleware lets them read: under their current grant.
+    setattr(user, roles.AUDITOR_GRANT_ATTRIBUTE, auditors.current_grant(user))
     keys = ApiKey.objects.visible_to(user).order_by("pk")
     for status in KeyStatus.values:
         key = keys.filter(status=status).first()
@@ -172,7 +179,7 @@ def staff_pages(user) -> list[Page]:
     for campaign in _one_per_status():
         pages.append(Page(f"campaign-detail-{campaign.status}", reverse("attestations:campaign", args=[campaign.pk])))
     items = AttestationItem.objects.order_by("pk")
-    if not roles.sees_everything(user):
+    if not roles.reads_everything(user):
         items = items.filter(key__in=keys)
     for status in ItemStatus.values:
         item = items.filter(status=status).first()
@@ -299,6 +306,39 @@ def contact_sign_in(page, live_server, contact, checker: Checker | None, size: s
     page.wait_for_url(re.compile(r"/contact/$"))
 
 
+def auditor_refused(page, live_server, checker: Checker, size: str):
+    """The page an auditor gets for any change they send (here a saved filter, posted from the key list)."""
+    page.goto(f"{live_server.url}{reverse('keys:list')}")
+    with page.expect_navigation():
+        page.evaluate("""() => { const form = document.createElement('form'); form.method = 'post';
+            form.action = '/keys/filters/'; document.body.appendChild(form); form.submit(); }""")
+    checker.check(page, "auditor", size, "refused")
+
+
+def new_auditor_password(page, live_server, checker: Checker, size: str, compliance):
+    """A new auditor's emailed link: the page choosing a password, its errors, the page once it is set, and a link
+    that no longer works."""
+    auditor = get_user_model().objects.create_user(f"page.check.{size}", email=f"page.check.{size}@audit.test")
+    auditor.set_unusable_password()
+    auditor.save()
+    auditor.groups.add(Group.objects.get(name=roles.AUDITOR))
+    link = auditors.set_password_url(auditor).removeprefix(live_server.url)
+    page.goto(live_server.url + link)
+    checker.check(page, "anonymous", size, "set-password")
+    page.get_by_label("New password", exact=True).fill("short")
+    page.get_by_label("New password confirmation").fill("different")
+    page.get_by_role("button", name="Set password").click()
+    page.wait_for_load_state()
+    checker.check(page, "anonymous", size, "set-password-errors")
+    page.get_by_label("New password", exact=True).fill("Ledger-walk-47-harbour")
+    page.get_by_label("New password confirmation").fill("Ledger-walk-47-harbour")
+    page.get_by_role("button", name="Set password").click()
+    page.wait_for_url(re.compile(r"/account/set-password/done/$"))
+    checker.check(page, "anonymous", size, "password-set")
+    page.goto(live_server.url + link)
+    checker.check(page, "anonymous", size, "set-password-used")
+
+
 def test_every_page_as_each_role_sees_it(browser, live_server, demo):
     rendered: set[str] = set()
 
@@ -310,11 +350,13 @@ def test_every_page_as_each_role_sees_it(browser, live_server, demo):
     checker = Checker(browser, live_server)
     try:
         for size in SIZES:
-            for role in ("admin", "compliance", "owner1", "owner2"):
+            for role in ("admin", "compliance", "owner1", "owner2", "auditor"):
                 context, page = checker.context(size)
                 login(page, live_server, role, "demo")
                 for target in staff_pages(demo[role]):
                     checker.open(page, role, size, target)
+                if role == "auditor":
+                    auditor_refused(page, live_server, checker, size)
                 context.close()
 
             context, page = checker.context(size)
@@ -334,6 +376,7 @@ def test_every_page_as_each_role_sees_it(browser, live_server, demo):
             context.close()
 
             context, page = checker.context(size)
+            new_auditor_password(page, live_server, checker, size, demo["compliance"])
             page.goto(f"{live_server.url}/login/")
             checker.check(page, "anonymous", size, "login")
             page.locator("input[name='username']").fill("owner1")

@@ -58,6 +58,7 @@ def everywhere(compliance_user, owner, other_owner, admin_user, media_root, djan
                               location="https://paste.example/1")
     factories.KeyExceptionFactory(key=key)
     factories.OwnerProfileFactory(user=owner)
+    factories.grant_access(factories.AuditorFactory(username="ada-auditor"), by=compliance_user)
     contact, _ = access.invite_contact(actor=compliance_user, customer=key.workflow.customer, name="Dana Contact",
                                        email="dana@customer.example")
     record_access(None, AccessAction.LOGIN_FAILED, username="long-ago")

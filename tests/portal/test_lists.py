@@ -141,6 +141,10 @@ def build_contacts(users, n):
     ]
 
 
+def build_auditor_grants(users, n):
+    return [factories.grant_access(factories.AuditorFactory(), by=users["compliance"]) for _ in range(n)]
+
+
 EVERYONE_SEES = frozenset({"owner", "compliance", "admin"})
 STAFF = frozenset({"compliance", "admin"})
 
@@ -175,6 +179,9 @@ LISTS = [
              per_page=50),
     ListPage("contacts:list", build_contacts, lambda contact: f'href="/contacts/{contact.pk}/"',
              seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"active": "yes"}, miss={"active": "no"},
+             per_page=50),
+    ListPage("auditors:list", build_auditor_grants, lambda grant: f'id="grant-{grant.pk}"',
+             seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"state": "current"}, miss={"state": "ended"},
              per_page=50),
 ]
 BY_NAME = {page.name: page for page in LISTS}

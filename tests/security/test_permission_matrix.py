@@ -1,8 +1,9 @@
 """One permission matrix over every URL of the project (Django's admin and static files excepted).
 
 For each route: which object it is asked about, and for anonymous, the object's owner, another owner,
-compliance, admin and a signed-in customer contact (refused everywhere but the contact pages: 403 unless
-an entry says otherwise), the answer expected (a status code, or ``LOGIN`` for a redirect to sign in).
+compliance, admin, a signed-in customer contact (refused everywhere but the contact pages: 403 unless
+an entry says otherwise) and an auditor with a current grant (reads evidence, history and exports; every
+change refused with 403), the answer expected (a status code, or ``LOGIN`` for a redirect to sign in).
 Requests carry an empty body, so an allowed change reaches validation (200/400 with errors, or a
 redirect with a message) and changes nothing. The REST routes reuse the per-router matrices of
 ``tests/api`` and add any router they do not cover. A URL without an entry fails
@@ -32,22 +33,32 @@ from tests.api import test_campaigns_api, test_keys_api
 
 pytestmark = pytest.mark.django_db
 
-ROLES = ("anon", "owner", "other", "compliance", "admin", "contact")
+ROLES = ("anon", "owner", "other", "compliance", "admin", "contact", "auditor")
 LOGIN = "login"
 EXCLUDED_PREFIXES = ("admin/", "static/", "media/")
 
 
-def row(anon, owner, other, compliance, admin, contact=403):
-    return {"anon": anon, "owner": owner, "other": other, "compliance": compliance, "admin": admin, "contact": contact}
+def row(anon, owner, other, compliance, admin, contact=403, auditor=None):
+    return {"anon": anon, "owner": owner, "other": other, "compliance": compliance, "admin": admin, "contact": contact,
+            "auditor": auditor}
 
 
-def expected_for(spec: dict, role: str):
+READS = {"get", "head", "options"}
+
+
+def expected_for(spec: dict, role: str, method: str):
     # The routers' own matrices (tests/api) have no contact column: a contact session is refused there too.
-    return spec.get(role, 403)
+    expected = spec.get(role, 403)
+    if role == "auditor" and expected is None:
+        # A row written without an auditor column: every change is refused; a read answers as to another user.
+        return spec["other"] if method in READS else 403
+    return expected
 
 
-EVERYONE = row(LOGIN, 200, 200, 200, 200)
-STAFF_ONLY = row(LOGIN, 403, 403, 200, 200)
+EVERYONE = row(LOGIN, 200, 200, 200, 200, auditor=200)
+STAFF_ONLY = row(LOGIN, 403, 403, 200, 200, auditor=403)
+# Compliance's and admins' pages of evidence and history, which an auditor reads too.
+READERS = row(LOGIN, 403, 403, 200, 200, auditor=200)
 SCIM_REFUSED = row(401, 401, 401, 401, 401)
 
 # url name -> {"args": world fixtures or literal slugs, method: expected per role}. "owner" is alice,
@@ -55,82 +66,100 @@ SCIM_REFUSED = row(401, 401, 401, 401, 401)
 # "other" is bob, an owner of other keys.
 PAGES = {
     "dashboard": {"get": EVERYONE},
-    "login": {"get": row(200, 302, 302, 302, 302)},
-    "logout": {"post": row(302, 302, 302, 302, 302)},
-    "two-factor-setup": {"get": row(LOGIN, 403, 403, 200, 200)},
-    "two-factor-verify": {"get": row(LOGIN, 302, 302, 302, 302)},
+    "login": {"get": row(200, 302, 302, 302, 302, auditor=302)},
+    "logout": {"post": row(302, 302, 302, 302, 302, auditor=302)},
+    "two-factor-setup": {"get": row(LOGIN, 403, 403, 200, 200, auditor=200)},
+    "two-factor-verify": {"get": row(LOGIN, 302, 302, 302, 302, auditor=302)},
     # Single sign-on is off here (no OIDC_ISSUER): not found. tests/identity/test_sso.py covers it on.
-    "sso:start": {"get": row(404, 404, 404, 404, 404)},
-    "sso:callback": {"get": row(404, 404, 404, 404, 404)},
+    "sso:start": {"get": row(404, 404, 404, 404, 404, auditor=404)},
+    "sso:callback": {"get": row(404, 404, 404, 404, 404, auditor=404)},
     "keys:list": {"get": EVERYONE},
     # An empty body names no filter: refused with a message and back to the list. Deleting needs one's own.
-    "keys:filter-save": {"post": row(LOGIN, 302, 302, 302, 302)},
-    "keys:filter-delete": {"args": ("999999",), "post": row(LOGIN, 404, 404, 404, 404)},
-    "keys:register": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
-    "keys:import": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
-    "keys:detail": {"args": ("key",), "get": row(LOGIN, 200, 404, 200, 200)},
-    "keys:action": {"args": ("key", "suspend"), "post": row(LOGIN, 403, 404, 403, 400)},
+    "keys:filter-save": {"post": row(LOGIN, 302, 302, 302, 302, auditor=403)},
+    "keys:filter-delete": {"args": ("999999",), "post": row(LOGIN, 404, 404, 404, 404, auditor=403)},
+    "keys:register": {"get": row(LOGIN, 403, 403, 403, 200, auditor=403),
+                      "post": row(LOGIN, 403, 403, 403, 400, auditor=403)},
+    "keys:import": {"get": row(LOGIN, 403, 403, 403, 200, auditor=403), "post": row(LOGIN, 403, 403, 403, 400, auditor=403)},
+    "keys:detail": {"args": ("key",), "get": row(LOGIN, 200, 404, 200, 200, auditor=200)},
+    "keys:action": {"args": ("key", "suspend"), "post": row(LOGIN, 403, 404, 403, 400, auditor=403)},
     "keys:exceptions": {"get": EVERYONE},
     "keys:exception-request": {
         "args": ("key",),
-        "get": row(LOGIN, 200, 404, 403, 200),
-        "post": row(LOGIN, 400, 404, 403, 400),
+        "get": row(LOGIN, 200, 404, 403, 200, auditor=403),
+        "post": row(LOGIN, 400, 404, 403, 400, auditor=403),
     },
-    "keys:exception": {"args": ("exception",), "get": row(LOGIN, 200, 404, 200, 200)},
-    "keys:exception-action": {"args": ("exception", "reject"), "post": row(LOGIN, 400, 404, 400, 400)},
-    "keys:revocations": {"get": STAFF_ONLY},
-    "keys:revocation-confirm": {"args": ("revocation",), "post": row(LOGIN, 403, 403, 403, 302)},
-    "keys:tokens": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
-    "keys:token-revoke": {"args": ("token",), "post": row(LOGIN, 403, 403, 403, 302)},
-    "keys:exposures": {"get": STAFF_ONLY},
-    "keys:exposure-report": {"get": EVERYONE, "post": EVERYONE},
+    "keys:exception": {"args": ("exception",), "get": row(LOGIN, 200, 404, 200, 200, auditor=200)},
+    "keys:exception-action": {"args": ("exception", "reject"), "post": row(LOGIN, 400, 404, 400, 400, auditor=403)},
+    "keys:revocations": {"get": READERS},
+    "keys:revocation-confirm": {"args": ("revocation",), "post": row(LOGIN, 403, 403, 403, 302, auditor=403)},
+    "keys:tokens": {"get": row(LOGIN, 403, 403, 403, 200, auditor=403), "post": row(LOGIN, 403, 403, 403, 400, auditor=403)},
+    "keys:token-revoke": {"args": ("token",), "post": row(LOGIN, 403, 403, 403, 302, auditor=403)},
+    "keys:exposures": {"get": READERS},
+    "keys:exposure-report": {"get": row(LOGIN, 200, 200, 200, 200, auditor=403),
+                             "post": row(LOGIN, 200, 200, 200, 200, auditor=403)},
     # bob's report of the fingerprint of alice's key, which he cannot see: compliance and admins triage it.
-    "keys:exposure-triage": {"args": ("exposure",), "post": row(LOGIN, 403, 403, 302, 302)},
+    "keys:exposure-triage": {"args": ("exposure",), "post": row(LOGIN, 403, 403, 302, 302, auditor=403)},
+    # An auditor decides nothing: their inbox is empty.
     "attestations:inbox": {"get": EVERYONE},
-    "attestations:bulk-confirm": {"post": row(LOGIN, 302, 302, 302, 302)},
-    "attestations:bulk-decide": {"post": row(LOGIN, 302, 302, 302, 302)},
-    "attestations:item": {"args": ("item",), "get": row(LOGIN, 200, 404, 200, 200)},
-    "attestations:decide": {"args": ("item",), "post": row(LOGIN, 400, 404, 400, 400)},
-    "attestations:transfer": {"args": ("transfer", "decline"), "post": row(LOGIN, 302, 404, 404, 404)},
+    "attestations:bulk-confirm": {"post": row(LOGIN, 302, 302, 302, 302, auditor=403)},
+    "attestations:bulk-decide": {"post": row(LOGIN, 302, 302, 302, 302, auditor=403)},
+    "attestations:item": {"args": ("item",), "get": row(LOGIN, 200, 404, 200, 200, auditor=200)},
+    "attestations:decide": {"args": ("item",), "post": row(LOGIN, 400, 404, 400, 400, auditor=403)},
+    "attestations:transfer": {"args": ("transfer", "decline"), "post": row(LOGIN, 302, 404, 404, 404, auditor=403)},
     "keys:releases": {"get": EVERYONE},
     # alice owns the key of ``release``; compliance and admins may decide too; bob cannot see it.
-    "keys:release-action": {"args": ("release", "rollback"), "post": row(LOGIN, 302, 404, 302, 302)},
+    "keys:release-action": {"args": ("release", "rollback"), "post": row(LOGIN, 302, 404, 302, 302, auditor=403)},
     "attestations:successions": {"get": EVERYONE},
     # ``key`` is alice's and she has not left: nobody may name its successor (bob cannot see it).
-    "attestations:succession-name": {"args": ("key",), "post": row(LOGIN, 403, 404, 403, 403)},
-    "attestations:campaigns": {"get": STAFF_ONLY},
-    "attestations:campaign-create": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400)},
-    "attestations:campaign": {"args": ("campaign",), "get": STAFF_ONLY},
-    "attestations:campaign-action": {"args": ("campaign", "cancel"), "post": row(LOGIN, 403, 403, 400, 400)},
+    "attestations:succession-name": {"args": ("key",), "post": row(LOGIN, 403, 404, 403, 403, auditor=403)},
+    "attestations:campaigns": {"get": READERS},
+    "attestations:campaign-create": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400, auditor=403)},
+    "attestations:campaign": {"args": ("campaign",), "get": READERS},
+    "attestations:campaign-action": {"args": ("campaign", "cancel"), "post": row(LOGIN, 403, 403, 400, 400, auditor=403)},
     "attestations:exports": {"get": EVERYONE},
-    "attestations:export-create": {"get": EVERYONE, "post": row(LOGIN, 400, 400, 400, 400)},
-    "attestations:export": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
-    "attestations:export-download": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
-    "attestations:export-progress": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200)},
+    # Generating an export is an action: an auditor reads the exports compliance requested.
+    "attestations:export-create": {"get": row(LOGIN, 200, 200, 200, 200, auditor=403),
+                                   "post": row(LOGIN, 400, 400, 400, 400, auditor=403)},
+    "attestations:export": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200, auditor=200)},
+    "attestations:export-download": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200, auditor=200)},
+    "attestations:export-progress": {"args": ("export",), "get": row(LOGIN, 200, 404, 200, 200, auditor=200)},
     "attestations:export-certificate": {"get": EVERYONE},
-    "api-root": {"get": row(403, 200, 200, 200, 200)},
-    "api-schema": {"get": row(200, 200, 200, 200, 200)},
-    "api-docs": {"get": row(200, 200, 200, 200, 200)},
+    "api-root": {"get": row(403, 200, 200, 200, 200, auditor=200)},
+    "api-schema": {"get": row(200, 200, 200, 200, 200, auditor=200)},
+    "api-docs": {"get": row(200, 200, 200, 200, 200, auditor=200)},
+    # An auditor sees contacts only as the evidence names them: never the contact pages.
     "contacts:list": {"get": STAFF_ONLY},
-    "contacts:invite": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400)},
+    "contacts:invite": {"get": STAFF_ONLY, "post": row(LOGIN, 403, 403, 400, 400, auditor=403)},
     "contacts:detail": {"args": ("contact_profile",), "get": STAFF_ONLY},
-    "contacts:send-link": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 302, 302)},
-    "contacts:assign": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400)},
-    "contacts:deactivate": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 400, 400)},
-    "contacts:erase": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400)},
+    "contacts:send-link": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 302, 302, auditor=403)},
+    "contacts:assign": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400, auditor=403)},
+    "contacts:deactivate": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 400, 400, auditor=403)},
+    "contacts:erase": {"args": ("contact_profile",), "post": row(LOGIN, 403, 403, 403, 400, auditor=403)},
     # The contact's side: the emailed link and code pages answer anyone; the rest only a contact session.
-    "contacts:access": {"args": ("contact_token",), "get": row(200, 200, 200, 200, 200, 200),
-                        "post": row(302, 302, 302, 302, 302, 302)},
-    "contacts:code": {"get": row(400, 400, 400, 400, 400, 400), "post": row(400, 400, 400, 400, 400, 400)},
-    "contacts:code-resend": {"post": row(302, 302, 302, 302, 302, 302)},
-    "contacts:home": {"get": row(401, 403, 403, 403, 403, 200)},
-    "contacts:decide": {"args": ("contact_item",), "post": row(401, 403, 403, 403, 403, 400)},
-    "contacts:sign-out": {"post": row(200, 200, 200, 200, 200, 200)},
+    "contacts:access": {"args": ("contact_token",), "get": row(200, 200, 200, 200, 200, 200, auditor=200),
+                        "post": row(302, 302, 302, 302, 302, 302, auditor=403)},
+    "contacts:code": {"get": row(400, 400, 400, 400, 400, 400, auditor=400),
+                      "post": row(400, 400, 400, 400, 400, 400, auditor=403)},
+    "contacts:code-resend": {"post": row(302, 302, 302, 302, 302, 302, auditor=403)},
+    "contacts:home": {"get": row(401, 403, 403, 403, 403, 200, auditor=403)},
+    "contacts:decide": {"args": ("contact_item",), "post": row(401, 403, 403, 403, 403, 400, auditor=403)},
+    "contacts:sign-out": {"post": row(200, 200, 200, 200, 200, 200, auditor=403)},
+    # Auditor access: compliance grants and ends it (admins read the list); ``other_grant`` is another
+    # auditor's, so ending it leaves the signed-in auditor's own grant current.
+    "auditors:list": {"get": row(LOGIN, 403, 403, 200, 200, auditor=403)},
+    "auditors:grant": {"get": row(LOGIN, 403, 403, 200, 403, auditor=403),
+                       "post": row(LOGIN, 403, 403, 400, 403, auditor=403)},
+    "auditors:end": {"args": ("other_grant",), "post": row(LOGIN, 403, 403, 302, 403, auditor=403)},
+    "auditors:send-link": {"args": ("other_grant",), "post": row(LOGIN, 403, 403, 302, 403, auditor=403)},
+    # A new auditor's password link (here an unknown one: the page says the link does not work).
+    "auditors:set-password": {"args": ("MTIzNDU", "set-password"), "get": row(200, 200, 200, 200, 200, auditor=200),
+                              "post": row(200, 200, 200, 200, 200, auditor=403)},
+    "auditors:password-set": {"get": row(200, 200, 200, 200, 200, auditor=200)},
     # Operations: no session needed. /health/ answers everyone (a contact session reaches only the contact pages);
     # /metrics answers the test client's loopback address whoever is signed in, and refuses other addresses
     # without the token (tests/portal/test_operations.py).
-    "health": {"get": row(200, 200, 200, 200, 200)},
-    "metrics": {"get": row(200, 200, 200, 200, 200)},
+    "health": {"get": row(200, 200, 200, 200, 200, auditor=200)},
+    "metrics": {"get": row(200, 200, 200, 200, 200, auditor=200)},
     "scim-tokens": {"get": row(LOGIN, 403, 403, 403, 200), "post": row(LOGIN, 403, 403, 403, 400)},
     "scim-token-revoke": {"args": ("scim_token",), "post": row(LOGIN, 403, 403, 403, 302)},
     # SCIM 2.0 (on in this world: SCIM_ENABLED) answers a SCIM client's bearer token only: a session, however
@@ -149,11 +178,11 @@ API_MATRICES = (
     (test_campaigns_api.MATRIX, test_campaigns_api.matrix_url),
 )
 API_EXTRA = {
-    "usage-list": {"post": row(403, 403, 403, 403, 400)},
-    "exposure-list": {"get": row(403, 403, 403, 200, 200), "post": row(403, 400, 400, 400, 400)},
-    "export-list": {"get": row(403, 200, 200, 200, 200), "post": row(403, 400, 400, 400, 400)},
-    "export-detail": {"args": ("export",), "get": row(403, 200, 404, 200, 200)},
-    "export-download": {"args": ("export",), "get": row(403, 200, 404, 200, 200)},
+    "usage-list": {"post": row(403, 403, 403, 403, 400, auditor=403)},
+    "exposure-list": {"get": row(403, 403, 403, 200, 200, auditor=200), "post": row(403, 400, 400, 400, 400, auditor=403)},
+    "export-list": {"get": row(403, 200, 200, 200, 200, auditor=200), "post": row(403, 400, 400, 400, 400, auditor=403)},
+    "export-detail": {"args": ("export",), "get": row(403, 200, 404, 200, 200, auditor=200)},
+    "export-download": {"args": ("export",), "get": row(403, 200, 404, 200, 200, auditor=200)},
 }
 
 
@@ -215,7 +244,7 @@ def skip_unless_served(served: bool, label: str) -> None:
 
 
 @pytest.fixture
-def world(owner, other_owner, compliance_user, admin_user, key, other_key, settings, tmp_path):
+def world(owner, other_owner, compliance_user, admin_user, auditor_user, key, other_key, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     exception = factories.KeyExceptionFactory(key=key, requested_by=owner)
     contact, contact_token = contact_access.invite_contact(
@@ -260,6 +289,8 @@ def world(owner, other_owner, compliance_user, admin_user, key, other_key, setti
         "contact_item": campaign.items.get(key=contact_key),
         "export": export, "token": token, "scim_token": scim_token,
         "anon": None, "owner": owner, "other": other_owner, "compliance": compliance_user, "admin": admin_user,
+        "auditor": auditor_user,
+        "other_grant": factories.grant_access(factories.AuditorFactory(username="olaf"), by=compliance_user),
         "key": key, "other_key": other_key, "exception": exception, "campaign": campaign,
         "item": campaign.items.get(key=key), "other_item": campaign.items.get(key=other_key),
         "transfer": transfer, "revocation": doomed.revocation_requests.first(),
@@ -314,7 +345,7 @@ def test_page_permissions(world, name, method):
     for role in ROLES:
         response = getattr(client_for(world[role]), method)(url)
         label = f"{role} {method.upper()} {url} ({name})"
-        assert_answer(response, expected_for(PAGES[name][method], role), label)
+        assert_answer(response, expected_for(PAGES[name][method], role, method), label)
         assert_no_inline_code(response, label)
     world["key"].refresh_from_db()
     assert world["key"].status == KeyStatus.ACTIVE
@@ -326,7 +357,7 @@ def test_api_permissions(world, name, method):
     url = _api_url(name, world)
     for role in ROLES:
         response = getattr(client_for(world[role]), method)(url, {}, format="json")
-        assert response.status_code == expected_for(API_ROUTES[(name, method)], role), (
+        assert response.status_code == expected_for(API_ROUTES[(name, method)], role, method), (
             f"{role} {method.upper()} {url} ({name}): {response.status_code} {response.content[:300]!r}"
         )
     world["key"].refresh_from_db()

@@ -34,6 +34,7 @@ from attestations.models import AttestationItem, Campaign, EvidenceExport, Notif
 from attestations.services import campaigns, decisions, exports, notifications, reminders
 from core import roles
 from core.actors import system_user
+from core.auditors import services as auditors
 from core.chain import chained_models, purge_records, sealed_atomic
 from core.history import attribute_change
 from keys.choices import (
@@ -67,7 +68,11 @@ USERS = {
     "owner4": ("Dev", "Patel", roles.OWNER, False, False),
     "manager1": ("Maria", "Lopez", roles.OWNER, False, False),
     "manager2": ("Tom", "Becker", roles.OWNER, False, False),
+    # An external auditor, with read access for the demo engagement (``ensure_auditor_access``).
+    "auditor": ("Aude", "Laurent", roles.AUDITOR, False, True),
 }
+DEMO_ENGAGEMENT = "Demo: ISO 27001 surveillance audit"
+DEMO_ACCESS_DAYS = 30
 
 # username: (manager, department)
 PROFILES = {
@@ -316,6 +321,7 @@ class Command(BaseCommand):
         report_of = None
         with sealed_atomic():
             users = self.ensure_users()
+            self.ensure_auditor_access(users)
             if reset:
                 self.delete_demo_data()
             if Customer.objects.filter(external_id__startswith=DEMO_ID_PREFIX).exists():
@@ -353,6 +359,15 @@ class Command(BaseCommand):
                 user=users[username], defaults={"manager": users.get(manager), "department": department}
             )
         return users
+
+    def ensure_auditor_access(self, users) -> None:
+        """The demo auditor reads under a current grant from compliance: given when none is open, through the
+        service (history, email), so a later run leaves a scheduled or current grant as it is."""
+        auditor = users["auditor"]
+        if auditor.auditor_grants.filter(ended_at__isnull=True, ends_at__gt=self.now).exists():
+            return
+        auditors.grant_auditor_access(users["compliance"], auditor=auditor, engagement=DEMO_ENGAGEMENT,
+                                      ends_on=self.today + datetime.timedelta(days=DEMO_ACCESS_DAYS))
 
     def delete_demo_data(self):
         demo_keys = ApiKey.objects.filter(workflow__customer__external_id__startswith=DEMO_ID_PREFIX)
