@@ -177,7 +177,7 @@ def build(want: dict) -> None:
         "CASE WHEN w %% 50 = 49 THEN 'decommissioned' ELSE 'active' END, "
         "CASE WHEN w %% 50 = 49 THEN %s::date - 30 END, now() "
         "FROM generate_series(0, %s::int) w JOIN bench_customer c ON c.n = w / 5 "
-        "JOIN bench_owner o ON o.n = w %% %s JOIN bench_owner s ON s.n = (w + 7) %% %s",
+        "JOIN bench_owner o ON o.n = w %% %s JOIN bench_owner s ON s.n = (w + 7) %% %s ORDER BY w",
         [today, n_workflows - 1, OWNERS - 1, OWNERS - 1], note="workflows")
     run("CREATE TABLE bench_workflow AS SELECT row_number() OVER (ORDER BY id) - 1 AS n, id FROM keys_workflow")
 
@@ -447,12 +447,16 @@ def measure(args, want: dict) -> None:
         client.force_login(user)
         keys_seen = ApiKey.objects.visible_to(user).count()
         items_seen = AttestationItem.objects.visible_to(user).count()
+        # A customer whose keys the role sees (the filter offers no other).
+        shown = (ApiKey.objects.visible_to(user).order_by("pk").values_list("workflow__customer", flat=True).first()
+                 or customer.pk)
         extra = {
-            "/keys/": ["?status=active", f"?customer={customer.pk}", "?risk_tier=high&sort=-expires_on",
+            "/keys/": ["?status=active", f"?customer={shown}", "?risk_tier=high&sort=-expires_on",
                        "?q=sk_live_000a", "?sort=owner", f"?page={max(2, keys_seen // 25 // 2)}"],
-            "/api/v1/keys/": ["?status=active", f"?customer={customer.pk}", f"?page={max(2, keys_seen // 50 // 2)}"],
-            "/api/v1/attestations/": ["?status=pending", f"?page={max(2, items_seen // 50 // 2)}"],
-            "/api/v1/workflows/": [f"?customer={customer.pk}"],
+            "/api/v1/keys/": ["?status=active", f"?customer={shown}", f"?page={max(2, keys_seen // 50 // 2)}"],
+            "/api/v1/attestations/": ["?status=pending",
+                                      *([f"?page={items_seen // 50 // 2 + 1}"] if items_seen > 50 else [])],
+            "/api/v1/workflows/": [f"?customer={shown}"],
             "/keys/revocations/": [f"?page={max(2, revocations // 25 // 2)}"],
             "/keys/exceptions/": ["?status=approved"],
         }
