@@ -8,7 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def setup_django(default_db_name: str) -> None:
+def setup_django(default_db_name: str, *, keep: bool = False) -> None:
+    """Point Django at the bench's database and migrate it. The database is dropped and created afresh,
+    unless ``keep``: then an existing one is kept (created only if missing) with the rows it holds."""
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     url = os.environ.get("DATABASE_URL") or f"postgres://postgres@127.0.0.1:5432/{default_db_name}"
@@ -22,8 +24,11 @@ def setup_django(default_db_name: str) -> None:
         name = url.rsplit("/", 1)[1]
         admin_url = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}"')
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if exists and not keep:
+                conn.execute(f'DROP DATABASE "{name}"')
+            if not (exists and keep):
+                conn.execute(f'CREATE DATABASE "{name}"')
     import django
 
     django.setup()

@@ -22,12 +22,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _setup import setup_django  # noqa: E402
 
-EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-KEYS = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
 BATCH = 10_000
 
 
+def make_events(keys, count: int, now, *, prefix: str = "evt", seed: int = 4) -> list[dict]:
+    """``count`` usage events as an issuing system reports them, over the last three days, each naming one of
+    ``keys`` ((pk, prefix, fingerprint) tuples) by its id, prefix and fingerprint in turn."""
+    rng = random.Random(seed)
+    refs = ("pk", "prefix", "fingerprint")
+    events = []
+    for n in range(count):
+        pk, key_prefix, fingerprint = keys[rng.randrange(len(keys))]
+        ref = {"pk": pk, "prefix": key_prefix, "fingerprint": fingerprint}[refs[n % 3]]
+        at = now - datetime.timedelta(seconds=rng.randrange(0, 3 * 86400))
+        events.append({"id": f"{prefix}-{n:08d}", "key": ref, "at": at.isoformat(),
+                       "source": f"10.0.{n % 7}.{n % 13}"})
+    return events
+
+
 def main() -> None:
+    events_count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    keys_count = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
     setup_django("keys_portal_bench_usage")
     from django.db import connection, transaction
     from django.test import Client
@@ -38,7 +53,6 @@ def main() -> None:
     from tests import factories
     from tests.integration_tokens import make_token
 
-    rng = random.Random(4)
     system = IssuingSystem.objects.create(name="Bench gateway")
     owner = factories.OwnerFactory(username="bench-owner", password=None)
     workflows = [factories.WorkflowFactory(business_owner=owner) for _ in range(20)]
@@ -46,20 +60,14 @@ def main() -> None:
         ApiKey(workflow=workflows[i % 20], issuing_system=system, label=f"Bench key {i}", prefix=f"sk_bench_{i:05d}",
                fingerprint=fingerprint_secret(f"sk_bench_{i:05d}_fakeSecretForBenchmarks"), owner=owner,
                status="active")
-        for i in range(KEYS)
+        for i in range(keys_count)
     ])
     keys = list(ApiKey.objects.values_list("pk", "prefix", "fingerprint"))
     _, plaintext = make_token(issuing_system=system, name="Bench gateway sync")
 
     now = timezone.now()
-    refs = ("pk", "prefix", "fingerprint")
-    events = []
-    for n in range(EVENTS):
-        pk, prefix, fingerprint = keys[rng.randrange(len(keys))]
-        ref = {"pk": pk, "prefix": prefix, "fingerprint": fingerprint}[refs[n % 3]]
-        at = now - datetime.timedelta(seconds=rng.randrange(0, 3 * 86400))
-        events.append({"id": f"evt-{n:08d}", "key": ref, "at": at.isoformat(), "source": f"10.0.{n % 7}.{n % 13}"})
-    bodies = [json.dumps({"events": events[i:i + BATCH]}) for i in range(0, EVENTS, BATCH)]
+    events = make_events(keys, events_count, now)
+    bodies = [json.dumps({"events": events[i:i + BATCH]}) for i in range(0, events_count, BATCH)]
 
     client = Client(HTTP_AUTHORIZATION=f"Token {plaintext}")
     accepted = 0
@@ -74,8 +82,8 @@ def main() -> None:
         assert not result["rejected"], result["rejected"][:3]
         accepted += result["accepted"]
     api_seconds = time.perf_counter() - started
-    assert accepted == EVENTS, accepted
-    assert sum(UsageDaily.objects.values_list("count", flat=True)) == EVENTS
+    assert accepted == events_count, accepted
+    assert sum(UsageDaily.objects.values_list("count", flat=True)) == events_count
 
     resend_started = time.perf_counter()
     duplicates = client.post("/api/v1/usage/", bodies[0], content_type="application/json").json()["duplicates"]
@@ -89,7 +97,7 @@ def main() -> None:
     resolved = [(e["id"], e["key"] if isinstance(e["key"], int) else by_prefix.get(e["key"]) or by_fingerprint[e["key"]],
                  datetime.datetime.fromisoformat(e["at"])) for e in events]
     started = time.perf_counter()
-    for i in range(0, EVENTS, BATCH):
+    for i in range(0, events_count, BATCH):
         chunk = resolved[i:i + BATCH]
         with transaction.atomic():
             UsageEventReceipt.objects.bulk_create(
@@ -104,10 +112,10 @@ def main() -> None:
             )
     bare_seconds = time.perf_counter() - started
 
-    api_rate = EVENTS / api_seconds
-    bare_rate = EVENTS / bare_seconds
+    api_rate = events_count / api_seconds
+    bare_rate = events_count / bare_seconds
     print(f"database: {connection.vendor} ({connection.settings_dict['NAME']})")
-    print(f"keys: {KEYS}; events: {EVENTS} in batches of {BATCH} (key by id, prefix and fingerprint in turn)")
+    print(f"keys: {keys_count}; events: {events_count} in batches of {BATCH} (key by id, prefix and fingerprint in turn)")
     print(f"through the API:  {api_seconds:7.2f} s  {api_rate:9,.0f} events/s  (slowest batch {slowest:.2f} s)")
     print(f"bare bulk insert: {bare_seconds:7.2f} s  {bare_rate:9,.0f} events/s")
     print(f"API / bare: {api_seconds / bare_seconds:.2f}x slower   (targets: >= 20,000 events/s, <= 3x)")
