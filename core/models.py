@@ -23,6 +23,32 @@ class NamedRecord(models.Model):
         return self.name
 
 
+class IssuedToken(models.Model):
+    """A bearer token an admin issues to a machine client (an integration, a SCIM client).
+
+    Only a SHA-256 of the token is stored; the token is shown once, when it is created. When and from where it was
+    last used is telemetry, kept out of the token's history. A concrete token adds its ``name``, its shown
+    ``token_prefix``, the service account it ``acts_as`` and its ``history``.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.name} ({self.token_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
 class ChainHead(models.Model):
     """The head of one chain (its primary key names it: 1 evidence, 2 access); its row lock serialises sealing."""
 

@@ -7,41 +7,25 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from core.models import new_salt
+from core.models import IssuedToken, new_salt
 from core.validators import refuse_hidden_characters
 
 USER = settings.AUTH_USER_MODEL
 
 
-class ScimToken(models.Model):
-    """A bearer token for a SCIM client (Okta, Entra ID), issued by an admin.
-
-    Only a SHA-256 of the token is stored; the token is shown once, when it is created. The client's changes
-    are recorded under the token's service account (``scim:<name>``), which cannot sign in.
-    """
+class ScimToken(IssuedToken):
+    """A bearer token for a SCIM client (Okta, Entra ID), issued by an admin. The client's changes are recorded
+    under the token's service account (``scim:<name>``), which cannot sign in."""
 
     name = models.CharField(max_length=100, validators=[refuse_hidden_characters])
     token_prefix = models.CharField(max_length=16)
-    token_hash = models.CharField(max_length=64, unique=True)
     acts_as = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="scim_tokens",
                                 help_text="The service account the client's changes are recorded under.")
-    created_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    last_used_from = models.GenericIPAddressField(null=True, blank=True)
     history = HistoricalRecords(excluded_fields=["last_used_at", "last_used_from"])
 
     class Meta:
         ordering = ["name", "-created_at"]
         verbose_name = "SCIM token"
-
-    def __str__(self):
-        return f"{self.name} ({self.token_prefix}…)"
-
-    @property
-    def is_active(self):
-        return self.revoked_at is None
 
 
 class ScimGroup(models.Model):

@@ -6,5 +6,5 @@ urlpatterns = [
     path("sso/", include("identity.sso.urls")),
     path("scim/v2/", include("identity.scim.urls")),
     path("identity/scim-tokens/", views.ScimTokenListView.as_view(), name="scim-tokens"),
-    path("identity/scim-tokens/<int:pk>/revoke/", views.revoke_scim_token, name="scim-token-revoke"),
+    path("identity/scim-tokens/<int:pk>/revoke/", views.RevokeScimTokenView.as_view(), name="scim-token-revoke"),
 ]

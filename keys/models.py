@@ -7,7 +7,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from core import roles
-from core.models import NamedRecord
+from core.models import IssuedToken, NamedRecord
 from core.validators import refuse_hidden_characters
 from keys.choices import (
     OPEN_RELEASE_STATUSES,
@@ -373,25 +373,16 @@ class ExposureTriage(models.Model):
         return self.status == TriageStatus.OPEN
 
 
-class IntegrationToken(models.Model):
-    """An API token for a machine integration, scoped to an issuing system or a customer.
-
-    Only a SHA-256 of the token is stored; the token is shown once, when it is created.
-    """
+class IntegrationToken(IssuedToken):
+    """An API token for a machine integration, scoped to an issuing system or a customer."""
 
     name = models.CharField(max_length=200, validators=[refuse_hidden_characters])
     token_prefix = models.CharField(max_length=12)
-    token_hash = models.CharField(max_length=64, unique=True)
     issuing_system = models.ForeignKey(IssuingSystem, on_delete=models.CASCADE, null=True, blank=True,
                                        related_name="tokens")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="tokens")
     acts_as = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="integration_tokens",
                                 help_text="The service account the integration's changes are recorded under.")
-    created_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    last_used_from = models.GenericIPAddressField(null=True, blank=True)
     history = HistoricalRecords(excluded_fields=["last_used_at", "last_used_from"])
 
     class Meta:
@@ -401,13 +392,6 @@ class IntegrationToken(models.Model):
                 condition=Q(issuing_system__isnull=False) | Q(customer__isnull=False), name="token_is_scoped"
             )
         ]
-
-    def __str__(self):
-        return f"{self.name} ({self.token_prefix}…)"
-
-    @property
-    def is_active(self):
-        return self.revoked_at is None
 
 
 class KeyException(models.Model):

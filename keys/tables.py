@@ -1,7 +1,7 @@
 import django_tables2 as tables
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 
+from core.token_pages import IssuedTokenTable, revoke_column
 from keys.choices import CONFIRMABLE_REVOCATION_STATUSES
 from keys.models import ApiKey, KeyException
 
@@ -230,43 +230,16 @@ class ExposureTable(tables.Table):
         return record.get_source_display()
 
 
-class IntegrationTokenTable(tables.Table):
-    name = tables.Column()
-    token_prefix = tables.TemplateColumn('<code class="prefix">{{ record.token_prefix }}…</code>', verbose_name="Token")
+class IntegrationTokenTable(IssuedTokenTable):
     scope = tables.TemplateColumn(
         "{% if record.issuing_system %}Issuing system: {{ record.issuing_system.name }}{% endif %}"
         "{% if record.issuing_system and record.customer %}<br>{% endif %}"
         "{% if record.customer %}Customer: {{ record.customer.name }}{% endif %}",
         verbose_name="Scope",
     )
-    acts_as = tables.Column(verbose_name="Service account")
-    created_at = tables.TemplateColumn(
-        '{{ record.created_at|date:"SHORT_DATETIME_FORMAT" }}<br><span class="muted">by '
-        '{{ record.created_by.get_username }}</span>',
-        verbose_name="Created",
-    )
-    last_used_at = tables.TemplateColumn(
-        '{% if record.last_used_at %}{{ record.last_used_at|date:"SHORT_DATETIME_FORMAT" }}{% if record.last_used_from %}'
-        '<br><span class="muted">from {{ record.last_used_from }}</span>{% endif %}{% else %}<span class="muted">never</span>'
-        "{% endif %}",
-        verbose_name="Last used",
-    )
-    status = tables.TemplateColumn(
-        '{% if record.is_active %}<span class="badge">Active</span>{% else %}<span class="badge badge-flag">Revoked '
-        '{{ record.revoked_at|date:"SHORT_DATE_FORMAT" }}</span>{% endif %}',
-        verbose_name="Status",
-    )
-    actions = tables.TemplateColumn(
-        '{% if record.is_active %}<form method="post" action="{% url \'keys:token-revoke\' record.pk %}" class="inline-form">'
-        '{% csrf_token %}<button type="submit" class="button button-small">Revoke</button></form>{% endif %}',
-        verbose_name=mark_safe('<span class="visually-hidden">Actions</span>'),
-    )
+    actions = revoke_column("keys:token-revoke")
 
-    class Meta:
-        attrs = {"class": "data-table"}
+    class Meta(IssuedTokenTable.Meta):
+        sequence = ("name", "token_prefix", "scope", "acts_as", "created_at", "last_used_at", "status", "actions")
         row_attrs = row_id("token")
-        orderable = False
         empty_text = "No integration tokens match."
-
-    def render_acts_as(self, record):
-        return record.acts_as.get_username()

@@ -34,7 +34,7 @@ urlpatterns += [
 
 urlpatterns += [
     path("tokens/", token_views.TokenListView.as_view(), name="tokens"),
-    path("tokens/<int:pk>/revoke/", token_views.revoke_token_view, name="token-revoke"),
+    path("tokens/<int:pk>/revoke/", token_views.RevokeTokenView.as_view(), name="token-revoke"),
     path("exposures/", exposure_views.ExposureListView.as_view(), name="exposures"),
     path("exposures/report/", exposure_views.report_exposure_view, name="exposure-report"),
     path("exposures/<int:pk>/triage/", exposure_views.triage_exposure_view, name="exposure-triage"),

@@ -7,22 +7,16 @@ token records its changes under the same actor). The account cannot sign in: it 
 
 from __future__ import annotations
 
-import datetime
-import hmac
-import ipaddress
-import secrets
-
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from django.utils.text import slugify
 
-from core import roles
+from core import issued_tokens, roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.issued_tokens import hash_token
 from core.validators import field_errors
 from identity.models import ScimToken
-from keys.services.tokens import hash_token
 
 User = get_user_model()
 
@@ -30,8 +24,6 @@ TOKEN_PREFIX = "scim_"
 # "scim_" and 8 characters: enough to tell tokens apart in a list, a negligible part of the secret.
 SHOWN_PREFIX_LENGTH = 13
 SERVICE_ACCOUNT_PREFIX = "scim:"
-# last_used_at/from are written at most this often per token, not on every request.
-LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
 
 class ScimTokenError(ServiceError):
@@ -67,7 +59,7 @@ def create_token(*, actor, name: str) -> tuple[ScimToken, str]:
     if created:
         account.set_unusable_password()
         account.save(update_fields=["password"])
-    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    plaintext = issued_tokens.new_plaintext(TOKEN_PREFIX)
     token = ScimToken(name=name, token_prefix=plaintext[:SHOWN_PREFIX_LENGTH], token_hash=hash_token(plaintext),
                       acts_as=account, created_by=actor)
     attribute_change(token, actor, "SCIM token created")
@@ -80,33 +72,10 @@ def revoke_token(token: ScimToken, *, actor, reason: str = "") -> ScimToken:
     """Revoke a token (admins only): it is refused from the next request on. Revoking twice changes nothing."""
     if not roles.is_admin(actor):
         raise ScimTokenError("Only admins revoke SCIM tokens.")
-    token = ScimToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is not None:
-        return token
-    token.revoked_at = timezone.now()
-    attribute_change(token, actor, reason.strip() or "SCIM token revoked")
-    token.save()
-    return token
+    return issued_tokens.revoke(token, actor=actor, reason=reason.strip() or "SCIM token revoked")
 
 
 def authenticate(plaintext: str) -> ScimToken | None:
     """The active token with this plaintext, or None (unknown, malformed or revoked)."""
-    if not plaintext.startswith(TOKEN_PREFIX):
-        return None
-    digest = hash_token(plaintext)
-    token = ScimToken.objects.select_related("acts_as").filter(token_hash=digest).first()
-    if token is None or not hmac.compare_digest(token.token_hash, digest) or token.revoked_at is not None:
-        return None
-    return token
-
-
-def record_use(token: ScimToken, address: str | None) -> None:
-    """When and from where the token was last used: telemetry, kept out of the token's history."""
-    now = timezone.now()
-    try:
-        address = str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        address = None
-    if token.last_used_at and now - token.last_used_at < LAST_USED_RESOLUTION and token.last_used_from == address:
-        return
-    ScimToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
+    token = issued_tokens.find(ScimToken.objects.select_related("acts_as"), plaintext, prefix=TOKEN_PREFIX)
+    return token if token is not None and token.is_active else None

@@ -9,16 +9,13 @@ never campaigns, attestations or exceptions.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
 from django.db.models import Q
-from django.utils import timezone
 
-from core import roles
+from core import issued_tokens, roles
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
+from core.issued_tokens import hash_token
 from core.validators import field_errors
 from keys.models import Customer, IntegrationToken, IssuingSystem
 
@@ -29,10 +26,6 @@ SHOWN_PREFIX_LENGTH = 12
 
 class TokenError(ServiceError):
     """A refused token operation."""
-
-
-def hash_token(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
 @sealed_atomic
@@ -69,7 +62,7 @@ def create_token(
         errors["acts_as"] = ["Choose a service account, not an auditor."]
     if errors:
         raise TokenError(errors)
-    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    plaintext = issued_tokens.new_plaintext(TOKEN_PREFIX)
     token = IntegrationToken(
         name=name,
         token_prefix=plaintext[:SHOWN_PREFIX_LENGTH],
@@ -89,20 +82,12 @@ def revoke_token(token: IntegrationToken, *, actor, reason: str = "") -> Integra
     """Revoke a token (admins only): it is refused from the next request on. Revoking twice changes nothing."""
     if not roles.is_admin(actor):
         raise TokenError("Only admins revoke integration tokens.")
-    token = IntegrationToken.objects.select_for_update().get(pk=token.pk)
-    if token.revoked_at is not None:
-        return token
-    token.revoked_at = timezone.now()
-    attribute_change(token, actor, reason.strip() or "Token revoked")
-    token.save()
-    return token
+    return issued_tokens.revoke(token, actor=actor, reason=reason.strip() or "Token revoked")
 
 
 def find_token(plaintext: str) -> IntegrationToken | None:
     """The token with this plaintext, revoked or not; None when there is none."""
-    if not plaintext.startswith(TOKEN_PREFIX):
-        return None
-    return IntegrationToken.objects.select_related("acts_as").filter(token_hash=hash_token(plaintext)).first()
+    return issued_tokens.find(IntegrationToken.objects.select_related("acts_as"), plaintext, prefix=TOKEN_PREFIX)
 
 
 def request_token(request) -> IntegrationToken | None:
