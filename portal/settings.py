@@ -230,6 +230,9 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Evidence exports and the parts of a report while it renders: files under MEDIA_ROOT, or with
+    # EXPORT_STORAGE=s3 a bucket of S3-compatible object storage that every web process and worker shares.
+    "exports": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -238,6 +241,27 @@ STORAGES = {
         )
     },
 }
+EXPORT_STORAGE = env("EXPORT_STORAGE", "local").strip().lower()
+if EXPORT_STORAGE == "s3":
+    if not env("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("EXPORT_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    # django-storages; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or boto3's other sources
+    # (an instance role, AWS_PROFILE). Objects stay private: downloads go through the portal's checks.
+    STORAGES["exports"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+        "endpoint_url": env("AWS_S3_ENDPOINT_URL") or None,
+        "region_name": env("AWS_S3_REGION_NAME") or None,
+        "addressing_style": env("AWS_S3_ADDRESSING_STYLE") or None,
+        "location": env("AWS_LOCATION"),
+        "default_acl": None,
+        "querystring_auth": True,
+        # A file is replaced only by deleting it first, as on local disk.
+        "file_overwrite": False,
+        # A file read (a download, a part being merged) is buffered in memory, never spilled to local disk.
+        "max_memory_size": 0,
+    }}
+elif EXPORT_STORAGE != "local":
+    raise ImproperlyConfigured(f"EXPORT_STORAGE is 'local' or 's3', not {EXPORT_STORAGE!r}.")
 
 # API key fingerprints: HMAC-SHA256 under a pepper kept outside the database. Old peppers stay
 # listed (``KEY_FINGERPRINT_OLD_PEPPERS="1:old-value"``) so keys fingerprinted before a rotation
