@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -314,6 +315,12 @@ class Notification(models.Model):
         ]
 
 
+def export_storage():
+    """The "exports" storage of ``STORAGES``: files under MEDIA_ROOT, or S3-compatible object storage
+    (``EXPORT_STORAGE=s3``) shared by every web process and worker."""
+    return storages["exports"]
+
+
 class EvidenceExport(models.Model):
     """A rendered PDF of audit evidence, stored with its digest and who asked for it."""
 
@@ -343,7 +350,7 @@ class EvidenceExport(models.Model):
     requested_by = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
     requested_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
-    file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
+    file = models.FileField(upload_to="exports/%Y/%m/", storage=export_storage, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     size = models.PositiveBigIntegerField(default=0)
     page_count = models.PositiveIntegerField(default=0)

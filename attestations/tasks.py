@@ -15,11 +15,10 @@ import logging
 
 from celery import shared_task
 from django.contrib.auth import get_user_model
-from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from attestations.choices import CampaignStatus
-from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
+from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer, export_storage
 from attestations.services import campaigns, evidence, evidence_pdf, exports, notifications, reminders
 from core.actors import system_user
 from core.chain import sealed_atomic
@@ -208,7 +207,7 @@ def render_export_chunk(export_id: int, index: int) -> None:
         evidence_pdf.render_campaign_chunk(export, evidence_pdf.load_plan(export), index)
         with sealed_atomic():
             locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
-            done = sum(default_storage.exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
+            done = sum(export_storage().exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
             complete = done == locked.chunks_total and locked.chunks_done < locked.chunks_total
             EvidenceExport.objects.filter(pk=export_id).update(
                 chunks_done=done, progress=3 + int(82 * done / max(locked.chunks_total, 1)),
@@ -252,7 +251,7 @@ def assemble_export(export_id: int) -> None:
         front = evidence_pdf.render_campaign_front(export, plan, pages, chain, evidence.generated_at(),
                                                    front_pages=evidence_pdf.measured_front_pages(export))
         exports.set_progress(export_id, 93, "Merging and numbering the pages")
-        parts = [default_storage.open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
+        parts = [export_storage().open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
         try:
             pdf = evidence_pdf.merge_and_number(front, parts, footer=evidence_pdf.identity(export))
         finally:

@@ -1,4 +1,4 @@
-"""``/health/``: the database, the cache, file storage, the Celery broker and the worker heartbeat (django-health-check).
+"""``/health/``: the database, the cache, the exports' storage, the Celery broker and the worker heartbeat (django-health-check).
 
 Anyone may ask, without a session: a load balancer reads the status code (200 all up, 500 a part down) and the
 overall status. Callers from HEALTH_ALLOWED_IPS also learn which part failed and why. JSON when asked for
@@ -67,7 +67,8 @@ class WorkerHeartbeatCheck(HealthCheck):
 PARTS = {
     "database": Database,
     "cache": Cache,
-    "storage": Storage,
+    # Where the exports are kept (MEDIA_ROOT, or the object storage bucket): a file written, read back and deleted.
+    "storage": (Storage, {"alias": "exports"}),
     "broker": Broker,
     "worker": WorkerHeartbeatCheck,
 }

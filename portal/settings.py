@@ -177,13 +177,26 @@ DATABASES = {
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60 if PRODUCTION else 0),
     )
 }
+# DATABASE_POOLER=pgbouncer: DATABASE_URL names a PgBouncer in transaction mode, where consecutive transactions of
+# one Django connection may run on different server connections. Nothing may then outlive a transaction on the
+# server: no prepared statements (PgBouncer 1.18 has none) and no server-side cursors, which Django holds open
+# across transactions (WITH HOLD) for an ``.iterator()`` outside one.
+DATABASE_POOLER = (env("DATABASE_POOLER") or "none").strip().lower()
+if DATABASE_POOLER not in {"none", "pgbouncer"}:
+    raise ImproperlyConfigured(f"DATABASE_POOLER is 'none' or 'pgbouncer', not {DATABASE_POOLER!r}.")
+POOLED = DATABASE_POOLER == "pgbouncer"
+if POOLED:
+    if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured("DATABASE_POOLER=pgbouncer needs a PostgreSQL DATABASE_URL (the PgBouncer's address).")
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DB_SERVER_SIDE_BINDING", True):
     # Parameters travel apart from the SQL, and a statement run DB_PREPARE_THRESHOLD times on a connection
     # is prepared there: PostgreSQL stops planning the same reads and writes again (about half of its CPU
-    # per decision). Behind a pooler without prepared-statement support, set DB_PREPARE_THRESHOLD=0 (never
-    # prepare) or DB_SERVER_SIDE_BINDING=false (Django's default, client-side binding).
+    # per decision). Behind the pooler, never (DATABASE_POOLER=pgbouncer; or DB_PREPARE_THRESHOLD=0).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        server_side_binding=True, prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5) or None)
+        server_side_binding=True, prepare_threshold=None if POOLED else env_int("DB_PREPARE_THRESHOLD", 5) or None)
+elif POOLED:
+    DATABASES["default"].setdefault("OPTIONS", {}).update(prepare_threshold=None)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads and processes (server, in-process tasks, tests) share one file: each transaction takes the
     # write lock when it begins (IMMEDIATE) and waits up to the timeout for it. A deferred transaction that read
@@ -230,6 +243,9 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Evidence exports and the parts of a report while it renders: files under MEDIA_ROOT, or with
+    # EXPORT_STORAGE=s3 a bucket of S3-compatible object storage that every web process and worker shares.
+    "exports": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -238,6 +254,27 @@ STORAGES = {
         )
     },
 }
+EXPORT_STORAGE = (env("EXPORT_STORAGE") or "local").strip().lower()
+if EXPORT_STORAGE == "s3":
+    if not env("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("EXPORT_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    # django-storages; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or boto3's other sources
+    # (an instance role, AWS_PROFILE). Objects stay private: downloads go through the portal's checks.
+    STORAGES["exports"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+        "endpoint_url": env("AWS_S3_ENDPOINT_URL") or None,
+        "region_name": env("AWS_S3_REGION_NAME") or None,
+        "addressing_style": env("AWS_S3_ADDRESSING_STYLE") or None,
+        "location": env("AWS_LOCATION"),
+        "default_acl": None,
+        "querystring_auth": True,
+        # A file is replaced only by deleting it first, as on local disk.
+        "file_overwrite": False,
+        # A file read (a download, a part being merged) is buffered in memory, never spilled to local disk.
+        "max_memory_size": 0,
+    }}
+elif EXPORT_STORAGE != "local":
+    raise ImproperlyConfigured(f"EXPORT_STORAGE is 'local' or 's3', not {EXPORT_STORAGE!r}.")
 
 # API key fingerprints: HMAC-SHA256 under a pepper kept outside the database. Old peppers stay
 # listed (``KEY_FINGERPRINT_OLD_PEPPERS="1:old-value"``) so keys fingerprinted before a rotation

@@ -28,12 +28,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from attestations.choices import ItemStatus
-from attestations.models import EvidenceExport
+from attestations.models import EvidenceExport, export_storage
 from attestations.services import evidence, evidence_signing
 from attestations.stages import stages_of
 
@@ -139,9 +138,9 @@ def plan_name(export_id: int) -> str:
 
 
 def _replace(name: str, content: bytes) -> None:
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    default_storage.save(name, ContentFile(content))
+    if export_storage().exists(name):
+        export_storage().delete(name)
+    export_storage().save(name, ContentFile(content))
 
 
 def plan_campaign_report(export: EvidenceExport) -> evidence.ReportPlan:
@@ -153,7 +152,7 @@ def plan_campaign_report(export: EvidenceExport) -> evidence.ReportPlan:
 
 
 def load_plan(export: EvidenceExport) -> evidence.ReportPlan:
-    with default_storage.open(plan_name(export.pk), "rb") as f:
+    with export_storage().open(plan_name(export.pk), "rb") as f:
         return evidence.ReportPlan.from_dict(json.loads(f.read()))
 
 
@@ -196,9 +195,9 @@ def measure_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, ch
 
 def measured_front_pages(export: EvidenceExport) -> int | None:
     name = front_measure_name(export.pk)
-    if not default_storage.exists(name):
+    if not export_storage().exists(name):
         return None
-    with default_storage.open(name, "rb") as f:
+    with export_storage().open(name, "rb") as f:
         value = f.read().decode().strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
 
@@ -207,7 +206,7 @@ def part_pages(export: EvidenceExport) -> list[int]:
     pikepdf = _pikepdf()
     pages = []
     for index in range(export.chunks_total):
-        with default_storage.open(part_name(export.pk, index), "rb") as f, pikepdf.open(f) as part:
+        with export_storage().open(part_name(export.pk, index), "rb") as f, pikepdf.open(f) as part:
             pages.append(len(part.pages))
     return pages
 
@@ -215,8 +214,8 @@ def part_pages(export: EvidenceExport) -> list[int]:
 def delete_parts(export: EvidenceExport) -> None:
     for name in [*(part_name(export.pk, index) for index in range(export.chunks_total)),
                  front_measure_name(export.pk), plan_name(export.pk)]:
-        if default_storage.exists(name):
-            default_storage.delete(name)
+        if export_storage().exists(name):
+            export_storage().delete(name)
 
 
 def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, part_pages: list[int],
