@@ -22,13 +22,13 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.sessions.backends.cached_db import SessionStore
 from django.core.cache import cache
 from pypdf import PdfReader
@@ -159,7 +159,9 @@ def api(browser: requests.Session, method: str, url: str, body: dict | None = No
 
 def _user(username: str, factory=factories.OwnerFactory):
     user = factory(username=username)
-    user.set_password(PASSWORD)
+    # A hash the web processes' default hashers verify (the tests' own MD5 hasher is not among them), with few
+    # iterations: the sign-in upgrades it.
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt(), iterations=1000)
     user.save()
     return user
 
@@ -213,7 +215,8 @@ def test_two_web_processes_and_two_workers_lose_nothing_and_do_nothing_twice(hos
 
     def close_client() -> None:
         start.wait(60)
-        time.sleep(0.5)  # some decisions first, the rest racing the close
+        # Some decisions first, the rest racing the close.
+        wait_until(lambda: sum(status == 200 for _, _, status, _ in outcomes) >= OWNERS, 60, "the first decisions")
         closes["task"] = tasks.close_campaign.delay(campaign.pk, compliance.pk)
         closes["api"] = api(staff, "POST", f"{web1.url}/api/v1/campaigns/{campaign.pk}/close/")
 
