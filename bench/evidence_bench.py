@@ -123,7 +123,8 @@ def chunked(campaign, actor, workers: int) -> dict:
     parallel_seconds = time.perf_counter() - parallel_start
     export.refresh_from_db()
     assert export.progress == tasks.ASSEMBLY_QUEUED, (export.status, export.progress_note, export.error)
-    # Serial, after the parts: the assembly, in a process of its own.
+    # Serial, after the parts: the assembly, in a process of its own (forked without this process's connection).
+    connections.close_all()
     queue = ctx.Queue()
     process = ctx.Process(target=_assemble, args=(export.pk, queue))
     process.start()
