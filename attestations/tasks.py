@@ -172,10 +172,16 @@ def render_export(export_id: int) -> None:
         return
     try:
         if export.kind == Kind.CAMPAIGN:
-            plan = evidence_pdf.plan_campaign_report(export)
+            if export.status == Status.RENDERING and evidence_pdf.plan_exists(export):
+                # Run again (redelivered): the plan stands, the progress too; parts already whole are not rendered
+                # again, and the assembly is enqueued once.
+                plan = evidence_pdf.load_plan(export)
+            else:
+                plan = evidence_pdf.plan_campaign_report(export)
+                exports.set_progress(export.pk, 3, f"Rendering {len(plan.chunks)} chunk(s) of the {plan.printed} "
+                                     "item(s) printed", status=Status.RENDERING, chunks_total=len(plan.chunks),
+                                     chunks_done=0)
             chunks = len(plan.chunks)
-            exports.set_progress(export.pk, 3, f"Rendering {chunks} chunk(s) of the {plan.printed} item(s) printed",
-                                 status=Status.RENDERING, chunks_total=chunks, chunks_done=0)
             # One message per part, sent together; whichever worker is free takes the next. The front's body
             # goes first: it is the longest part when few items are printed.
             group([render_export_front.si(export.pk), *(render_export_chunk.si(export.pk, i) for i in range(chunks))]

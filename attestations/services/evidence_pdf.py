@@ -179,6 +179,10 @@ def plan_campaign_report(export: EvidenceExport) -> evidence.ReportPlan:
     return plan
 
 
+def plan_exists(export: EvidenceExport) -> bool:
+    return parts_storage().exists(plan_name(export.pk))
+
+
 def load_plan(export: EvidenceExport) -> evidence.ReportPlan:
     return evidence.ReportPlan.from_dict(json.loads(_read(plan_name(export.pk))))
 

@@ -325,10 +325,20 @@ def test_a_part_rendered_twice_changes_nothing(
         real_replace(name, content[:100] if name.endswith("chunk-00000.pdf") and 0 not in rendered[1:] else content)
 
     monkeypatch.setattr(evidence_pdf, "_replace", cut_short)
+    # The start itself is delivered again while its parts render: it sends them again, and re-plans nothing.
+    real_front, started_again = evidence_tasks.render_export_front.run, []
+
+    def front_after_a_second_start(export_id):
+        if not started_again:
+            started_again.append(export_id)
+            evidence_tasks.render_export.run(export_id)
+        real_front(export_id)
+
+    monkeypatch.setattr(evidence_tasks.render_export_front, "run", front_after_a_second_start)
     export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
     assert export.chunks_total == 4 and export.chunks_done == 4
     assert sorted(rendered) == [0, 0, 1, 2, 3]
-    assert assembled == [export.pk]
+    assert assembled == [export.pk] and started_again == [export.pk]
     assert export.history.filter(status=EvidenceExport.Status.DONE).count() == 1
     pdf = reader(export)
     assert len(attached_csv(pdf)) == campaign.items.count()
