@@ -2,23 +2,23 @@
 
 Campaigns: launches, reminders, escalations, closes and successions. Evidence exports: a campaign report
 decides which items it prints (``evidence.plan_report``: the exceptions and other items an auditor must
-see, and a sample of the confirmed decisions), then fans out into one task per chunk of those, and one
-that measures the front matter's length (so the assembly lays the front out once); the chunk that
-completes the set (counted under the export's row lock, from the part files present, so a redelivered
-chunk is not counted twice) enqueues the assembly.
-A finished export is left alone.
+see, and a sample of the confirmed decisions), then fans out into one task per chunk of those and one for
+the body of the front matter (with the attached data), run by whichever workers are free; the part that
+completes the set (counted under the export's row lock, from the part files present, so a part rendered
+twice is counted once) enqueues the small assembly. With ``acks_late`` a task may run again after a worker
+dies: a part already whole is not rendered again, and a finished export is left alone.
 """
 
 from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import group, shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from attestations.choices import CampaignStatus
-from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer, export_storage
+from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
 from attestations.services import campaigns, evidence, evidence_pdf, exports, notifications, reminders
 from core.actors import system_user
 from core.chain import sealed_atomic
@@ -166,23 +166,26 @@ def _finish(export: EvidenceExport, pdf: bytes, chain: evidence.ChainResult) -> 
 
 @shared_task
 def render_export(export_id: int) -> None:
-    """Start an export: small reports render at once, campaign reports fan out into chunk tasks."""
+    """Start an export: small reports render at once, campaign reports fan out into part tasks."""
     export = EvidenceExport.objects.select_related("campaign", "key", "customer", "requested_by").get(pk=export_id)
     if export.status in (Status.DONE, Status.FAILED):
         return
     try:
         if export.kind == Kind.CAMPAIGN:
-            plan = evidence_pdf.plan_campaign_report(export)
+            if export.status == Status.RENDERING and evidence_pdf.plan_exists(export):
+                # Run again (redelivered): the plan stands, the progress too; parts already whole are not rendered
+                # again, and the assembly is enqueued once.
+                plan = evidence_pdf.load_plan(export)
+            else:
+                plan = evidence_pdf.plan_campaign_report(export)
+                exports.set_progress(export.pk, 3, f"Rendering {len(plan.chunks)} chunk(s) of the {plan.printed} "
+                                     "item(s) printed", status=Status.RENDERING, chunks_total=len(plan.chunks),
+                                     chunks_done=0)
             chunks = len(plan.chunks)
-            exports.set_progress(export.pk, 3, f"Rendering {chunks} chunk(s) of the {plan.printed} item(s) printed",
-                                 status=Status.RENDERING, chunks_total=chunks, chunks_done=0)
-            export.chunks_total = chunks
-            if not chunks:
-                assemble_export.delay(export.pk)
-                return
-            measure_export_front.delay(export.pk)
-            for index in range(chunks):
-                render_export_chunk.delay(export.pk, index)
+            # One message per part, sent together; whichever worker is free takes the next. The front's body
+            # goes first: it is the longest part when few items are printed.
+            group([render_export_front.si(export.pk), *(render_export_chunk.si(export.pk, i) for i in range(chunks))]
+                  ).apply_async()
             return
         exports.set_progress(export.pk, 10, "Verifying the history chain", status=Status.RENDERING)
         chain = evidence.verify_history_chain()
@@ -197,67 +200,91 @@ def render_export(export_id: int) -> None:
         _fail(export_id, error)
 
 
+# Progress while the parts render runs up to PARTS_RENDERED; the part that completes the set raises it to
+# ASSEMBLY_QUEUED under the export's row lock, so only one enqueues the assembly.
+PARTS_RENDERED = 83
+ASSEMBLY_QUEUED = 85
+
+
+def _part_rendered(export_id: int) -> None:
+    """Count the parts present (a part rendered twice counts once) and enqueue the assembly once all are."""
+    with sealed_atomic():
+        locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
+        if locked.status != Status.RENDERING or locked.progress >= ASSEMBLY_QUEUED:
+            return
+        storage = evidence_pdf.parts_storage()
+        done = sum(storage.exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
+        complete = done == locked.chunks_total and evidence_pdf.front_body_done(export_id)
+        note = ("Assembling the report" if complete
+                else f"Rendered {done} of {locked.chunks_total} chunk(s) of items")
+        EvidenceExport.objects.filter(pk=export_id).update(
+            chunks_done=done, progress_note=note,
+            progress=ASSEMBLY_QUEUED if complete else 3 + int((PARTS_RENDERED - 3) * done / max(locked.chunks_total, 1)))
+    if complete:
+        assemble_export.delay(export_id)
+
+
 @shared_task
 def render_export_chunk(export_id: int, index: int) -> None:
-    """Render one chunk of a campaign's printed items; the chunk that completes the set enqueues the assembly."""
+    """Render one chunk of a campaign's printed items, unless a worker did already (a redelivered or repeated
+    task renders nothing twice); the part that completes the set enqueues the assembly."""
     export = EvidenceExport.objects.select_related("campaign").get(pk=export_id)
     if export.status != Status.RENDERING:
         return
     try:
-        evidence_pdf.render_campaign_chunk(export, evidence_pdf.load_plan(export), index)
-        with sealed_atomic():
-            locked = EvidenceExport.objects.select_for_update().get(pk=export_id)
-            done = sum(export_storage().exists(evidence_pdf.part_name(export_id, i)) for i in range(locked.chunks_total))
-            complete = done == locked.chunks_total and locked.chunks_done < locked.chunks_total
-            EvidenceExport.objects.filter(pk=export_id).update(
-                chunks_done=done, progress=3 + int(82 * done / max(locked.chunks_total, 1)),
-                progress_note=f"Rendered {done} of {locked.chunks_total} chunk(s) of items")
-        if complete:
-            assemble_export.delay(export_id)
+        if not evidence_pdf.part_is_whole(evidence_pdf.part_name(export_id, index)):
+            evidence_pdf.render_campaign_chunk(export, evidence_pdf.load_plan(export), index)
+        _part_rendered(export_id)
     except Exception as error:
         _fail(export_id, error)
 
 
 @shared_task
-def measure_export_front(export_id: int) -> None:
-    """Lay out a campaign report's front matter once, beside the chunks, to learn its length.
-
-    Only an optimisation: if it fails, or finishes after the chunks, the assembly guesses and re-lays out.
-    """
+def render_export_front(export_id: int) -> None:
+    """Render the body of a campaign report's front matter and its attachments beside the chunks (once, like a
+    chunk); the part that completes the set enqueues the assembly."""
     export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
     if export.status != Status.RENDERING:
         return
     try:
-        evidence_pdf.measure_campaign_front(export, evidence_pdf.load_plan(export), evidence.verify_history_chain(),
-                                            evidence.generated_at())
-    except Exception:
-        log.exception("measuring the front of evidence export %s failed; the assembly will measure it", export_id)
+        if not evidence_pdf.front_body_done(export_id):
+            evidence_pdf.render_campaign_front_body(export, evidence_pdf.load_plan(export),
+                                                    evidence.verify_history_chain(), evidence.generated_at())
+        _part_rendered(export_id)
+    except Exception as error:
+        _fail(export_id, error)
 
 
 @shared_task
 def assemble_export(export_id: int) -> None:
-    """Front matter, merge, page numbers, attachments and signature: the last step of a campaign report."""
+    """Cover and contents, merge, page numbers and signature: the last step of a campaign report, kept small."""
     export = EvidenceExport.objects.select_related("campaign", "requested_by").get(pk=export_id)
     if export.status != Status.RENDERING:
         return
     try:
-        exports.set_progress(export_id, 86, "Verifying the history chain")
-        chain = evidence.verify_history_chain()
         plan = evidence_pdf.load_plan(export)
         if len(plan.chunks) != export.chunks_total:
             raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
-        exports.set_progress(export_id, 90, "Rendering the cover, contents and summary")
-        pages = evidence_pdf.part_pages(export)
-        front = evidence_pdf.render_campaign_front(export, plan, pages, chain, evidence.generated_at(),
-                                                   front_pages=evidence_pdf.measured_front_pages(export))
-        exports.set_progress(export_id, 93, "Merging and numbering the pages")
-        parts = [export_storage().open(evidence_pdf.part_name(export_id, i), "rb") for i in range(export.chunks_total)]
+        # The parts printed from the plan: it must still hold now that every part is rendered.
+        evidence_pdf.check_plan(export, plan)
+        for index in range(export.chunks_total):
+            # Half a file, left by a worker killed while writing it, is rendered again here rather than merged.
+            if not evidence_pdf.part_is_whole(evidence_pdf.part_name(export_id, index)):
+                evidence_pdf.render_campaign_chunk(export, plan, index)
+        exports.set_progress(export_id, 88, "Rendering the cover and contents")
+        front = evidence_pdf.load_front(export)
+        head = evidence_pdf.render_campaign_head(export, plan, front, evidence_pdf.part_pages(export))
+        exports.set_progress(export_id, 92, "Merging and numbering the pages")
+        storage = evidence_pdf.parts_storage()
+        parts = [storage.open(name, "rb") for name in
+                 [evidence_pdf.body_name(export_id), *(evidence_pdf.part_name(export_id, i)
+                                                       for i in range(export.chunks_total))]]
         try:
-            pdf = evidence_pdf.merge_and_number(front, parts, footer=evidence_pdf.identity(export))
+            pdf = evidence_pdf.merge_and_number(head, parts, footer=evidence_pdf.identity(export))
         finally:
             for part in parts:
                 part.close()
-        _finish(export, pdf, chain)
+        _finish(export, pdf, front.chain)
         evidence_pdf.delete_parts(export)
     except Exception as error:
         _fail(export_id, error)

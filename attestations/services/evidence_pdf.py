@@ -1,15 +1,16 @@
 """Rendering evidence PDFs: Django templates through WeasyPrint (PDF/A-3b), assembled with pikepdf, signed.
 
-A campaign report is rendered in parts: each chunk of items is its own WeasyPrint document (memory
-stays bounded by the chunk, and chunks run in parallel on several workers); the front matter (cover,
-contents, control mapping, chain verification, verification data, summary) is rendered last, when the
-chunks' page counts are known, and carries the CSV/JSON attachments. Its contents name the page each
-chunk starts on, which depends on the front's own length: a measuring task renders the front once
-while the chunks render, so the final front is laid out once, at the end. pikepdf appends the parts'
-pages to the front, so the delivered file keeps the front's PDF/A identification (XMP), output intent
-and attachments; "Page N of M" is overlaid on every page from one cheap WeasyPrint document of empty
-pages, and the result is signed (``evidence_signing``). Key dossiers and customer reports are small
-and rendered in one pass. Every part is PDF/A-3b, so every font of the delivered file is embedded.
+A campaign report is rendered in parts, each a task any worker may run: each chunk of items is its own
+WeasyPrint document (memory stays bounded by the chunk, and chunks run in parallel on several workers),
+and so is the body of the front matter (control mapping, chain verification, verification data,
+summary, the sample), which also builds the CSV/JSON attachments. The parts wait in a storage every
+worker shares (``parts_storage``). The assembly is small: it lays out the cover and contents (the
+contents name the page each section and chunk starts on, known once the parts are rendered) with the
+attachments, appends the parts' pages with pikepdf, so the delivered file keeps the head's PDF/A
+identification (XMP), output intent and attachments; "Page N of M" is overlaid on every page from one
+cheap WeasyPrint document of empty pages, and the result is signed (``evidence_signing``). Key dossiers
+and customer reports are small and rendered in one pass. Every part is PDF/A-3b, so every font of the
+delivered file is embedded.
 
 Each report prints the data an auditor needs to check it offline (``evidence/_verification.html``):
 the SHA-256 of every attached file, the totals the attached CSV must reproduce and the history chain's
@@ -24,6 +25,7 @@ import io
 import json
 import logging
 from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -129,6 +131,12 @@ def _item_statuses() -> list[str]:
 
 # Parts of a chunked campaign report --------------------------------------------------------------
 
+def parts_storage():
+    """Where a report's parts wait for its assembly: a storage every worker reads and writes, so any worker
+    renders any part and any worker assembles them: the exports' storage, local or object storage."""
+    return export_storage()
+
+
 def part_name(export_id: int, index: int) -> str:
     return f"exports/parts/{export_id}/chunk-{index:05d}.pdf"
 
@@ -137,10 +145,29 @@ def plan_name(export_id: int) -> str:
     return f"exports/parts/{export_id}/plan.json"
 
 
+def body_name(export_id: int) -> str:
+    return f"exports/parts/{export_id}/front-body.pdf"
+
+
+def front_name(export_id: int) -> str:
+    """What the front's body task learnt for the assembly: written last, so its presence says the body is whole."""
+    return f"exports/parts/{export_id}/front.json"
+
+
+def attachment_name(export_id: int, index: int) -> str:
+    return f"exports/parts/{export_id}/attachment-{index}"
+
+
 def _replace(name: str, content: bytes) -> None:
-    if export_storage().exists(name):
-        export_storage().delete(name)
-    export_storage().save(name, ContentFile(content))
+    storage = parts_storage()
+    if storage.exists(name):
+        storage.delete(name)
+    storage.save(name, ContentFile(content))
+
+
+def _read(name: str) -> bytes:
+    with parts_storage().open(name, "rb") as f:
+        return f.read()
 
 
 def plan_campaign_report(export: EvidenceExport) -> evidence.ReportPlan:
@@ -151,9 +178,34 @@ def plan_campaign_report(export: EvidenceExport) -> evidence.ReportPlan:
     return plan
 
 
+def plan_exists(export: EvidenceExport) -> bool:
+    return parts_storage().exists(plan_name(export.pk))
+
+
 def load_plan(export: EvidenceExport) -> evidence.ReportPlan:
-    with export_storage().open(plan_name(export.pk), "rb") as f:
-        return evidence.ReportPlan.from_dict(json.loads(f.read()))
+    return evidence.ReportPlan.from_dict(json.loads(_read(plan_name(export.pk))))
+
+
+def check_plan(export: EvidenceExport, plan: evidence.ReportPlan, rows=None) -> None:
+    """The campaign's items (``rows``, or read again) still give the plan the parts print from; else the report
+    would print a sample the attached CSV does not redraw."""
+    campaign = export.campaign
+    again = evidence.plan_report(campaign, evidence.plan_rows(campaign) if rows is None else rows, seed=plan.seed,
+                                 sample_size=plan.requested_size, print_all=plan.print_all, chunk_size=plan.chunk_size)
+    if again.as_dict() != plan.as_dict():
+        raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
+
+
+def part_is_whole(name: str) -> bool:
+    """A part file that a PDF reader opens: one a worker finished writing (a killed worker may leave half a file)."""
+    storage = parts_storage()
+    if not storage.exists(name):
+        return False
+    try:
+        with storage.open(name, "rb") as f, _pikepdf().open(f):
+            return True
+    except Exception:  # pikepdf raises its own errors for a truncated or empty file
+        return False
 
 
 def render_campaign_chunk(export: EvidenceExport, plan: evidence.ReportPlan, index: int) -> int:
@@ -172,69 +224,28 @@ def render_campaign_chunk(export: EvidenceExport, plan: evidence.ReportPlan, ind
     return page_count(pdf)
 
 
-def front_measure_name(export_id: int) -> str:
-    return f"exports/parts/{export_id}/front-pages.txt"
+# The front's sections, in the order of the body; the contents name the page each starts on.
+FRONT_SECTIONS = [
+    ("controls", "Control mapping"), ("chain", "History chain verification"),
+    ("verification", "Verifying this report"), ("scope", "Scope, schedule and dates"),
+    ("totals", "Totals and resulting key states"), ("breakdown", "Decisions per customer and owner"),
+    ("notifications", "Reminders, escalations and default actions"), ("reviewer-quality", "Reviewer quality"),
+    ("sampling", "Items printed and the sample"),
+]
 
 
-def measure_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, chain, generated_at) -> int:
-    """Lay the front out once with placeholder page numbers and record its length.
+def render_campaign_front_body(export: EvidenceExport, plan: evidence.ReportPlan, chain, generated_at) -> int:
+    """The front matter after the contents (control mapping, chain verification, verification data, summary,
+    the sample) as a part of its own, and the raw data the report attaches; returns its page count.
 
-    Runs beside the chunks; the length does not depend on the numbers, so the final front, rendered
-    when the chunks are done, is then laid out once instead of twice.
-    """
-    summary = evidence.campaign_summary(export.campaign)
-    summary["stage_tallies"] = evidence.stage_tallies([], len(summary["stages"]))
-    # Placeholder numbers as wide as the real ones will be (four digits reach 9,999 pages).
-    placeholder = _placeholder_verification([name for name, _ in _front_attachments(export.campaign)],
-                                            _item_statuses())
-    laid_out = _front_layout(export, summary, plan, [999] * len(plan.chunks), chain, generated_at, 3, placeholder)
-    pages = len(laid_out.pages)
-    _replace(front_measure_name(export.pk), str(pages).encode())
-    return pages
-
-
-def measured_front_pages(export: EvidenceExport) -> int | None:
-    name = front_measure_name(export.pk)
-    if not export_storage().exists(name):
-        return None
-    with export_storage().open(name, "rb") as f:
-        value = f.read().decode().strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
-
-
-def part_pages(export: EvidenceExport) -> list[int]:
-    pikepdf = _pikepdf()
-    pages = []
-    for index in range(export.chunks_total):
-        with export_storage().open(part_name(export.pk, index), "rb") as f, pikepdf.open(f) as part:
-            pages.append(len(part.pages))
-    return pages
-
-
-def delete_parts(export: EvidenceExport) -> None:
-    for name in [*(part_name(export.pk, index) for index in range(export.chunks_total)),
-                 front_measure_name(export.pk), plan_name(export.pk)]:
-        if export_storage().exists(name):
-            export_storage().delete(name)
-
-
-def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, part_pages: list[int],
-                          chain, generated_at, *, front_pages: int | None = None) -> bytes:
-    """Cover, contents, control mapping, chain verification, verification data, summary and the sample, with
-    the raw data attached.
-
-    The attached rows must give the plan the chunks printed from (else the campaign changed meanwhile
-    and the printed sample would not be the one the CSV redraws). The contents name the page each
-    chunk starts on, which depends on the front's own length: laid out with ``front_pages``
-    (measured beforehand, or a guess), and again in the rare case it was wrong. Only the final
-    layout is written to PDF, with the attachments.
+    Runs beside the chunks, so the assembly lays out only the cover and contents. The attached rows must give
+    the plan the chunks print from (else the campaign changed meanwhile and the printed sample would not be
+    the one the CSV redraws). What the assembly needs (the chain's verdict, the time, the page each section
+    starts on, the attachments' names) is written last, in one small file.
     """
     campaign = export.campaign
     rows = list(evidence.item_rows(campaign))
-    again = evidence.plan_report(campaign, rows, seed=plan.seed, sample_size=plan.requested_size,
-                                 print_all=plan.print_all, chunk_size=plan.chunk_size)
-    if again.as_dict() != plan.as_dict():
-        raise RuntimeError("The campaign's items changed while the report was rendering; request it again.")
+    check_plan(export, plan, rows)
     summary = evidence.campaign_summary(campaign)
     summary["stage_tallies"] = evidence.stage_tallies(rows, len(summary["stages"]))
     labels = _front_attachments(campaign)
@@ -245,13 +256,93 @@ def render_campaign_front(export: EvidenceExport, plan: evidence.ReportPlan, par
     contents = [items_csv, evidence.to_json(document).encode()]
     attachments = [(name, content, description) for (name, description), content in zip(labels, contents, strict=True)]
     verification = verification_data(attachments, document["items"], statuses=_item_statuses())
-    del document, contents
-    front_pages = front_pages or 3
+    del document
+    laid_out = layout("evidence/campaign_front_body.html", base_context(
+        export, campaign=campaign, summary=summary, chain=chain, generated_at=generated_at,
+        mapping=evidence.control_mapping(Kind.CAMPAIGN), breakdowns=_breakdowns(summary), item_count=plan.total,
+        attachments=labels, plan=plan,
+        reasons=[(label, plan.reason_counts[reason]) for reason, label in evidence.PRINT_REASONS.items()],
+        sample_rule=evidence.SAMPLE_RULE_TEXT,
+        redraw=evidence.redraw_command(labels[0][0], plan.seed, plan.size), verification=verification,
+    ))
+    starts = {}
+    for number, page in enumerate(laid_out.pages, start=1):
+        for anchor in page.anchors:
+            starts.setdefault(anchor, number)
+    _replace(body_name(export.pk), write_pdf(laid_out))
+    for index, content in enumerate(contents):
+        _replace(attachment_name(export.pk, index), content)
+    _replace(front_name(export.pk), json.dumps({
+        "pages": len(laid_out.pages), "starts": starts, "generated_at": generated_at.isoformat(),
+        "chain": asdict(chain), "attachments": labels,
+    }).encode())
+    return len(laid_out.pages)
+
+
+def front_body_done(export_id: int) -> bool:
+    return parts_storage().exists(front_name(export_id))
+
+
+def part_pages(export: EvidenceExport) -> list[int]:
+    pikepdf = _pikepdf()
+    pages = []
+    for index in range(export.chunks_total):
+        with parts_storage().open(part_name(export.pk, index), "rb") as f, pikepdf.open(f) as part:
+            pages.append(len(part.pages))
+    return pages
+
+
+def delete_parts(export: EvidenceExport) -> None:
+    storage = parts_storage()
+    for name in [*(part_name(export.pk, index) for index in range(export.chunks_total)), body_name(export.pk),
+                 *(attachment_name(export.pk, index) for index in range(2)), front_name(export.pk),
+                 plan_name(export.pk)]:
+        if storage.exists(name):
+            storage.delete(name)
+
+
+@dataclass(frozen=True)
+class Front:
+    """What the front's body task left for the assembly."""
+
+    pages: int
+    starts: dict[str, int]
+    generated_at: datetime.datetime
+    chain: evidence.ChainResult
+    attachments: list[tuple[str, str]]
+
+
+def load_front(export: EvidenceExport) -> Front:
+    data = json.loads(_read(front_name(export.pk)))
+    return Front(pages=data["pages"], starts=data["starts"],
+                 generated_at=datetime.datetime.fromisoformat(data["generated_at"]),
+                 chain=evidence.ChainResult(**data["chain"]),
+                 attachments=[(name, description) for name, description in data["attachments"]])
+
+
+def render_campaign_head(export: EvidenceExport, plan: evidence.ReportPlan, front: Front,
+                         part_pages: list[int]) -> bytes:
+    """The cover and the contents, with the raw data attached: the only part laid out at the assembly.
+
+    The contents name the page each section and chunk starts on, which depends on the head's own length:
+    laid out with a guess (cover and one page of contents), and again in the rare case it was wrong.
+    """
+    head_pages, laid_out = 2, None
     for _ in range(3):
-        laid_out = _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages, verification)
-        if len(laid_out.pages) == front_pages:
+        sections = [{"label": label, "page": head_pages + front.starts[anchor]}
+                    for anchor, label in FRONT_SECTIONS if anchor in front.starts]
+        chunks, page = [], head_pages + front.pages + 1
+        for chunk, pages in zip(plan.chunks, part_pages, strict=True):
+            chunks.append({"label": _chunk_label(chunk, plan), "page": page, "pages": pages})
+            page += pages
+        laid_out = layout("evidence/campaign_front.html", base_context(
+            export, campaign=export.campaign, chain=front.chain, generated_at=front.generated_at,
+            sections=sections, chunks=chunks, item_count=plan.total, attachments=front.attachments, plan=plan))
+        if len(laid_out.pages) == head_pages:
             break
-        front_pages = len(laid_out.pages)
+        head_pages = len(laid_out.pages)
+    attachments = [(name, _read(attachment_name(export.pk, index)), description)
+                   for index, (name, description) in enumerate(front.attachments)]
     return write_pdf(laid_out, attachments=attachments)
 
 
@@ -270,22 +361,6 @@ def _chunk_label(chunk: dict, plan: evidence.ReportPlan) -> str:
         return f"Sample draws {chunk['start'] + 1} to {chunk['start'] + len(ids)} of {plan.size}"
     prefix = "Printed in full: items" if chunk["section"] == "in_full" else "Items"
     return f"{prefix} #{ids[0]} to #{ids[-1]}"
-
-
-def _front_layout(export, summary, plan, part_pages, chain, generated_at, front_pages, verification):
-    chunks, page = [], front_pages + 1
-    for chunk, pages in zip(plan.chunks, part_pages, strict=True):
-        chunks.append({"label": _chunk_label(chunk, plan), "page": page, "pages": pages})
-        page += pages
-    attachments = _front_attachments(export.campaign)
-    return layout("evidence/campaign_front.html", base_context(
-        export, campaign=export.campaign, summary=summary, chain=chain, generated_at=generated_at,
-        mapping=evidence.control_mapping(Kind.CAMPAIGN), chunks=chunks, breakdowns=_breakdowns(summary),
-        front_pages=front_pages, item_count=plan.total, attachments=attachments, plan=plan,
-        reasons=[(label, plan.reason_counts[reason]) for reason, label in evidence.PRINT_REASONS.items()],
-        sample_rule=evidence.SAMPLE_RULE_TEXT,
-        redraw=evidence.redraw_command(attachments[0][0], plan.seed, plan.size), verification=verification,
-    ))
 
 
 def merge_and_number(front: bytes, parts: list, *, footer: str) -> bytes:

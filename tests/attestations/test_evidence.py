@@ -259,27 +259,25 @@ def test_make_signing_cert_command(tmp_path, settings):
     assert out.exists() and out.with_suffix(".pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
 
 
-@pytest.mark.parametrize("measured", [True, False])
-def test_contents_name_the_page_each_chunk_starts_on(
-        compliance_user, owner, other_owner, monkeypatch, django_capture_on_commit_callbacks, measured):
+def test_contents_name_the_page_each_section_and_chunk_starts_on(
+        compliance_user, owner, other_owner, monkeypatch, django_capture_on_commit_callbacks):
     campaign = decided_campaign(compliance_user, owner, other_owner, keys_per_owner=30)[0]
     monkeypatch.setattr(evidence, "CHUNK_SIZE", 20)
     layouts = []
     real_layout = evidence_pdf.layout
 
     def counting_layout(template, context):
-        if template == "evidence/campaign_front.html" and context["chunks"][0]["pages"] != 999:
-            layouts.append(context["front_pages"])  # a layout with the chunks' real page counts
+        layouts.append(template)
         return real_layout(template, context)
 
     monkeypatch.setattr(evidence_pdf, "layout", counting_layout)
-    if not measured:
-        monkeypatch.setattr(evidence_tasks.measure_export_front, "run", lambda export_id: None)
     export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
     # 59 items printed in full (a release and 58 defaults) in chunks of 20, then the sample of one.
     assert export.chunks_total == 4
-    # Measured beside the chunks, the front is laid out once at the end; unmeasured, the guess is corrected.
-    assert len(layouts) == (1 if measured else 2)
+    # The front's body is laid out once, beside the chunks; the assembly lays out only the cover and contents,
+    # once when its guess of their length holds.
+    assert layouts.count("evidence/campaign_front_body.html") == 1
+    assert layouts.count("evidence/campaign_front.html") == 1
     pdf = reader(export)
     contents = text_of_page(pdf, 1) + text_of_page(pdf, 2)
     starts = re.findall(r"Printed in full: items #(\d+) to #(\d+) +(\d+)", contents)
@@ -290,7 +288,62 @@ def test_contents_name_the_page_each_chunk_starts_on(
     for first, _last, page in starts:
         assert re.search(rf"^\s*#{first} ", text_of_page(pdf, int(page) - 1), re.MULTILINE), (first, page)
         assert not re.search(rf"^\s*#{first} ", text_of_page(pdf, int(page) - 2), re.MULTILINE)
-    assert not default_storage.exists(evidence_pdf.front_measure_name(export.pk))
+    # Each section of the front's body starts on the page the contents name.
+    for _anchor, title in evidence_pdf.FRONT_SECTIONS:
+        (page,) = re.findall(rf"^\s*{re.escape(title)} +(\d+)\s*$", contents, re.MULTILINE)
+        heading = re.compile(rf"^\s*{re.escape(title)}\s*$", re.MULTILINE)
+        assert heading.search(text_of_page(pdf, int(page) - 1)), (title, page)
+        assert not any(heading.search(text_of_page(pdf, n)) for n in range(2, int(page) - 1)), (title, page)
+    assert not default_storage.exists(evidence_pdf.front_name(export.pk))
+    assert not default_storage.exists(evidence_pdf.body_name(export.pk))
+
+
+def test_a_part_rendered_twice_changes_nothing(
+        compliance_user, owner, other_owner, monkeypatch, django_capture_on_commit_callbacks):
+    """acks_late redelivers a task whose worker died before acknowledging it: every part task may run twice, in
+    any order, and the export is still assembled once, from whole parts."""
+    campaign = decided_campaign(compliance_user, owner, other_owner, keys_per_owner=4)[0]
+    monkeypatch.setattr(evidence, "CHUNK_SIZE", 3)
+    rendered, assembled = [], []
+    real_chunk, real_assemble = evidence_pdf.render_campaign_chunk, evidence_tasks.assemble_export.run
+    monkeypatch.setattr(evidence_pdf, "render_campaign_chunk",
+                        lambda export, plan, index: rendered.append(index) or real_chunk(export, plan, index))
+    monkeypatch.setattr(evidence_tasks.assemble_export, "run",
+                        lambda export_id: assembled.append(export_id) or real_assemble(export_id))
+    # The workers get every part task twice, the front's body last, and the first chunk's file is cut short
+    # as by a worker killed while writing it: it is rendered again, once.
+    real_group = evidence_tasks.group
+
+    def delivered_twice(signatures):
+        front, *chunks = signatures
+        return real_group([*chunks, *chunks, front, front])
+
+    monkeypatch.setattr(evidence_tasks, "group", delivered_twice)
+    real_replace = evidence_pdf._replace
+
+    def cut_short(name, content):
+        real_replace(name, content[:100] if name.endswith("chunk-00000.pdf") and 0 not in rendered[1:] else content)
+
+    monkeypatch.setattr(evidence_pdf, "_replace", cut_short)
+    # The start itself is delivered again while its parts render: it sends them again, and re-plans nothing.
+    real_front, started_again = evidence_tasks.render_export_front.run, []
+
+    def front_after_a_second_start(export_id):
+        if not started_again:
+            started_again.append(export_id)
+            evidence_tasks.render_export.run(export_id)
+        real_front(export_id)
+
+    monkeypatch.setattr(evidence_tasks.render_export_front, "run", front_after_a_second_start)
+    export = export_campaign(django_capture_on_commit_callbacks, compliance_user, campaign)
+    assert export.chunks_total == 4 and export.chunks_done == 4
+    assert sorted(rendered) == [0, 0, 1, 2, 3]
+    assert assembled == [export.pk] and started_again == [export.pk]
+    assert export.history.filter(status=EvidenceExport.Status.DONE).count() == 1
+    pdf = reader(export)
+    assert len(attached_csv(pdf)) == campaign.items.count()
+    for number in range(1, export.page_count + 1):
+        assert f"Page {number} of {export.page_count}" in text(pdf)
 
 
 def text_of_page(pdf, index: int) -> str:
