@@ -51,13 +51,15 @@ class AttestationItemFilterSet(django_filters.FilterSet):
         model = AttestationItem
         fields = ["q", "status", "stage", "customer", "reviewer", "recommendation", "reason"]
 
-    def __init__(self, *args, campaign: Campaign, **kwargs):
+    def __init__(self, *args, campaign: Campaign, customers=None, **kwargs):
+        """``customers``: the campaign's customers when the caller knows them (progress.campaign_customers)."""
         super().__init__(*args, **kwargs)
-        self.filters["customer"].queryset = (
-            Customer.objects.filter(workflows__keys__attestation_items__campaign=campaign).distinct().order_by("name")
-        )
+        if customers is None:
+            customers = Customer.objects.filter(workflows__keys__attestation_items__campaign=campaign).distinct()
+        self.filters["customer"].queryset = customers.order_by("name")
+        # A semi-join read from the (campaign, reviewer, status) index alone.
         self.filters["reviewer"].queryset = (
-            get_user_model().objects.filter(review_items__campaign=campaign).distinct().order_by("username")
+            get_user_model().objects.filter(pk__in=campaign.items.values("reviewer_id")).order_by("username")
         )
 
 

@@ -237,7 +237,11 @@ class AttestationItem(models.Model):
         indexes = [
             models.Index(fields=["reviewer", "status"]),
             models.Index(fields=["delegate", "status"]),
-            models.Index(fields=["campaign", "status"]),
+            # A campaign's counts by status, stage and reviewer are read from these indexes alone.
+            models.Index(fields=["campaign", "status", "stage"], name="item_campaign_status_stage"),
+            models.Index(fields=["campaign", "reviewer", "status"], name="item_campaign_reviewer"),
+            models.Index(fields=["campaign"], condition=models.Q(escalated_at__isnull=False),
+                         name="item_campaign_escalated"),
             models.Index(fields=["reviewer_role", "status"]),
             models.Index(fields=["escalated_to", "status"]),
         ]
@@ -261,6 +265,23 @@ class AttestationItem(models.Model):
         if not type(self.key)._meta.get_field("workflow").is_cached(self.key):
             self.key.workflow = Workflow.objects.select_related("customer").get(pk=self.key.workflow_id)
         return self
+
+
+class CampaignFigures(models.Model):
+    """A large campaign's figures that would join every item with its key, or read every decision, per view:
+    items per customer and the reviewers' decision figures. Counted by the worker every few minutes while
+    the campaign runs, and once more after it ends (``services.progress.refresh_campaign_figures``)."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, primary_key=True, related_name="figures")
+    counted_at = models.DateTimeField()
+    per_customer = models.JSONField(default=list, help_text="Per customer: id, name, items, pending items.")
+    reviewer_quality = models.JSONField(default=list, help_text="review_quality.reviewer_quality's rows.")
+
+    class Meta:
+        verbose_name_plural = "campaign figures"
+
+    def __str__(self):
+        return f"{self.campaign} as of {self.counted_at:%Y-%m-%d %H:%M}"
 
 
 class OwnershipTransfer(models.Model):

@@ -1,21 +1,18 @@
 import django_tables2 as tables
-from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.db.models import Case, F, IntegerField, Value, When
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from attestations.choices import ItemStatus
 from attestations.models import AttestationItem, Campaign, EvidenceExport
+from attestations.services.progress import with_item_counts
 from keys.tables import badge
 
 
 def with_progress(campaigns):
-    """Item totals and the percent decided, counted by the database for every campaign at once."""
-    decided = Count("items", filter=~Q(items__status=ItemStatus.PENDING))
-    return campaigns.annotate(
-        item_total=Count("items"),
-        item_decided=decided,
-        item_pending=Count("items", filter=Q(items__status=ItemStatus.PENDING)),
+    """Item totals and the percent decided, counted by the database for the campaigns shown."""
+    return with_item_counts(campaigns).annotate(
+        item_decided=F("item_total") - F("item_pending"),
     ).annotate(
         progress=Case(
             When(item_total=0, then=Value(0)),
