@@ -30,6 +30,7 @@ from keys.models import Customer, Workflow
 
 ITEMS_PER_PAGE = 50
 NOTIFICATIONS_SHOWN = 50
+REVIEWERS_SHOWN = 50
 
 
 def compliance_required(view):
@@ -254,10 +255,18 @@ class CampaignDetailView(ObjectListView):
             "stages": _stages(campaign, figures["pending_per_stage"]),
             "progress": figures,
             "per_customer": _breakdown(figures["per_customer"], "key__workflow__customer__name", overdue),
-            "per_reviewer": _breakdown(figures["per_reviewer"], "reviewer__username", overdue),
+            # A page lists the reviewers furthest behind, and those with the most rapid decisions; the API and
+            # the campaign report list every one.
+            "per_reviewer": sorted(_breakdown(figures["per_reviewer"], "reviewer__username", overdue),
+                                   key=lambda row: (-row["pending"], row["name"]))[:REVIEWERS_SHOWN],
+            "reviewers_total": len(figures["per_reviewer"]),
             "counted_at": figures["counted_at"],
             "notifications": _notifications(campaign),
-            "reviewer_quality": review_quality.written_out(figures["reviewer_quality"]),
+            "reviewer_quality": review_quality.written_out(sorted(
+                figures["reviewer_quality"], key=lambda row: (-row["rapid_decisions"], -row["decisions"],
+                                                              row["reviewer"]))[:REVIEWERS_SHOWN]),
+            "deciders_total": len(figures["reviewer_quality"]),
+            "reviewers_shown": REVIEWERS_SHOWN,
             "reminder_days": reminders.reminder_schedule(campaign),
             "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
                                    else campaign.release_grace_days),

@@ -7,6 +7,7 @@ from django.utils import timezone
 from attestations.choices import CAMPAIGN_TRANSITIONS, CampaignStatus, Decision, DefaultAction, ItemStatus
 from attestations.models import Campaign, Notification
 from attestations.services import campaigns, decisions
+from attestations.tables import percent_decided
 from attestations.views.campaigns import CAMPAIGN_ACTIONS
 from keys.choices import Environment, KeyStatus, LifecycleAction, RiskTier
 from tests import factories
@@ -128,9 +129,9 @@ def test_list_shows_progress_and_filters(client, compliance_user, active, owner)
     response = client.get(reverse("attestations:campaigns"))
     assert response.status_code == 200
     rows = {row.record.pk: row.record for row in response.context["table"].rows}
-    assert rows[active.pk].progress == 50
-    assert (rows[active.pk].item_total, rows[active.pk].item_decided) == (2, 1)
-    assert rows[other.pk].progress == 0
+    assert percent_decided(rows[active.pk]) == 50
+    assert (rows[active.pk].item_total, rows[active.pk].item_pending) == (2, 1)
+    assert percent_decided(rows[other.pk]) == 0
     assert 'value="50"' in response.text
 
     filtered = client.get(reverse("attestations:campaigns"), {"status": CampaignStatus.DRAFT})
