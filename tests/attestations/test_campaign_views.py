@@ -265,7 +265,7 @@ def test_detail_items_filter_by_status_reviewer_customer(client, compliance_user
         return [row.record.pk for row in client.get(url, params).context["table"].rows]
 
     assert listed({"status": ItemStatus.RELEASED}) == [item.pk]
-    assert listed({"reviewer": other_owner.pk}) == [active.items.get(reviewer=other_owner).pk]
+    assert listed({"reviewer": other_owner.username}) == [active.items.get(reviewer=other_owner).pk]
     assert listed({"customer": key.workflow.customer.pk}) == [item.pk]
     assert listed({"reviewer": "99999"}) == []
     partial = client.get(url, {"status": ItemStatus.RELEASED}, headers={"HX-Request": "true", "HX-Target": "campaign-items"})
