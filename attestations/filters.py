@@ -1,6 +1,5 @@
 import django_filters
 from django import forms
-from django.contrib.auth import get_user_model
 
 from attestations.choices import MAX_STAGES, CampaignStatus, ItemStatus, ReasonCode, Recommendation
 from attestations.models import AttestationItem, Campaign, CampaignSchedule, EvidenceExport
@@ -30,8 +29,10 @@ class AttestationItemFilterSet(django_filters.FilterSet):
         field_name="key__workflow__customer", label="Customer", queryset=Customer.objects.none(),
         empty_label="Any customer",
     )
-    reviewer = django_filters.ModelChoiceFilter(
-        label="Reviewer", queryset=get_user_model().objects.none(), empty_label="Any reviewer"
+    # A username rather than a choice: a large campaign has a thousand reviewers, too many to offer.
+    reviewer = django_filters.CharFilter(
+        field_name="reviewer__username", label="Reviewer", max_length=150,
+        widget=forms.TextInput(attrs={"placeholder": "Username", "type": "search"}),
     )
     recommendation = django_filters.ChoiceFilter(
         choices=[(value, label) for value, label in Recommendation.choices if value],
@@ -51,14 +52,12 @@ class AttestationItemFilterSet(django_filters.FilterSet):
         model = AttestationItem
         fields = ["q", "status", "stage", "customer", "reviewer", "recommendation", "reason"]
 
-    def __init__(self, *args, campaign: Campaign, **kwargs):
+    def __init__(self, *args, campaign: Campaign, customers=None, **kwargs):
+        """``customers``: the campaign's customers when the caller knows them (progress.campaign_customers)."""
         super().__init__(*args, **kwargs)
-        self.filters["customer"].queryset = (
-            Customer.objects.filter(workflows__keys__attestation_items__campaign=campaign).distinct().order_by("name")
-        )
-        self.filters["reviewer"].queryset = (
-            get_user_model().objects.filter(review_items__campaign=campaign).distinct().order_by("username")
-        )
+        if customers is None:
+            customers = Customer.objects.filter(workflows__keys__attestation_items__campaign=campaign).distinct()
+        self.filters["customer"].queryset = customers.order_by("name")
 
 
 class EvidenceExportFilterSet(django_filters.FilterSet):

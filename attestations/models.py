@@ -148,30 +148,36 @@ class AttestationItemQuerySet(models.QuerySet):
             return self.none()
         if roles.reads_everything(user):
             return self
-        return self.decidable_by(user)
+        # Not a compliance officer (they read everything): the role need not be asked again.
+        return self.decidable_by(user, officer=False)
 
-    def decidable_by(self, user):
+    def decidable_by(self, user, *, officer: bool | None = None):
         """The items ``user`` may decide (``may_decide``): the inbox, the API, the contact pages, the
-        item's visibility and the decision itself all read this one rule."""
+        item's visibility and the decision itself all read this one rule. ``officer``: whether the user is a
+        compliance officer, when the caller has just read it (see ``may_decide``)."""
         if not user.is_authenticated:
             return self.none()
-        return self.filter(may_decide(user))
+        return self.filter(may_decide(user, officer=officer))
 
 
-def may_decide(user) -> models.Q:
+def may_decide(user, *, officer: bool | None = None) -> models.Q:
     """Who may decide an item at its current stage: its reviewer, the delegate the reviewer named (a delegation
     replaces the one before) and the person it was escalated to; for a stage reviewed by compliance (or an item
     escalated to compliance), any compliance officer. ``user``: a user or a user's pk. One condition the
-    database answers in the same query (the role too)."""
+    database answers in the same query (the role too), unless ``officer`` says whether the user is a compliance
+    officer: lists pass it, so that each branch of the condition is an index look-up (a branch joined with the
+    role check is not, and costs a scan of every item)."""
     from django.contrib.auth import get_user_model
 
     from core import roles
 
+    people = models.Q(reviewer=user) | models.Q(delegate=user) | models.Q(escalated_to=user)
+    compliance_items = models.Q(reviewer_role=roles.COMPLIANCE) | models.Q(escalated_to_role=roles.COMPLIANCE)
+    if officer is not None:
+        return people | compliance_items if officer else people
     is_officer = models.Exists(get_user_model().groups.through.objects.filter(
         user_id=getattr(user, "pk", user), group__name=roles.COMPLIANCE))
-    compliance_items = models.Q(reviewer_role=roles.COMPLIANCE) | models.Q(escalated_to_role=roles.COMPLIANCE)
-    return (models.Q(reviewer=user) | models.Q(delegate=user) | models.Q(escalated_to=user)
-            | (compliance_items & models.Q(is_officer)))
+    return people | (compliance_items & models.Q(is_officer))
 
 
 class AttestationItem(models.Model):
@@ -238,9 +244,18 @@ class AttestationItem(models.Model):
         indexes = [
             models.Index(fields=["reviewer", "status"]),
             models.Index(fields=["delegate", "status"]),
-            models.Index(fields=["campaign", "status"]),
+            # A campaign's counts by status, stage and reviewer are read from these indexes alone.
+            models.Index(fields=["campaign", "status", "stage"], name="item_campaign_status_stage"),
+            models.Index(fields=["campaign", "reviewer", "status"], name="item_campaign_reviewer"),
+            models.Index(fields=["campaign"], condition=models.Q(escalated_at__isnull=False),
+                         name="item_campaign_escalated"),
             models.Index(fields=["reviewer_role", "status"]),
             models.Index(fields=["escalated_to", "status"]),
+            # The few items escalated to compliance, for the officers' inbox.
+            models.Index(fields=["status"], condition=models.Q(escalated_to_role="compliance"),
+                         name="item_escalated_to_compliance"),
+            # A campaign's items in their own order (its page, the API's list by campaign).
+            models.Index(fields=["campaign", "id"], name="item_campaign_order"),
         ]
 
     def __str__(self):
@@ -262,6 +277,23 @@ class AttestationItem(models.Model):
         if not type(self.key)._meta.get_field("workflow").is_cached(self.key):
             self.key.workflow = Workflow.objects.select_related("customer").get(pk=self.key.workflow_id)
         return self
+
+
+class CampaignFigures(models.Model):
+    """A large campaign's figures that would join every item with its key, or read every decision, per view:
+    items per customer and the reviewers' decision figures. Counted by the worker every few minutes while
+    the campaign runs, and once more after it ends (``services.progress.refresh_campaign_figures``)."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, primary_key=True, related_name="figures")
+    counted_at = models.DateTimeField()
+    per_customer = models.JSONField(default=list, help_text="Per customer: id, name, items, pending items.")
+    reviewer_quality = models.JSONField(default=list, help_text="review_quality.reviewer_quality's rows.")
+
+    class Meta:
+        verbose_name_plural = "campaign figures"
+
+    def __str__(self):
+        return f"{self.campaign} as of {self.counted_at:%Y-%m-%d %H:%M}"
 
 
 class OwnershipTransfer(models.Model):

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from attestations.choices import CampaignStatus
 from attestations.models import Campaign, CampaignSchedule, EvidenceExport, Notification, OwnershipTransfer
-from attestations.services import campaigns, evidence, evidence_pdf, exports, notifications, reminders
+from attestations.services import campaigns, evidence, evidence_pdf, exports, notifications, progress, reminders
 from core.actors import system_user
 from core.chain import sealed_atomic
 
@@ -311,3 +311,14 @@ def verify_whole_chain() -> dict:
     if not result.ok:
         log.error("history chain BROKEN: %s", "; ".join(p.message for p in result.problems[:20]))
     return {"ok": result.ok, "checked": result.checked, "problems": len(result.problems)}
+
+
+@shared_task
+def refresh_campaign_figures(campaign_id: int | None = None) -> list[int]:
+    """Count again the stored figures of the campaigns that need it (``progress.campaigns_to_count``), or of the
+    campaign named; returns the campaigns counted."""
+    counted = []
+    for campaign in (Campaign.objects.filter(pk=campaign_id) if campaign_id else progress.campaigns_to_count()):
+        progress.refresh_campaign_figures(campaign)
+        counted.append(campaign.pk)
+    return counted

@@ -6,7 +6,8 @@ import datetime
 from django.db.models import Count, Q
 
 from attestations.choices import CampaignStatus, ItemStatus
-from attestations.models import Campaign, EvidenceExport
+from attestations.models import AttestationItem, Campaign, EvidenceExport
+from attestations.services.progress import with_item_counts
 from keys.choices import OPEN_REVOCATION_STATUSES, ExceptionStatus, RevocationRequestStatus
 from keys.models import KeyException, RevocationRequest
 
@@ -22,21 +23,16 @@ def _bars(rows: list[dict], count_key: str = "count") -> list[dict]:
 
 
 def compliance_overview(today: datetime.date) -> dict:
-    pending = Q(items__status=ItemStatus.PENDING)
-    active = list(
-        Campaign.objects.filter(status=CampaignStatus.ACTIVE)
-        .annotate(total=Count("items"), pending=Count("items", filter=pending))
-        .order_by("due_on", "pk")[:LIST_SIZE]
-    )
+    running = Campaign.objects.filter(status=CampaignStatus.ACTIVE)
+    # Items counted from the (campaign, status) index, for the campaigns shown only.
+    active = list(with_item_counts(running, total="total", pending="pending").order_by("due_on", "pk")[:LIST_SIZE])
     for campaign in active:
         decided = campaign.total - campaign.pending
         campaign.percent = round(100 * decided / campaign.total) if campaign.total else 0
         campaign.overdue = campaign.pending if campaign.due_on and campaign.due_on < today else 0
-    counts = Campaign.objects.aggregate(
-        active=Count("pk", filter=Q(status=CampaignStatus.ACTIVE), distinct=True),
-        overdue_items=Count("items", filter=Q(status=CampaignStatus.ACTIVE, due_on__lt=today) & pending),
-        pending_items=Count("items", filter=Q(status=CampaignStatus.ACTIVE) & pending),
-    )
+    counts = {"active": running.count(), **AttestationItem.objects.filter(
+        campaign__status=CampaignStatus.ACTIVE, status=ItemStatus.PENDING,
+    ).aggregate(pending_items=Count("pk"), overdue_items=Count("pk", filter=Q(campaign__due_on__lt=today)))}
     statuses = dict(RevocationRequestStatus.choices)
     revocation_counts = dict(
         RevocationRequest.objects.filter(status__in=OPEN_REVOCATION_STATUSES).values_list("status")

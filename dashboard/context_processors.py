@@ -8,7 +8,7 @@ def _pending_items(user) -> int:
     from attestations.models import AttestationItem
 
     return (
-        AttestationItem.objects.decidable_by(user)
+        AttestationItem.objects.decidable_by(user, officer=role_rules.is_compliance(user))
         .filter(status=ItemStatus.PENDING, campaign__status=CampaignStatus.ACTIVE)
         .count()
     )

@@ -9,44 +9,24 @@ from django.utils import timezone
 from core import roles
 from dashboard.charts import trend_charts
 from dashboard.compliance_overview import compliance_overview
+from dashboard.summary import ATTENTION_HORIZON_DAYS, live_figures, summary_figures
 from dashboard.trends import LIMIT_CYCLES, schedule_trends
 from keys.choices import LIVE_KEY_STATUSES, ExceptionKind, ExceptionStatus, KeyStatus
 from keys.models import ApiKey, KeyException
 
-ATTENTION_HORIZON_DAYS = 30
 ATTENTION_LIST_SIZE = 10
 
 
-def _attention(keys, condition: Q, order: str, date_field: str = "") -> dict:
-    """A short list of live keys needing attention, each with the date that matters, and the total."""
-    matching = keys.filter(condition)
-    total = matching.count()
-    shown = list(matching.select_related("workflow__customer", "owner").order_by(order, "pk")[:ATTENTION_LIST_SIZE])
+def _attention(keys, condition: Q, order: str, date_field: str, total: int) -> dict:
+    """A short list of live keys needing attention, each with the date that matters, and their number
+    (counted with the dashboard's other figures)."""
+    shown = list(keys.filter(condition).select_related("workflow__customer", "owner").order_by(order, "pk")
+                 [:ATTENTION_LIST_SIZE])
     return {
         "count": total,
-        "more": total - len(shown),
+        "more": max(total - len(shown), 0),
         "rows": [{"key": key, "date": getattr(key, date_field) if date_field else None} for key in shown],
     }
-
-
-def _customer_rows(keys) -> list[dict]:
-    horizon = timezone.localdate() + datetime.timedelta(days=ATTENTION_HORIZON_DAYS)
-    live = Q(status__in=LIVE_KEY_STATUSES)
-    return list(
-        keys.order_by()
-        .values("workflow__customer__id", "workflow__customer__name", "workflow__customer__contract_status")
-        .annotate(
-            total=Count("pk"),
-            pending=Count("pk", filter=Q(status=KeyStatus.PENDING)),
-            active=Count("pk", filter=Q(status=KeyStatus.ACTIVE)),
-            suspended=Count("pk", filter=Q(status=KeyStatus.SUSPENDED)),
-            revoked=Count("pk", filter=Q(status=KeyStatus.REVOKED)),
-            expired=Count("pk", filter=Q(status=KeyStatus.EXPIRED)),
-            due_for_review=Count("pk", filter=live & Q(next_review_on__lte=horizon)),
-            flagged=Count("pk", filter=live & (Q(orphaned=True) | Q(unattested=True) | Q(rotation_required=True))),
-        )
-        .order_by("workflow__customer__name")
-    )
 
 
 EXCEPTION_AGE_BUCKETS = ((30, "Under 30 days"), (90, "30 to 90 days"), (180, "90 to 180 days"),
@@ -107,29 +87,29 @@ def dashboard(request):
     keys = ApiKey.objects.visible_to(request.user)
     reads_everything = roles.reads_everything(request.user)
     live_keys = keys.filter(status__in=LIVE_KEY_STATUSES)
-    today = timezone.localdate()
+    now = timezone.now()
+    today = timezone.localdate(now)
     horizon = today + datetime.timedelta(days=ATTENTION_HORIZON_DAYS)
 
-    counts = dict(keys.order_by().values_list("status").annotate(n=Count("pk")))
-    status_counts = [
-        {"status": status.value, "label": status.label, "count": counts.get(status.value, 0)} for status in KeyStatus
-    ]
-    stale_cutoff = timezone.now() - datetime.timedelta(days=settings.KEY_STALE_AFTER_DAYS)
+    # Over every key, the summary's counts once the keys are many; an owner's own keys are counted live.
+    figures = (summary_figures() if reads_everything else None) or live_figures(keys, today, now)
+    counts = figures.totals
+    status_counts = [{"status": status.value, "label": status.label, "count": counts[status.value]}
+                     for status in KeyStatus]
     context = {
         "sees_everything": reads_everything,
-        "total": sum(counts.values()),
+        "total": counts["total"],
+        "counted_at": figures.counted_at,
         "status_counts": status_counts,
         "horizon_days": ATTENTION_HORIZON_DAYS,
         "stale_days": settings.KEY_STALE_AFTER_DAYS,
-        "due_for_review": _attention(live_keys, Q(next_review_on__lte=horizon), "next_review_on", "next_review_on"),
-        "expiring": _attention(live_keys, Q(expires_on__lte=horizon), "expires_on", "expires_on"),
-        "rotation_required": _attention(live_keys, Q(rotation_required=True), "status_changed_at"),
-        "flag_counts": live_keys.aggregate(
-            orphaned=Count("pk", filter=Q(orphaned=True)),
-            unattested=Count("pk", filter=Q(unattested=True)),
-            unused=Count("pk", filter=Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_cutoff)),
-        ),
-        "customer_rows": _customer_rows(keys) if reads_everything else [],
+        "due_for_review": _attention(live_keys, Q(next_review_on__lte=horizon), "next_review_on", "next_review_on",
+                                     counts["due_for_review"]),
+        "expiring": _attention(live_keys, Q(expires_on__lte=horizon), "expires_on", "expires_on", counts["expiring"]),
+        "rotation_required": _attention(live_keys, Q(rotation_required=True), "status_changed_at", "",
+                                        counts["rotation_required"]),
+        "flag_counts": {name: counts[name] for name in ("orphaned", "unattested", "unused")},
+        "customer_rows": figures.rows if reads_everything else [],
         "exception_register": exception_register(today) if reads_everything else None,
         "compliance_overview": compliance_overview(today) if reads_everything else None,
         "review_trends": review_trends() if reads_everything else None,

@@ -288,6 +288,12 @@ KEY_FINGERPRINT_OLD_PEPPERS = {
 
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 20 * 1024 * 1024)
 KEY_STALE_AFTER_DAYS = env_int("KEY_STALE_AFTER_DAYS", 90)
+# From this many keys on, compliance's dashboard reads its key figures from the summary a worker job refreshes
+# every few minutes (dashboard.summary) instead of counting every key per view.
+DASHBOARD_SUMMARY_MIN_KEYS = env_int("DASHBOARD_SUMMARY_MIN_KEYS", 100_000)
+# From this many items on, a campaign's page reads its per-customer progress and reviewer figures from those a
+# worker job counts every few minutes (attestations.services.progress) instead of counting them per view.
+CAMPAIGN_FIGURES_MIN_ITEMS = env_int("CAMPAIGN_FIGURES_MIN_ITEMS", 20_000)
 # Safe release: a released key is suspended this many days while its usage is watched, then revoked
 # (0 revokes at once); a campaign or schedule may set its own number.
 RELEASE_GRACE_DAYS = env_int("RELEASE_GRACE_DAYS", 7)

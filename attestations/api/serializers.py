@@ -14,7 +14,7 @@ from attestations.choices import (
     Recommendation,
 )
 from attestations.models import AttestationItem, Campaign
-from attestations.services.campaigns import campaign_progress
+from attestations.services.progress import page_progress
 from attestations.stages import MAX_STAGE_DAYS
 from keys.choices import Environment, KeyStatus, RiskTier
 from keys.models import ApiKey, Customer, Workflow
@@ -70,6 +70,10 @@ class ProgressSerializer(serializers.Serializer):
     by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Item status -> count.")
     per_customer = CustomerProgressSerializer(many=True)
     per_reviewer = ReviewerProgressSerializer(many=True)
+    counted_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When `per_customer` was counted: null when counted for this answer; on a large campaign "
+                  "(CAMPAIGN_FIGURES_MIN_ITEMS items), counted by a worker job every few minutes.")
 
 
 class CampaignDetailSerializer(CampaignSerializer):
@@ -81,7 +85,7 @@ class CampaignDetailSerializer(CampaignSerializer):
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, campaign):
-        return ProgressSerializer(campaign_progress(campaign)).data
+        return ProgressSerializer(page_progress(campaign, quality=False)).data
 
 
 class CampaignLaunchSerializer(CampaignDetailSerializer):

@@ -1,6 +1,5 @@
 """Campaigns (compliance and admins) and attestation items (their reviewers) over REST; every change via campaigns.py."""
 
-from django.db.models import Count, Q
 from django.http import Http404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -31,6 +30,7 @@ from attestations.services.decisions import (
     can_decide,
     record_decision,
 )
+from attestations.services.progress import with_item_counts
 from core.api import Conflict, DetailSerializer, SeesEverythingAuditorsRead
 
 NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."
@@ -60,15 +60,12 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     filterset_class = CampaignFilterSet
 
     def get_queryset(self):
-        return (
+        campaigns = (
             Campaign.objects.select_related("created_by", "launched_by", "closed_by")
             .prefetch_related("customers", "workflows")
-            .annotate(
-                item_count=Count("items"),
-                pending_count=Count("items", filter=Q(items__status=ItemStatus.PENDING)),
-            )
             .order_by("-created_at", "-pk")
         )
+        return with_item_counts(campaigns, total="item_count", pending="pending_count")
 
     def get_serializer_class(self):
         return CampaignSerializer if self.action == "list" else CampaignDetailSerializer

@@ -12,7 +12,7 @@ import datetime
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, CharField, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
 from attestations.choices import (
@@ -294,27 +294,10 @@ def cancel_campaign(campaign: Campaign, *, actor, reason: str) -> Campaign:
 
 
 def campaign_progress(campaign: Campaign) -> dict:
-    """Decided / pending / overdue totals, and the same per customer and per reviewer."""
-    items = campaign.items.all()
-    overdue = campaign.status == CampaignStatus.ACTIVE and campaign.due_on and campaign.due_on < timezone.localdate()
-    decided = ~Q(status=ItemStatus.PENDING)
-    totals = items.aggregate(total=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING)),
-                             decided=Count("pk", filter=decided),
-                             escalated=Count("pk", filter=Q(escalated_at__isnull=False)))
-    by_status = dict(items.values_list("status").annotate(n=Count("pk")).order_by())
-    per_customer = list(
-        items.values("key__workflow__customer__name")
-        .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING)))
-        .order_by("key__workflow__customer__name")
-    )
-    per_reviewer = list(
-        items.values("reviewer__username")
-        .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING)))
-        .order_by("reviewer__username")
-    )
-    totals["overdue"] = totals["pending"] if overdue else 0
-    totals["percent"] = round(100 * totals["decided"] / totals["total"]) if totals["total"] else 0
-    return {"totals": totals, "by_status": by_status, "per_customer": per_customer, "per_reviewer": per_reviewer}
+    """Decided / pending / overdue totals, and the same per customer and per reviewer (``services.progress``)."""
+    from attestations.services import progress
+
+    return progress.campaign_progress(campaign)
 
 
 @sealed_atomic

@@ -170,8 +170,13 @@ def format_seconds(value: float | None) -> str:
 
 def reviewer_quality_rows(campaign) -> list[dict]:
     """``reviewer_quality`` with the durations written out, for pages and PDFs."""
+    return written_out(reviewer_quality(campaign))
+
+
+def written_out(rows: list[dict]) -> list[dict]:
+    """``reviewer_quality``'s rows with the durations written out."""
     return [
         {**row, "to_decide": format_seconds(row["median_seconds_to_decide"]),
          "between": format_seconds(row["median_seconds_between"])}
-        for row in reviewer_quality(campaign)
+        for row in rows
     ]

@@ -15,11 +15,11 @@ from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction, ItemStatus
+from attestations.choices import CAMPAIGN_TRANSITIONS, DefaultAction
 from attestations.filters import AttestationItemFilterSet, CampaignFilterSet
 from attestations.forms.campaigns import CampaignForm, CancelCampaignForm, NoInputForm
 from attestations.models import AttestationItem, Campaign, Notification
-from attestations.services import campaigns, reminders, review_quality
+from attestations.services import campaigns, progress, reminders, review_quality
 from attestations.stages import stage_window, stages_of
 from attestations.tables import AttestationItemTable, CampaignTable, with_progress
 from core import roles
@@ -30,6 +30,7 @@ from keys.models import Customer, Workflow
 
 ITEMS_PER_PAGE = 50
 NOTIFICATIONS_SHOWN = 50
+REVIEWERS_SHOWN = 50
 
 
 def compliance_required(view):
@@ -166,10 +167,8 @@ def _scope_summary(campaign: Campaign) -> dict:
     }
 
 
-def _stages(campaign: Campaign) -> list[dict]:
+def _stages(campaign: Campaign, pending: dict[int, int]) -> list[dict]:
     """Each stage as the page describes it, with its window once launched and its pending items."""
-    pending = dict(campaign.items.filter(status=ItemStatus.PENDING).values_list("stage").annotate(n=Count("pk"))
-                   .order_by())
     return [
         {"stage": stage, "window": stage_window(campaign, stage.number), "pending": pending.get(stage.number, 0)}
         for stage in stages_of(campaign)
@@ -207,6 +206,8 @@ class CampaignDetailView(ObjectListView):
     table_class = AttestationItemTable
     filterset_class = AttestationItemFilterSet
     template_name = "attestations/campaign_detail.html"
+    # The items' own order within the campaign, which an index gives (the model's order goes by the campaign).
+    ordering = ("pk",)
     per_page = ITEMS_PER_PAGE
     table_id = "campaign-items"
     refresh_in_place = True
@@ -233,7 +234,8 @@ class CampaignDetailView(ObjectListView):
         )
 
     def get_filterset_kwargs(self, filterset_class):
-        return super().get_filterset_kwargs(filterset_class) | {"campaign": self.campaign}
+        return super().get_filterset_kwargs(filterset_class) | {
+            "campaign": self.campaign, "customers": progress.campaign_customers(self.campaign)}
 
     def get_list_url(self) -> str:
         return self.campaign.get_absolute_url()  # also when a refused step shows the page at the step's URL
@@ -243,19 +245,28 @@ class CampaignDetailView(ObjectListView):
         if self.is_partial():
             return context
         campaign = self.campaign
-        progress = campaigns.campaign_progress(campaign)
-        overdue = progress["totals"]["overdue"] > 0
+        figures = progress.page_progress(campaign)
+        overdue = figures["totals"]["overdue"] > 0
         may_act = roles.sees_everything(self.request.user)
         panels = offered_panels(CAMPAIGN_ACTIONS.values() if may_act else (), campaign, failed=self.refused)
         context.update({
             "campaign": campaign,
             "scope": _scope_summary(campaign),
-            "stages": _stages(campaign),
-            "progress": progress,
-            "per_customer": _breakdown(progress["per_customer"], "key__workflow__customer__name", overdue),
-            "per_reviewer": _breakdown(progress["per_reviewer"], "reviewer__username", overdue),
+            "stages": _stages(campaign, figures["pending_per_stage"]),
+            "progress": figures,
+            "per_customer": _breakdown(figures["per_customer"], "key__workflow__customer__name", overdue),
+            # A page lists the reviewers furthest behind, and those with the most rapid decisions; the API and
+            # the campaign report list every one.
+            "per_reviewer": sorted(_breakdown(figures["per_reviewer"], "reviewer__username", overdue),
+                                   key=lambda row: (-row["pending"], row["name"]))[:REVIEWERS_SHOWN],
+            "reviewers_total": len(figures["per_reviewer"]),
+            "counted_at": figures["counted_at"],
             "notifications": _notifications(campaign),
-            "reviewer_quality": review_quality.reviewer_quality_rows(campaign),
+            "reviewer_quality": review_quality.written_out(sorted(
+                figures["reviewer_quality"], key=lambda row: (-row["rapid_decisions"], -row["decisions"],
+                                                              row["reviewer"]))[:REVIEWERS_SHOWN]),
+            "deciders_total": len(figures["reviewer_quality"]),
+            "reviewers_shown": REVIEWERS_SHOWN,
             "reminder_days": reminders.reminder_schedule(campaign),
             "release_grace_days": (settings.RELEASE_GRACE_DAYS if campaign.release_grace_days is None
                                    else campaign.release_grace_days),

@@ -92,7 +92,7 @@ def attach_people(items) -> None:
 def inbox_items(user):
     """The user's items (as reviewer or delegate), without those stuck in a cancelled or draft campaign."""
     return (
-        AttestationItem.objects.decidable_by(user)
+        AttestationItem.objects.decidable_by(user, officer=roles.is_compliance(user))
         .exclude(Q(status=ItemStatus.PENDING) & ~Q(campaign__status=CampaignStatus.ACTIVE))
         .select_related(*ROW_RELATED)
     )

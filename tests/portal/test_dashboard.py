@@ -74,7 +74,7 @@ def test_compliance_and_admin_see_everything_per_customer(client, request, portf
     context = response.context
     assert context["total"] == 5
     assert {row["key"].label for row in context["due_for_review"]["rows"]} == {"alice-review", "bob-review"}
-    rows = {row["workflow__customer__name"]: row for row in context["customer_rows"]}
+    rows = {row["customer_name"]: row for row in context["customer_rows"]}
     assert rows["Acme"]["total"] == 2 and rows["Acme"]["active"] == 2 and rows["Acme"]["due_for_review"] == 1
     assert rows["Globex"]["total"] == 3
     assert (rows["Globex"]["suspended"], rows["Globex"]["revoked"], rows["Globex"]["flagged"]) == (1, 1, 1)
