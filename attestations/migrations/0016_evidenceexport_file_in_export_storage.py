@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('attestations', '0013_item_kept_without_signoff'),
+        ('attestations', '0015_campaign_figures_job'),
     ]
 
     operations = [
