@@ -189,7 +189,8 @@ def test_a_small_chunk_finds_every_kind_of_problem_across_chunk_boundaries(every
     for reason in ("one", "two", "three"):
         lifecycle.suspend_key(everywhere["key"], actor=everywhere["actor"], reason=reason)
         lifecycle.reinstate_key(everywhere["key"], actor=everywhere["actor"], reason=reason)
-    rows = oldest_rows()
+    # The erasure and the purge stay as recorded, so that erased and purged records are met on the way.
+    rows = [row for row in oldest_rows() if row[0] not in ("portal.chainerasure", "portal.chainpurge")]
     altered = {(label, record_id) for label, model, record_id in rows[::2]}
     for _, model, record_id in rows[::2]:
         tamper(model, record_id)
