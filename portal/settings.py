@@ -308,7 +308,7 @@ REST_FRAMEWORK = {
         "core.personal_tokens.PersonalTokenAuthentication",  # a user's personal token (never an auditor's)
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.CursorPagination",  # keyset cursors: any page as fast as the first
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["core.api.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
