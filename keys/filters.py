@@ -248,7 +248,7 @@ def filter_keys(keys, query_string: str):
 
     data = QueryDict(query_string or "")
     known = {k: v for k, v in data.lists() if k in ScopeKeyFilterSet.base_filters}
-    unknown = sorted(set(data) - set(known) - {"page", "sort", "per_page"})
+    unknown = sorted(set(data) - set(known) - {"page", "cursor", "sort", "per_page"})
     params = QueryDict(mutable=True)
     for name, values in known.items():
         params.setlist(name, values)
