@@ -3,6 +3,7 @@ import datetime
 import django_filters
 from django import forms
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from core import roles
@@ -35,6 +36,8 @@ from keys.services.key_exceptions import overdue_q
 from keys.services.tokens import customer_scope_q, request_token, workflow_scope_q
 
 REVIEW_HORIZON_DAYS = 30
+# A workflow select offers at most this many at once: beyond it, the chosen customer's workflows only.
+WORKFLOW_CHOICES_SHOWN = 100
 # The choice that stands for every status still waiting for someone (releases, revocations).
 OPEN = "open"
 
@@ -93,6 +96,14 @@ class ApiKeyFilterSet(django_filters.FilterSet):
         model = ApiKey
         fields = ["q", "status", "customer", "workflow", "environment", "owner", "risk_tier"]
 
+    @property
+    def form(self):
+        form = super().form
+        if not getattr(self, "workflow_choices_narrowed", False):
+            self.workflow_choices_narrowed = True
+            narrow_workflow_choices(form, self.request)
+        return form
+
     def search(self, queryset, name, value):
         value = value.strip()
         if not value:
@@ -111,6 +122,34 @@ class ApiKeyFilterSet(django_filters.FilterSet):
             return queryset
         cutoff = timezone.now() - datetime.timedelta(days=int(value))
         return queryset.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
+
+
+def narrow_workflow_choices(form, request) -> None:
+    """Offer in the form's workflow select the workflows a person can choose from, not thousands.
+
+    Any visible workflow is still accepted (a saved filter or a link may name one); what the select lists is the
+    chosen customer's workflows, or every visible workflow while there are at most WORKFLOW_CHOICES_SHOWN, or else
+    none until a customer is chosen (the page says so; with htmx the list follows the customer select).
+    """
+    field = form.fields["workflow"]
+    customer = form["customer"].value() if "customer" in form.fields else None
+    workflows = field.queryset
+    if customer not in (None, "") and str(customer).isdigit():
+        workflows = workflows.filter(customer_id=int(customer))
+        field.help_text = ""
+    shown = list(workflows.order_by("customer__name", "name", "pk")[: WORKFLOW_CHOICES_SHOWN + 1])
+    if len(shown) > WORKFLOW_CHOICES_SHOWN:
+        shown = []
+        field.help_text = "Choose a customer to list its workflows."
+    selected = str(form["workflow"].value() or "")
+    if selected.isdigit() and int(selected) not in {w.pk for w in shown}:
+        shown += list(field.queryset.filter(pk=int(selected)))  # the filter in force stays visible
+    field.widget.choices = [("", field.empty_label), *((w.pk, field.label_from_instance(w)) for w in shown)]
+    if request is not None:
+        field.widget.attrs.update({
+            "hx-get": reverse("keys:workflow-options"), "hx-trigger": "change from:#id_customer",
+            "hx-include": "#id_customer, this", "hx-target": "closest .filter-field", "hx-swap": "outerHTML",
+        })
 
 
 def key_search_q(value: str, prefix: str = "key__") -> Q:
