@@ -51,7 +51,9 @@ def visible_customers(request):
         return Customer.objects.filter(customer_scope_q(token))
     if roles.reads_everything(request.user):
         return Customer.objects.all()
-    return Customer.objects.filter(workflows__keys__in=ApiKey.objects.visible_to(request.user)).distinct()
+    # A semi-join on the few visible keys' customers, not a join over every key made distinct.
+    return Customer.objects.filter(
+        pk__in=ApiKey.objects.visible_to(request.user).order_by().values("workflow__customer_id"))
 
 
 def visible_workflows(request):
@@ -63,7 +65,7 @@ def visible_workflows(request):
         return workflows.filter(workflow_scope_q(token))
     if roles.reads_everything(request.user):
         return workflows
-    return workflows.filter(keys__in=ApiKey.objects.visible_to(request.user)).distinct()
+    return workflows.filter(pk__in=ApiKey.objects.visible_to(request.user).order_by().values("workflow_id"))
 
 
 class ApiKeyFilterSet(django_filters.FilterSet):

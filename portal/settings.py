@@ -319,6 +319,11 @@ REST_FRAMEWORK = {
 API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "API key attestation portal",
+    "DESCRIPTION": (
+        "Lists are paged by cursor: each answers `{next, previous, results}`, where `next` and `previous` are the "
+        "URLs of the neighbouring pages (null at either end) carrying an opaque `cursor` and the request's filters. "
+        "Lists give no `count` and take no `page` number; a key's history is the one list still numbered."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI from the vendored sidecar package: no CDN, so the Content-Security-Policy holds.
