@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core import roles
+from core.widgets import LongSelect
 from keys.choices import (
     OPEN_RELEASE_STATUSES,
     OPEN_REVOCATION_STATUSES,
@@ -74,9 +75,10 @@ class ApiKeyFilterSet(django_filters.FilterSet):
     ))
     status = django_filters.ChoiceFilter(choices=KeyStatus.choices, empty_label="Any status")
     customer = django_filters.ModelChoiceFilter(
-        field_name="workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+        field_name="workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer",
+        widget=LongSelect,
     )
-    workflow = django_filters.ModelChoiceFilter(queryset=visible_workflows, empty_label="Any workflow")
+    workflow = django_filters.ModelChoiceFilter(queryset=visible_workflows, empty_label="Any workflow", widget=LongSelect)
     environment = django_filters.ChoiceFilter(
         field_name="workflow__environment", label="Environment", choices=Environment.choices,
         empty_label="Any environment",
@@ -162,7 +164,8 @@ class KeyExceptionFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
     kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices, empty_label="Any kind")
     customer = django_filters.ModelChoiceFilter(
-        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer",
+        widget=LongSelect,
     )
     overdue = django_filters.BooleanFilter(
         method="filter_overdue", label="Due date",
@@ -187,7 +190,8 @@ class KeyReleaseFilterSet(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(label="Status", method="filter_state", empty_label="Any status",
                                         choices=[(OPEN, "Open (watching or held)"), *ReleaseStatus.choices])
     customer = django_filters.ModelChoiceFilter(
-        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer",
+        widget=LongSelect,
     )
 
     class Meta:
@@ -267,7 +271,7 @@ class IntegrationTokenFilterSet(django_filters.FilterSet):
     issuing_system = django_filters.ModelChoiceFilter(
         queryset=IssuingSystem.objects.all(), empty_label="Any issuing system"
     )
-    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.all(), empty_label="Any customer")
+    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.all(), empty_label="Any customer", widget=LongSelect)
 
     class Meta:
         model = IntegrationToken
