@@ -7,7 +7,8 @@ from keys.models import Customer
 
 
 class CustomerContactFilterSet(django_filters.FilterSet):
-    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.order_by("name"), empty_label="Any customer",
+    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.only("pk", "name").order_by("name"),
+                                                empty_label="Any customer",
                                                 widget=LongSelect)
     q = django_filters.CharFilter(method="search", label="Name or email", max_length=200)
     active = django_filters.ChoiceFilter(
