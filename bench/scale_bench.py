@@ -513,7 +513,7 @@ def measure(args, want: dict) -> None:
             row = Row(str(page), role, status, counts, times, slowest, in_db)
             rows.append(row)
             if status == 200:
-                print(f"  {page:<45} {role:<17} {'/'.join(map(str, row.queries)):>5} q  p50 {row.p50:8.1f}  "
+                print(f"  {row.page:<45} {role:<17} {'/'.join(map(str, row.queries)):>5} q  p50 {row.p50:8.1f}  "
                       f"p95 {row.p95:8.1f} ms (SQL {row.in_db:6.1f})", flush=True)
     if not args.only or "report" in args.only:
         start, end = campaign.launched_at.date().replace(month=1, day=1), campaign.launched_at.date()

@@ -18,7 +18,7 @@ import decimal
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.exceptions import FieldError, ValidationError
 from django.db.models import Expression, F, OrderBy, Q
@@ -47,7 +47,6 @@ class KeysetPage:
     rows: list
     next_cursor: str | None = None
     previous_cursor: str | None = None
-    columns: list = field(default_factory=list, repr=False)
 
     @property
     def has_next(self) -> bool:
@@ -169,7 +168,7 @@ class Keyset:
         fetched = fetched[:size]
         if reverse:
             fetched.reverse()
-        page = KeysetPage(fetched, columns=self.columns)
+        page = KeysetPage(fetched)
         if fetched:
             # Forward: more rows ahead if one more was found; a row lies behind the cursor's position.
             ahead, behind = (True, more) if reverse else (more, position is not None)
