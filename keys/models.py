@@ -301,6 +301,8 @@ class KeyRelease(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        # The release list's order (newest first, id breaking ties): a page is read from here, at any depth.
+        indexes = [models.Index(fields=["started_at", "id"], name="keys_release_list_order")]
         constraints = [
             models.UniqueConstraint(fields=["key"], condition=Q(status__in=sorted(OPEN_RELEASE_STATUSES)),
                                     name="one_open_release_per_key")
@@ -449,6 +451,8 @@ class KeyException(models.Model):
     class Meta:
         ordering = ["-requested_at"]
         verbose_name = "key exception"
+        # The exception list's order (newest first, id breaking ties), so that a page joins its 50 keys only.
+        indexes = [models.Index(fields=["requested_at", "id"], name="keys_exception_list_order")]
 
     def __str__(self):
         return f"{self.get_kind_display()} exception for {self.key}"
