@@ -382,8 +382,8 @@ class Deep:
         first = client.get(self.route + self.query)
         if first.status_code != 200:
             return self.route + self.query  # refused to the role: timed (and reported) as such
-        if first.context and "table" in first.context:
-            rows = first.context["table"].data.data
+        if getattr(first, "context_data", None) and "table" in first.context_data:
+            rows = first.context_data["table"].data.data
         else:
             view = first.renderer_context["view"]
             rows = view.filter_queryset(view.get_queryset())
