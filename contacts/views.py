@@ -7,13 +7,14 @@ from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Func, IntegerField, OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from attestations.choices import ItemStatus
 from attestations.forms.decisions import DECISION_ACTIONS, DecisionForm, decision_form, decision_panels
+from attestations.models import AttestationItem
 from contacts import access
 from contacts.access import ContactError, LinkRefused
 from contacts.filters import CustomerContactFilterSet
@@ -26,6 +27,7 @@ from core.audit import record_access
 from core.errors import ServiceError
 from core.lists import STAFF, ObjectListView
 from core.models import AccessAction
+from keys.models import ApiKey
 
 PER_PAGE = 50
 ITEMS_PER_PAGE = 25
@@ -38,10 +40,18 @@ def _require_compliance(request):
         raise PermissionDenied("Customer contacts are managed by compliance and admins.")
 
 
+def count_of(rows) -> Subquery:
+    """How many ``rows`` there are (a correlated subquery), as a number column."""
+    return Subquery(rows.order_by().annotate(n=Func("pk", function="COUNT")).values("n"),
+                    output_field=IntegerField())
+
+
 class ContactListView(ObjectListView):
+    # Counted per contact in subqueries, which the database computes for the page's rows only (after the sort
+    # and limit), rather than joining every key and item of every contact and grouping before the first row.
     queryset = CustomerContact.objects.select_related("customer", "invited_by").annotate(
-        key_count=Count("user__owned_keys", distinct=True),
-        pending_count=Count("user__review_items", filter=Q(user__review_items__status=ItemStatus.PENDING), distinct=True),
+        key_count=count_of(ApiKey.objects.filter(owner=OuterRef("user"))),
+        pending_count=count_of(AttestationItem.objects.filter(reviewer=OuterRef("user"), status=ItemStatus.PENDING)),
     )
     table_class = CustomerContactTable
     filterset_class = CustomerContactFilterSet

@@ -1,12 +1,13 @@
 """Pieces every app's REST API shares: the error format, role permissions, and the history actor."""
 
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import exceptions, permissions, serializers, status
+from rest_framework import exceptions, pagination, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core import roles
+from core import keyset, roles
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.numbers import bound_number_filters
@@ -45,6 +46,38 @@ class FilterBackend(DjangoFilterBackend):
         if filterset is not None:
             bound_number_filters(filterset)
         return filterset
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Every API list, a page at a time by cursor (``results``, ``next``, ``previous``; no ``count``).
+
+    DRF's cursor keeps the position of the first ordering column only and steps over ties with an offset; here
+    the cursor holds the whole keyset (core.keyset), so a list keeps each view's own order (its queryset's
+    ``order_by``) with the primary key as the tiebreak, and any page costs what the first does.
+    """
+
+    ordering = None  # the view's queryset says it
+    cursor_query_description = "The cursor of a page, as given in `next` or `previous`; omit it for the first page."
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        self.base_url = request.build_absolute_uri()
+        self.page_size = self.get_page_size(request)
+        try:
+            self.page = keyset.paginate(queryset, self.page_size, request.query_params.get(self.cursor_query_param))
+        except keyset.InvalidCursor as refused:
+            raise exceptions.NotFound(self.invalid_cursor_message) from refused
+        self.display_page_controls = self.page.has_next or self.page.has_previous
+        return self.page.rows
+
+    def _link(self, cursor):
+        return replace_query_param(self.base_url, self.cursor_query_param, cursor) if cursor else None
+
+    def get_next_link(self):
+        return self._link(self.page.next_cursor)
+
+    def get_previous_link(self):
+        return self._link(self.page.previous_cursor)
 
 
 class SlugRelatedField(serializers.SlugRelatedField):

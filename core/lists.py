@@ -9,18 +9,22 @@ A list view is a declaration (NetBox's ``ObjectListView``)::
         template_name = "keys/exposure_list.html"
         allowed_roles = STAFF
 
-Handled here once: sign-in and page roles, the user's visibility, ordering, pagination, the filter
-bar (its number filters bounded to the 64-bit range), htmx's in-place refresh of the table and the
-``Vary: HX-Request`` that goes with it.
+Handled here once: sign-in and page roles, the user's visibility, ordering, pagination by keyset (First,
+Previous, Next through an opaque cursor, so a deep page costs what the first does; the count stops at
+``count_cap``), the filter bar (its number filters bounded to the 64-bit range), htmx's in-place refresh of
+the table and the ``Vary: HX-Request`` that goes with it.
 """
+
+from dataclasses import dataclass
 
 from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.cache import patch_vary_headers
 from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
+from django_tables2.rows import BoundRows
 
-from core import roles
+from core import keyset, roles
 from core.numbers import bound_number_filters
 
 # The roles a page may be limited to (all read every row), and how each is recognised: an auditor only while the
@@ -31,6 +35,35 @@ STAFF = (roles.ADMIN, roles.COMPLIANCE)
 READERS = (*STAFF, roles.AUDITOR)
 
 
+CURSOR_PARAM = "cursor"
+# Rows a page may be asked to show (``?per_page=``).
+MAX_PER_PAGE = 100
+
+
+@dataclass
+class ListPage:
+    """The page of a list the table shows, and the ways to the pages beside it."""
+
+    object_list: BoundRows
+    count: int  # rows of the whole list, at most the view's count_cap ...
+    more: bool  # ... and whether there are more than that
+    first_url: str | None
+    previous_url: str | None
+    next_url: str | None
+
+    @property
+    def has_previous(self) -> bool:
+        return self.previous_url is not None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_url is not None
+
+    @property
+    def is_first(self) -> bool:
+        return self.first_url is None
+
+
 class ObjectListView(LoginRequiredMixin, UserPassesTestMixin, SingleTableMixin, FilterView):
     """A list page. Declare ``queryset`` (the rows with the joins the table shows), ``table_class``,
     ``filterset_class`` and ``template_name`` (a page extending ``portal/object_list.html``), and as needed:
@@ -38,7 +71,8 @@ class ObjectListView(LoginRequiredMixin, UserPassesTestMixin, SingleTableMixin, 
     - ``allowed_roles``: the roles that may open the page at all (others get 403); empty: anyone signed in.
     - ``visible_to(user)``: the rows ``user`` may see; by default ``queryset.visible_to(user)``, or every row
       on a page limited to admins and compliance.
-    - ``ordering``, ``per_page``, ``paginator_class`` (``django_tables2.LazyPaginator`` spares the count).
+    - ``ordering`` (the table's sort, when one is chosen, replaces it; the primary key breaks ties),
+      ``per_page``, ``count_cap`` (a longer list says "more than" that many rather than counting them all).
     - ``table_id``: the id of the element holding the table; with ``refresh_in_place`` the filter bar
       refreshes that element through htmx, and htmx requests aimed at it get the table alone.
 
@@ -48,6 +82,7 @@ class ObjectListView(LoginRequiredMixin, UserPassesTestMixin, SingleTableMixin, 
     queryset = None
     allowed_roles: tuple[str, ...] = ()
     per_page = 25
+    count_cap = 10_000
     table_id = "object-table"
     refresh_in_place = False
     partial_template_name = "portal/_table.html"
@@ -80,7 +115,46 @@ class ObjectListView(LoginRequiredMixin, UserPassesTestMixin, SingleTableMixin, 
         return filterset
 
     def get_table_pagination(self, table):
-        return {"per_page": self.per_page, "paginator_class": self.paginator_class}
+        return False  # paged by keyset in get_table, after the table has applied the chosen sort
+
+    def get_table(self, **kwargs):
+        table = super().get_table(**kwargs)
+        table.page = self.keyset_page(table.data.data, table)
+        return table
+
+    def get_per_page(self) -> int:
+        try:
+            return min(max(int(self.request.GET.get("per_page", self.per_page)), 1), MAX_PER_PAGE)
+        except ValueError:
+            return self.per_page
+
+    def keyset_page(self, rows, table) -> ListPage:
+        """The page of ``rows`` (filtered and in the table's order) that the request's cursor names; a cursor
+        this list did not give out (another sort, a stale link) shows the first page."""
+        cursor = self.request.GET.get(CURSOR_PARAM) or None
+        try:
+            page = keyset.paginate(rows, self.get_per_page(), cursor)
+        except keyset.InvalidCursor:
+            cursor, page = None, keyset.paginate(rows, self.get_per_page())
+        if cursor is None and not page.has_next:
+            count, more = len(page.rows), False
+        else:
+            count, more = keyset.capped_count(rows, self.count_cap)
+        return ListPage(
+            object_list=BoundRows(page.rows, table=table), count=count, more=more,
+            first_url=self.page_url(None) if cursor else None,
+            previous_url=self.page_url(page.previous_cursor) if page.has_previous else None,
+            next_url=self.page_url(page.next_cursor) if page.has_next else None,
+        )
+
+    def page_url(self, cursor: str | None) -> str:
+        query = self.request.GET.copy()
+        for name in ("page", CURSOR_PARAM):
+            query.pop(name, None)
+        if cursor:
+            query[CURSOR_PARAM] = cursor
+        encoded = query.urlencode()
+        return self.get_list_url() + (f"?{encoded}" if encoded else "")
 
     def is_partial(self) -> bool:
         """An htmx refresh of the table: no target named, or the table's element named."""

@@ -3,9 +3,11 @@ import datetime
 import django_filters
 from django import forms
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from core import roles
+from core.widgets import LongSelect
 from keys.choices import (
     OPEN_RELEASE_STATUSES,
     OPEN_REVOCATION_STATUSES,
@@ -35,6 +37,8 @@ from keys.services.key_exceptions import overdue_q
 from keys.services.tokens import customer_scope_q, request_token, workflow_scope_q
 
 REVIEW_HORIZON_DAYS = 30
+# A workflow select offers at most this many at once: beyond it, the chosen customer's workflows only.
+WORKFLOW_CHOICES_SHOWN = 100
 # The choice that stands for every status still waiting for someone (releases, revocations).
 OPEN = "open"
 
@@ -48,7 +52,14 @@ def visible_customers(request):
         return Customer.objects.filter(customer_scope_q(token))
     if roles.reads_everything(request.user):
         return Customer.objects.all()
-    return Customer.objects.filter(workflows__keys__in=ApiKey.objects.visible_to(request.user)).distinct()
+    # A semi-join on the few visible keys' customers, not a join over every key made distinct.
+    return Customer.objects.filter(
+        pk__in=Workflow.objects.filter(keys__in=ApiKey.objects.visible_ids(request.user)).values("customer_id"))
+
+
+def customer_choices(request):
+    """The customers a filter offers: the visible ones, read with the name alone (a thousand of them a page)."""
+    return visible_customers(request).only("pk", "name")
 
 
 def visible_workflows(request):
@@ -60,7 +71,8 @@ def visible_workflows(request):
         return workflows.filter(workflow_scope_q(token))
     if roles.reads_everything(request.user):
         return workflows
-    return workflows.filter(keys__in=ApiKey.objects.visible_to(request.user)).distinct()
+    return workflows.filter(
+        pk__in=ApiKey.objects.filter(pk__in=ApiKey.objects.visible_ids(request.user)).values("workflow_id"))
 
 
 class ApiKeyFilterSet(django_filters.FilterSet):
@@ -69,9 +81,10 @@ class ApiKeyFilterSet(django_filters.FilterSet):
     ))
     status = django_filters.ChoiceFilter(choices=KeyStatus.choices, empty_label="Any status")
     customer = django_filters.ModelChoiceFilter(
-        field_name="workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+        field_name="workflow__customer", label="Customer", queryset=customer_choices, empty_label="Any customer",
+        widget=LongSelect,
     )
-    workflow = django_filters.ModelChoiceFilter(queryset=visible_workflows, empty_label="Any workflow")
+    workflow = django_filters.ModelChoiceFilter(queryset=visible_workflows, empty_label="Any workflow", widget=LongSelect)
     environment = django_filters.ChoiceFilter(
         field_name="workflow__environment", label="Environment", choices=Environment.choices,
         empty_label="Any environment",
@@ -93,6 +106,14 @@ class ApiKeyFilterSet(django_filters.FilterSet):
         model = ApiKey
         fields = ["q", "status", "customer", "workflow", "environment", "owner", "risk_tier"]
 
+    @property
+    def form(self):
+        form = super().form
+        if not getattr(self, "workflow_choices_narrowed", False):
+            self.workflow_choices_narrowed = True
+            narrow_workflow_choices(form, self.request)
+        return form
+
     def search(self, queryset, name, value):
         value = value.strip()
         if not value:
@@ -113,6 +134,36 @@ class ApiKeyFilterSet(django_filters.FilterSet):
         return queryset.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff))
 
 
+def narrow_workflow_choices(form, request) -> None:
+    """Offer in the form's workflow select the workflows a person can choose from, not thousands.
+
+    Any visible workflow is still accepted (a saved filter or a link may name one); what the select lists is the
+    chosen customer's workflows, or every visible workflow while there are at most WORKFLOW_CHOICES_SHOWN, or else
+    none until a customer is chosen (the page says so; with htmx the list follows the customer select).
+    """
+    field = form.fields["workflow"]
+    customer = form["customer"].value() if "customer" in form.fields else None
+    workflows = field.queryset
+    if customer not in (None, "") and str(customer).isdigit():
+        workflows = workflows.filter(customer_id=int(customer))
+        field.help_text = ""
+    # Unordered, so that finding "more than shown" among thousands sorts none of them.
+    shown = list(workflows.order_by()[: WORKFLOW_CHOICES_SHOWN + 1])
+    shown.sort(key=lambda w: (w.customer.name, w.name, w.pk))
+    if len(shown) > WORKFLOW_CHOICES_SHOWN:
+        shown = []
+        field.help_text = "Choose a customer to list its workflows."
+    selected = str(form["workflow"].value() or "")
+    if selected.isdigit() and int(selected) not in {w.pk for w in shown}:
+        shown += list(field.queryset.filter(pk=int(selected)))  # the filter in force stays visible
+    field.widget.choices = [("", field.empty_label), *((w.pk, field.label_from_instance(w)) for w in shown)]
+    if request is not None:
+        field.widget.attrs.update({
+            "hx-get": reverse("keys:workflow-options"), "hx-trigger": "change from:#id_customer",
+            "hx-include": "#id_customer, this", "hx-target": "closest .filter-field", "hx-swap": "outerHTML",
+        })
+
+
 def key_search_q(value: str, prefix: str = "key__") -> Q:
     return Q(**{f"{prefix}label__icontains": value}) | Q(**{f"{prefix}prefix__icontains": value})
 
@@ -121,7 +172,8 @@ class KeyExceptionFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, empty_label="Any status")
     kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices, empty_label="Any kind")
     customer = django_filters.ModelChoiceFilter(
-        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+        field_name="key__workflow__customer", label="Customer", queryset=customer_choices, empty_label="Any customer",
+        widget=LongSelect,
     )
     overdue = django_filters.BooleanFilter(
         method="filter_overdue", label="Due date",
@@ -146,7 +198,8 @@ class KeyReleaseFilterSet(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(label="Status", method="filter_state", empty_label="Any status",
                                         choices=[(OPEN, "Open (watching or held)"), *ReleaseStatus.choices])
     customer = django_filters.ModelChoiceFilter(
-        field_name="key__workflow__customer", label="Customer", queryset=visible_customers, empty_label="Any customer"
+        field_name="key__workflow__customer", label="Customer", queryset=customer_choices, empty_label="Any customer",
+        widget=LongSelect,
     )
 
     class Meta:
@@ -226,7 +279,8 @@ class IntegrationTokenFilterSet(django_filters.FilterSet):
     issuing_system = django_filters.ModelChoiceFilter(
         queryset=IssuingSystem.objects.all(), empty_label="Any issuing system"
     )
-    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.all(), empty_label="Any customer")
+    customer = django_filters.ModelChoiceFilter(queryset=Customer.objects.only("pk", "name"), empty_label="Any customer",
+                                                widget=LongSelect)
 
     class Meta:
         model = IntegrationToken
@@ -248,7 +302,7 @@ def filter_keys(keys, query_string: str):
 
     data = QueryDict(query_string or "")
     known = {k: v for k, v in data.lists() if k in ScopeKeyFilterSet.base_filters}
-    unknown = sorted(set(data) - set(known) - {"page", "sort", "per_page"})
+    unknown = sorted(set(data) - set(known) - {"page", "cursor", "sort", "per_page"})
     params = QueryDict(mutable=True)
     for name, values in known.items():
         params.setlist(name, values)

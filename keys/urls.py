@@ -13,6 +13,7 @@ app_name = "keys"
 urlpatterns = [
     path("", views.KeyListView.as_view(), name="list"),
     path("filters/", views.save_filter_view, name="filter-save"),
+    path("filters/workflows/", views.workflow_options_view, name="workflow-options"),
     path("filters/<int:pk>/delete/", views.delete_filter_view, name="filter-delete"),
     path("register/", views.register_key_view, name="register"),
     path("import/", import_views.import_keys_view, name="import"),

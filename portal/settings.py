@@ -351,7 +351,7 @@ REST_FRAMEWORK = {
         "core.personal_tokens.PersonalTokenAuthentication",  # a user's personal token (never an auditor's)
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.CursorPagination",  # keyset cursors: any page as fast as the first
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["core.api.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -362,6 +362,11 @@ REST_FRAMEWORK = {
 API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", not PRODUCTION)
 SPECTACULAR_SETTINGS = {
     "TITLE": "API key attestation portal",
+    "DESCRIPTION": (
+        "Lists are paged by cursor: each answers `{next, previous, results}`, where `next` and `previous` are the "
+        "URLs of the neighbouring pages (null at either end) carrying an opaque `cursor` and the request's filters. "
+        "Lists give no `count` and take no `page` number; a key's history is the one list still numbered."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI from the vendored sidecar package: no CDN, so the Content-Security-Policy holds.

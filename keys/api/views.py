@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -165,7 +166,7 @@ class ApiKeyViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, viewsets.ReadO
     def get_queryset(self):
         return scope_keys_for_request(self.request, ApiKey.objects).select_related(
             "workflow__customer", "issuing_system", "owner", "steward", "approved_by"
-        )
+        ).order_by("workflow__customer__name", "label", "pk")
 
     def get_permissions(self):
         if self.action == "create":
@@ -190,8 +191,9 @@ class ApiKeyViewSet(TakesSecretOnCreate, mixins.CreateModelMixin, viewsets.ReadO
         key = self.get_queryset().get(pk=key.pk)
         return Response(ApiKeySerializer(key, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
+    # One key's history is short and assembled in Python (events matched to records): paged by number.
     @extend_schema(responses=KeyHistoryEntrySerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=PageNumberPagination)
     def history(self, request, pk=None):
         """The key's lifecycle events and history records, newest first (who, when, action, reason, changed fields)."""
         key = self.get_object()

@@ -60,7 +60,8 @@ def open_exceptions():
 
 def visible_exceptions(user):
     """Exceptions of the keys the user may see (ApiKey.objects.visible_to is the one rule)."""
-    return KeyException.objects.filter(key__in=ApiKey.objects.visible_to(user))
+    ids = ApiKey.objects.visible_ids(user)
+    return KeyException.objects.all() if ids is None else KeyException.objects.filter(key__in=ids)
 
 
 def overdue_q(today: datetime.date) -> Q:

@@ -10,7 +10,7 @@ from keys.filters import filter_keys
 from keys.models import ApiKey, SavedKeyFilter
 
 # The key list's query parameters that page or sort it rather than filter it.
-NOT_FILTERS = {"page", "sort", "per_page"}
+NOT_FILTERS = {"page", "cursor", "sort", "per_page"}
 MAX_SAVED = 50
 
 

@@ -76,6 +76,24 @@ class KeyListView(ObjectListView):
         return context
 
 
+@login_required
+def workflow_options_view(request):
+    """The key list's workflow filter for the customer chosen in the filter bar (htmx swaps it in).
+
+    When the workflow chosen before is not among the new choices, the filter bar is asked to refresh the table
+    (the ``filter-choices-changed`` event), which then drops it."""
+    others = request.GET.copy()
+    chosen = others.pop("workflow", [""])[-1]
+    form = ApiKeyFilterSet(data=others, queryset=ApiKey.objects.none(), request=request).form
+    still_offered = chosen in {str(value) for value, _ in form.fields["workflow"].widget.choices}
+    if still_offered:
+        form = ApiKeyFilterSet(data=request.GET, queryset=ApiKey.objects.none(), request=request).form
+    response = render(request, "portal/_filter_field.html", {"field": form["workflow"]})
+    if chosen and not still_offered:
+        response["HX-Trigger"] = "filter-choices-changed"
+    return response
+
+
 def campaign_url(query: str) -> str:
     """The new-campaign page with ``query`` (a key-list filter) as the campaign's key filter."""
     return reverse("attestations:campaign-create") + "?" + urlencode({"key_filter": query})

@@ -241,7 +241,7 @@ def test_item_list_query_count_does_not_grow(world, owner, django_assert_max_num
     client = client_for(owner)
     with django_assert_max_num_queries(6):
         body = client.get(reverse("attestation-list")).json()
-    assert body["count"] == 6
+    assert len(body["results"]) == 6 and body["next"] is None
 
 
 def test_owner_confirms_over_token_and_second_decision_is_409(world, owner):

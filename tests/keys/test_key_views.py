@@ -381,7 +381,7 @@ def test_list_is_sortable_and_paginated(client, compliance_user):
     rows = list(response.context["table"].page.object_list)
     assert len(rows) == 25
     assert rows[0].record.label == "bulk-29"
-    page2 = client.get(reverse("keys:list"), {"sort": "-label", "page": 2})
+    page2 = client.get(response.context["table"].page.next_url)
     assert len(page2.context["table"].page.object_list) == 5
     assert "bulk-00" in page2.text
 

@@ -74,6 +74,7 @@ PAGES = {
     "sso:start": {"get": row(404, 404, 404, 404, 404, auditor=404)},
     "sso:callback": {"get": row(404, 404, 404, 404, 404, auditor=404)},
     "keys:list": {"get": EVERYONE},
+    "keys:workflow-options": {"get": EVERYONE},
     # An empty body names no filter: refused with a message and back to the list. Deleting needs one's own.
     "keys:filter-save": {"post": row(LOGIN, 302, 302, 302, 302, auditor=403)},
     "keys:filter-delete": {"args": ("999999",), "post": row(LOGIN, 404, 404, 404, 404, auditor=403)},
