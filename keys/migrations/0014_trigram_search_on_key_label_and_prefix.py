@@ -30,7 +30,7 @@ def remove_indexes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("keys", "0012_owner_external_id"),
+        ("keys", "0013_key_rotation_due_index"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('keys', '0013_trigram_search_on_key_label_and_prefix'),
+        ('keys', '0014_trigram_search_on_key_label_and_prefix'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
