@@ -73,13 +73,17 @@ def launch_beside_copy(campaign, actor, *, runs: int = 3, profile: cProfile.Prof
     from attestations.models import AttestationItem
     from attestations.services import campaigns
     from core.chain import EVIDENCE
+    from core.jobs import registered_task
     from core.models import ChainHead, ChainLink
 
     history = AttestationItem.history.model
     tables = {
-        "items": (AttestationItem._meta.db_table, columns_of(AttestationItem), f"campaign_id = {int(campaign.pk)}"),
-        "item history records": (history._meta.db_table, columns_of(history), f"campaign_id = {int(campaign.pk)}"),
+        "items (COPY)": (AttestationItem._meta.db_table, columns_of(AttestationItem), f"campaign_id = {int(campaign.pk)}"),
+        "item history records (COPY)": (history._meta.db_table, columns_of(history), f"campaign_id = {int(campaign.pk)}"),
     }
+    # A process discovers the task modules once, at its first enqueue (Celery's Django fixup then runs the system
+    # checks, which import the URL conf): seconds that belong to the process's start, not to a launch.
+    registered_task("attestations.tasks.notify_campaign_launched")
     clock = StatementClock()
     # DEBUG off as in production: with it on, every statement is also formatted into connection.queries.
     with override_settings(DEBUG=False), transaction.atomic():
@@ -92,13 +96,13 @@ def launch_beside_copy(campaign, actor, *, runs: int = 3, profile: cProfile.Prof
             if profile:
                 profile.disable()
         seconds = time.perf_counter() - started
-        tables["evidence chain links"] = (ChainLink._meta.db_table, columns_of(ChainLink),
+        tables["evidence chain links (COPY)"] = (ChainLink._meta.db_table, columns_of(ChainLink),
                                           f"chain = {EVIDENCE} AND seq > {int(head)}")
         captured = {name: (table, columns, capture(table, columns, where))
                     for name, (table, columns, where) in tables.items()}
-        rows = {"items": created,
-                "item history records": history.objects.filter(campaign_id=campaign.pk).count(),
-                "evidence chain links": ChainLink.objects.filter(chain=EVIDENCE, seq__gt=head).count()}
+        rows = {"items (COPY)": created,
+                "item history records (COPY)": history.objects.filter(campaign_id=campaign.pk).count(),
+                "evidence chain links (COPY)": ChainLink.objects.filter(chain=EVIDENCE, seq__gt=head).count()}
         transaction.set_rollback(True)
 
     def copy_all() -> dict:
@@ -122,7 +126,7 @@ def print_launch(result: dict) -> None:
             print(f"    {seconds:7.3f} s  {name}" + (f" ({rows:,} rows)" if rows is not None else ""))
     print(f"    {floor['total']:7.3f} s  in all")
     print(f"launch / COPY of the same rows: {result['seconds'] / floor['total']:.2f}x (target: within 10x); "
-          f"launch / COPY of the items alone: {result['seconds'] / floor['items']:.2f}x")
+          f"launch / COPY of the items alone: {result['seconds'] / floor['items (COPY)']:.2f}x")
 
 
 def main() -> None:
