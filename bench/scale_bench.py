@@ -521,7 +521,7 @@ def measure_anchors(campaign) -> dict:
     anchors[f"... of which in {result['clock'].count} SQL statements"] = result["clock"].seconds
     for name, seconds in floor.items():
         if name != "total":
-            anchors[f"... floor: {name}" + (f", {rows[name]:,} rows" if name in rows else "")] = seconds
+            anchors[f"... launch floor: {name}" + (f", {rows[name]:,} rows" if name in rows else "")] = seconds
     anchors["COPY of the same rows as the launch, in all (median of 3, rolled back)"] = floor["total"]
     ANCHOR_RATIOS.append(f"launch / COPY of the same rows: {launch / floor['total']:.1f}x (target: within 10x); "
                          f"launch / COPY of its items alone: {launch / floor['items (COPY)']:.1f}x")
@@ -554,7 +554,7 @@ def measure_usage(count: int = 20_000) -> dict:
     }
     for name, spent in floor.items():
         if name != "total":
-            anchors[f"... floor: {name}"] = spent
+            anchors[f"... ingest floor: {name}"] = spent
     anchors["COPY of the same rows as the ingest, in all (median of 3, rolled back)"] = floor["total"]
     ANCHOR_RATIOS.append(f"usage ingest / COPY of the same rows: {seconds / floor['total']:.1f}x through the API, "
                          f"{result['service'] / floor['total']:.1f}x in the service (target: within 3x)")
