@@ -1,14 +1,15 @@
 """Usage reports: batches of calls made with keys, counted once, aggregated per key per day.
 
-Events are validated with plain Python (a batch is up to 10,000 of them), keys are resolved in a
-few queries, and each event is counted once: its id (or the batch's idempotency key and its index)
-is recorded as a UsageEventReceipt under a digest of (key, id), and an event whose receipt already
-exists is a duplicate. New events are added to UsageDaily (count, first/last seen, up to 50 distinct
+Events are validated with plain Python (a batch is up to 10,000 of them), keys are resolved in one
+query (with the flags the batch acts on), and each event is counted once: its id (or the batch's
+idempotency key and its index) is recorded as a UsageEventReceipt under a digest of (key, id), and an
+event whose receipt already exists is a duplicate. New events are added to UsageDaily (count, first/last seen, up to 50 distinct
 sources) and move the key's ``last_used_at`` forward, never back, all in one transaction.
 
 ``last_used_at`` is telemetry: it is written with a plain UPDATE, so it creates no history record
 (a busy key would otherwise add one per batch); the history shows its value as of each governed
-change. A stale key used again has its flag lifted through ``lifecycle.clear_stale``, which is recorded.
+change. Stale keys used again have their flag lifted through ``lifecycle.clear_stale_keys``, which records
+each. On PostgreSQL a batch takes the same number of statements whatever its size.
 """
 
 from __future__ import annotations
