@@ -22,8 +22,9 @@ half-way through, reached by the cursor a "Next" link would carry), the dashboar
 page and API, a key page, and prepares a customer report; each RUNS times after a warm-up (3 times when the
 warm-up took over 1 s). It prints one table (page, role,
 queries, p50, p95, time in SQL) with the issue's targets (p95 < 200 ms; dashboards < 300 ms), the plan of the slowest
-pages' slowest query, and anchors measured in the same run: COPY of the campaign's item rows, a
-``SELECT count(*)`` of the keys, and a campaign launch over as many keys (rolled back) beside the COPY.
+pages' slowest query, and anchors measured in the same run: a ``SELECT count(*)`` of the keys, a campaign
+launch over as many keys as the campaign and a usage ingest of 20,000 events through the API (both rolled back),
+each beside COPY of the same rows it wrote, part by part (``bench/_copy_floor.py``).
 """
 
 import argparse
@@ -530,12 +531,17 @@ def load() -> str:
         return "load average " + ", ".join(f.read().split()[:3])
 
 
-def measure_anchors(campaign) -> dict:
-    """COPY of the campaign's item rows and a launch over as many keys (both rolled back), a count of the keys."""
-    from django.db import connection, transaction
+# The anchors' comparisons (launch and ingest against COPY of the same rows), printed under the table.
+ANCHOR_RATIOS: list[str] = []
 
-    from attestations.models import AttestationItem, Campaign
-    from attestations.services import campaigns
+
+def measure_anchors(campaign) -> dict:
+    """A count of the keys, and a campaign launch over as many keys as the campaign (rolled back) beside COPY of
+    the same rows it wrote, part by part (``campaign_launch_bench.launch_beside_copy``)."""
+    from campaign_launch_bench import launch_beside_copy, print_launch
+    from django.db import connection
+
+    from attestations.models import Campaign
     from keys.models import ApiKey
 
     anchors = {}
@@ -545,43 +551,28 @@ def measure_anchors(campaign) -> dict:
     anchors["SELECT count(*) FROM keys_apikey"] = time.perf_counter() - started
 
     probe = Campaign.objects.get(name="Launch probe")
-    compliance = campaign.created_by
-    rows = list(campaigns.scope_queryset(probe).order_by("pk").values_list("pk", "owner_id"))
-    columns = ("campaign_id, key_id, reviewer_id, status, recommendation, affirmed, justification, "
-               "default_action_applied, exception_lapsed, exception_reaffirmed")
-    copies = []
-    for _ in range(3):
-        with transaction.atomic():
-            started = time.perf_counter()
-            with connection.cursor() as cursor, cursor.cursor.copy(
-                    f"COPY {AttestationItem._meta.db_table} ({columns}) FROM STDIN") as copy:
-                for key_id, owner_id in rows:
-                    copy.write_row((probe.pk, key_id, owner_id, "pending", "", False, "", "", False, False))
-            copies.append(time.perf_counter() - started)
-            transaction.set_rollback(True)
-    anchors[f"COPY of {len(rows):,} item rows (10 columns), median of 3"] = statistics.median(copies)
-    with transaction.atomic():
-        started = time.perf_counter()
-        created = campaigns.launch_campaign(probe, actor=compliance)
-        anchors[f"campaign launch over {created:,} keys (items, history, sealing; rolled back)"] = (
-            time.perf_counter() - started)
-        transaction.set_rollback(True)
+    result = launch_beside_copy(probe, campaign.created_by)
+    print_launch(result)
+    launch, floor, rows = result["seconds"], result["floor"], result["rows"]
+    anchors[f"campaign launch over {result['created']:,} keys (items, history, sealing; rolled back)"] = launch
+    anchors[f"... of which in {result['clock'].count} SQL statements"] = result["clock"].seconds
+    for name, seconds in floor.items():
+        if name != "total":
+            anchors[f"... launch floor: {name}" + (f", {rows[name]:,} rows" if name in rows else "")] = seconds
+    anchors["COPY of the same rows as the launch, in all (median of 3, rolled back)"] = floor["total"]
+    ANCHOR_RATIOS.append(f"launch / COPY of the same rows: {launch / floor['total']:.1f}x (target: within 10x); "
+                         f"launch / COPY of its items alone: {launch / floor['items (COPY)']:.1f}x")
     assert ApiKey.objects.exists()
-    print("anchors: " + "; ".join(f"{name} {seconds * 1000:,.0f} ms" for name, seconds in anchors.items()), flush=True)
     return anchors
 
 
 def measure_usage(count: int = 20_000) -> dict:
-    """``count`` usage events POSTed through the API in batches (as usage_bench does), beside COPY of the same
-    events' receipt rows (rolled back). The events are kept: they are usage like any other."""
-    import json
-
-    from django.db import connection, transaction
-    from django.test import Client
+    """``count`` usage events POSTed through the API in batches (rolled back) beside COPY of the same rows the
+    ingest wrote (``usage_bench.ingest_beside_copy``)."""
     from django.utils import timezone
-    from usage_bench import BATCH, make_events
+    from usage_bench import ingest_beside_copy, make_events, print_ingest
 
-    from keys.models import ApiKey, IssuingSystem, UsageEventReceipt
+    from keys.models import ApiKey, IssuingSystem
     from tests.integration_tokens import make_token
 
     system = IssuingSystem.objects.order_by("pk").first()
@@ -590,25 +581,21 @@ def measure_usage(count: int = 20_000) -> dict:
     _, plaintext = make_token(issuing_system=system, name="Scale bench gateway sync")
     now = timezone.now()
     events = make_events(keys, count, now, prefix=f"scale-{now:%Y%m%d%H%M%S}")
-    client = Client(HTTP_AUTHORIZATION=f"Token {plaintext}")
-    started = time.perf_counter()
-    for i in range(0, count, BATCH):
-        response = client.post("/api/v1/usage/", json.dumps({"events": events[i:i + BATCH]}),
-                               content_type="application/json")
-        assert response.status_code == 200 and not response.json()["rejected"], response.content[:300]
-    api = time.perf_counter() - started
-    by_ref = {ref: pk for pk, prefix, fingerprint in keys for ref in (pk, prefix, fingerprint)}
-    rows = [(f"copy-{e['id']}", by_ref[e["key"]], now) for e in events]
-    with transaction.atomic():
-        started = time.perf_counter()
-        with connection.cursor() as cursor, cursor.cursor.copy(
-                f"COPY {UsageEventReceipt._meta.db_table} (event_id, key_id, received_at) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        copied = time.perf_counter() - started
-        transaction.set_rollback(True)
-    return {f"usage ingest through the API, {count:,} events ({count / api:,.0f} events/s)": api,
-            f"COPY of the same {count:,} events' receipt rows": copied}
+    result = ingest_beside_copy(keys, events, plaintext)
+    print_ingest(result)
+    seconds, floor = result["seconds"], result["floor"]
+    anchors = {
+        f"usage ingest through the API, {count:,} events ({count / seconds:,.0f} events/s; rolled back)": seconds,
+        "... of which in usage.ingest_usage": result["service"],
+        f"... of which in {result['clock'].count} SQL statements": result["clock"].seconds,
+    }
+    for name, spent in floor.items():
+        if name != "total":
+            anchors[f"... ingest floor: {name}"] = spent
+    anchors["COPY of the same rows as the ingest, in all (median of 3, rolled back)"] = floor["total"]
+    ANCHOR_RATIOS.append(f"usage ingest / COPY of the same rows: {seconds / floor['total']:.1f}x through the API, "
+                         f"{result['service'] / floor['total']:.1f}x in the service (target: within 3x)")
+    return anchors
 
 
 def print_table(rows, anchors, want) -> None:
@@ -627,12 +614,9 @@ def print_table(rows, anchors, want) -> None:
     print("|---|---|")
     for name, seconds in anchors.items():
         print(f"| {name} | {seconds * 1000:,.1f} |")
-    copy = next(seconds for name, seconds in anchors.items() if name.startswith("COPY"))
-    launch = next(seconds for name, seconds in anchors.items() if name.startswith("campaign launch"))
-    print(f"\nlaunch / COPY of the same rows: {launch / copy:.1f}x (target: within 10x)")
-    usage = next(seconds for name, seconds in anchors.items() if name.startswith("usage ingest"))
-    receipts = next(seconds for name, seconds in anchors.items() if name.startswith("COPY of the same"))
-    print(f"usage ingest / COPY of the receipts: {usage / receipts:.1f}x (target: within 3x)")
+    print()
+    for line in ANCHOR_RATIOS:
+        print(line)
     measured = [r for r in rows if r.status == 200 and not r.service]
     failing = [r for r in measured if r.verdict() == "FAIL"]
     print(f"pages: {len(measured)} measured, {len(failing)} over target, "

@@ -131,7 +131,9 @@ def launch_assignments(campaign: Campaign) -> int:
     items = AttestationItem.objects.filter(campaign=campaign)
     owners = User.objects.filter(pk__in=items.values("key__owner_id")).select_related("owner_profile__manager")
     if stage.reviewer == StageReviewer.OWNER:
-        owners = [owner for owner in owners if departed(owner)]
+        # Only departed owners' items move: the database picks them rather than every owner being loaded.
+        owners = [owner for owner in owners.filter(Q(is_active=False) | Q(owner_profile__is_active=False))
+                  if departed(owner)]
     moved = 0
     by_target: dict[tuple[int, str], list[int]] = {}
     for owner in owners:

@@ -16,7 +16,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from core import roles
-from core.chain import sealed_atomic
+from core.chain import bulk_create_rows, bulk_update_with_history, sealed_atomic
 from core.errors import ServiceError
 from core.history import attribute_change
 from core.jobs import enqueue_on_commit
@@ -444,13 +444,33 @@ def flag_stale(key: ApiKey, *, actor, reason: str) -> bool:
 @sealed_atomic
 def clear_stale(key: ApiKey, *, actor, reason: str) -> bool:
     """Lift the stale flag of a key that is in use again. Returns whether it was lifted now."""
-    key = ApiKey.objects.select_for_update().get(pk=key.pk)
-    if not key.stale:
-        return False
-    key.stale = False
-    _record(key, LifecycleAction.CLEAR_STALE, actor, _require_reason(reason), key.status,
-            {"last_used_at": key.last_used_at.isoformat() if key.last_used_at else "never"})
-    return True
+    return clear_stale_keys({key.pk: reason}, actor=actor) == 1
+
+
+@sealed_atomic
+def clear_stale_keys(reasons: dict[int, str], *, actor) -> int:
+    """Lift the stale flag of the keys in ``reasons`` (key id -> why), each recorded as ``clear_stale`` records
+    one: a history record and a lifecycle event with the actor and that key's reason. Keys no longer stale
+    are left alone. A fixed number of statements however many keys (a usage batch lifts hundreds at once).
+    Returns how many were lifted now.
+    """
+    reasons = {key_id: _require_reason(reason) for key_id, reason in reasons.items()}
+    keys = list(ApiKey.objects.select_for_update().filter(pk__in=reasons, stale=True).order_by("pk"))
+    if not keys:
+        return 0
+    now = timezone.now()
+    for key in keys:
+        key.stale = False
+        key.updated_at = now  # what save()'s auto_now would write
+        attribute_change(key, actor, reasons[key.pk])
+    bulk_update_with_history(keys, ApiKey, ["stale", "updated_at"], default_user=actor, default_change_reason="")
+    bulk_create_rows([
+        LifecycleEvent(key=key, action=LifecycleAction.CLEAR_STALE, from_status=key.status, to_status=key.status,
+                       actor=actor, reason=reasons[key.pk],
+                       details={"last_used_at": key.last_used_at.isoformat() if key.last_used_at else "never"})
+        for key in keys
+    ], LifecycleEvent)
+    return len(keys)
 
 
 @sealed_atomic

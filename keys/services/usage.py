@@ -1,14 +1,15 @@
 """Usage reports: batches of calls made with keys, counted once, aggregated per key per day.
 
-Events are validated with plain Python (a batch is up to 10,000 of them), keys are resolved in a
-few queries, and each event is counted once: its id (or the batch's idempotency key and its index)
-is recorded as a UsageEventReceipt under a digest of (key, id), and an event whose receipt already
-exists is a duplicate. New events are added to UsageDaily (count, first/last seen, up to 50 distinct
+Events are validated with plain Python (a batch is up to 10,000 of them), keys are resolved in one
+query (with the flags the batch acts on), and each event is counted once: its id (or the batch's
+idempotency key and its index) is recorded as a UsageEventReceipt under a digest of (key, id), and an
+event whose receipt already exists is a duplicate. New events are added to UsageDaily (count, first/last seen, up to 50 distinct
 sources) and move the key's ``last_used_at`` forward, never back, all in one transaction.
 
 ``last_used_at`` is telemetry: it is written with a plain UPDATE, so it creates no history record
 (a busy key would otherwise add one per batch); the history shows its value as of each governed
-change. A stale key used again has its flag lifted through ``lifecycle.clear_stale``, which is recorded.
+change. Stale keys used again have their flag lifted through ``lifecycle.clear_stale_keys``, which records
+each. On PostgreSQL a batch takes the same number of statements whatever its size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -28,8 +30,9 @@ from core.actors import system_user
 from core.chain import sealed_atomic
 from core.errors import ServiceError
 from core.numbers import in_bigint_range
+from keys.choices import OPEN_RELEASE_STATUSES
 from keys.fingerprints import FINGERPRINT_RE
-from keys.models import ApiKey, UsageDaily, UsageEventReceipt
+from keys.models import ApiKey, KeyRelease, UsageDaily, UsageEventReceipt
 from keys.services import lifecycle, releases
 
 MAX_EVENTS = 10_000
@@ -93,25 +96,28 @@ def ingest_usage(
     keys = _resolve_keys(parsed, ApiKey.objects.all() if scope is None else scope)
     resolved: list[tuple[_Event, int]] = []
     for event in parsed:
-        key_id = keys.get(event.key_ref)
-        if isinstance(key_id, str):
-            result.rejected.append({"index": event.index, "reason": key_id})
-        elif key_id is None:
+        found = keys.get(event.key_ref)
+        if isinstance(found, str):
+            result.rejected.append({"index": event.index, "reason": found})
+        elif found is None:
             result.rejected.append({"index": event.index, "reason": "key: no such key."})
         else:
-            resolved.append((event, key_id))
+            resolved.append((event, found.pk))
     result.rejected.sort(key=lambda row: row["index"])
     if not resolved:
         _count(result)
         return result
+    flags = {key.pk: key for key in keys.values() if isinstance(key, _Key)}
     with sealed_atomic():
         counted = _record_receipts(resolved)
         result.accepted = len(counted)
         result.duplicates = len(resolved) - len(counted)
         if counted:
             _add_to_daily(counted)
-            _move_last_used(counted, actor)
-            releases.note_traffic([(key_id, event.at, event.source) for event, key_id in counted])
+            _move_last_used(counted, flags, actor)
+            # Only keys with an open release (known from the resolving query) can have traffic to note.
+            releases.note_traffic([(key_id, event.at, event.source) for event, key_id in counted
+                                   if flags[key_id].open_release])
     _count(result)
     return result
 
@@ -187,28 +193,53 @@ def _parse_time(value) -> datetime.datetime | None:
     return at.astimezone(datetime.UTC)
 
 
-def _resolve_keys(events: list[_Event], scope) -> dict[int | str, int | str]:
-    """Map each key reference to a key id, or to a rejection reason (an ambiguous prefix)."""
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """A resolved key: its id and the two flags the batch acts on."""
+
+    pk: int
+    stale: bool
+    open_release: bool
+
+
+def _resolve_keys(events: list[_Event], scope) -> dict[int | str, _Key | str]:
+    """Map each key reference to its key, or to a rejection reason (an ambiguous prefix).
+
+    Ids, fingerprints and prefixes are looked up in one query, which also reads whether each key is
+    stale and whether it has an open release, so the batch needs no other query per key.
+    """
     ids = {e.key_ref for e in events if isinstance(e.key_ref, int)}
     strings = {e.key_ref for e in events if isinstance(e.key_ref, str)}
     fingerprints = {s for s in strings if FINGERPRINT_RE.match(s)}
     prefixes = strings - fingerprints
-    found: dict[int | str, int | str] = {}
-    if ids:
-        found.update({pk: pk for pk in scope.filter(pk__in=ids).values_list("pk", flat=True)})
-    if fingerprints:
-        found.update(dict(scope.filter(fingerprint__in=fingerprints).values_list("fingerprint", "pk")))
-    if prefixes:
-        by_prefix: dict[str, list[int]] = defaultdict(list)
-        for prefix, pk in scope.filter(prefix__in=prefixes).values_list("prefix", "pk"):
-            by_prefix[prefix].append(pk)
-        for prefix, pks in by_prefix.items():
-            found[prefix] = pks[0] if len(pks) == 1 else "key: this prefix matches several keys; send the id."
-        # A numeric string that is nobody's prefix is taken as an id.
-        numeric = {int(p): p for p in prefixes - set(by_prefix) if p.isdigit() and len(p) < 19}
-        if numeric:
-            for pk in scope.filter(pk__in=numeric).values_list("pk", flat=True):
-                found[numeric[pk]] = pk
+    found: dict[int | str, _Key | str] = {}
+    if not (ids or strings):
+        return found
+    wanted = Q()
+    for lookup, values in (("pk__in", ids), ("fingerprint__in", fingerprints), ("prefix__in", prefixes)):
+        if values:
+            wanted |= Q(**{lookup: values})
+    open_release = KeyRelease.objects.filter(key=OuterRef("pk"), status__in=OPEN_RELEASE_STATUSES)
+    rows = scope.filter(wanted).order_by().annotate(open_release=Exists(open_release)).values_list(
+        "pk", "prefix", "fingerprint", "stale", "open_release")
+    by_prefix: dict[str, list[_Key]] = defaultdict(list)
+    for pk, prefix, fingerprint, stale, has_open_release in rows:
+        key = _Key(pk, stale, has_open_release)
+        if pk in ids:
+            found[pk] = key
+        if fingerprint in fingerprints:
+            found[fingerprint] = key
+        if prefix in prefixes:
+            by_prefix[prefix].append(key)
+    for prefix, matches in by_prefix.items():
+        found[prefix] = matches[0] if len(matches) == 1 else "key: this prefix matches several keys; send the id."
+    # A numeric string that is nobody's prefix is taken as an id.
+    numeric = {int(p): p for p in prefixes - set(by_prefix) if p.isdigit() and len(p) < 19}
+    if numeric:
+        rows = scope.filter(pk__in=numeric).order_by().annotate(open_release=Exists(open_release)).values_list(
+            "pk", "stale", "open_release")
+        for pk, stale, has_open_release in rows:
+            found[numeric[pk]] = _Key(pk, stale, has_open_release)
     return found
 
 
@@ -341,7 +372,7 @@ def _upsert_daily_locked(totals: dict) -> None:
         )
 
 
-def _move_last_used(counted: list[tuple[_Event, int]], actor) -> None:
+def _move_last_used(counted: list[tuple[_Event, int]], keys: dict[int, _Key], actor) -> None:
     """Move each key's last use forward to its latest new event; lift the stale flag of keys used again."""
     latest: dict[int, datetime.datetime] = {}
     for event, key_id in counted:
@@ -364,10 +395,9 @@ def _move_last_used(counted: list[tuple[_Event, int]], actor) -> None:
                 [(adapt(at), key_id, adapt(at)) for key_id, at in latest.items()],
             )
     # A report of old calls does not make a key fresh: only use within the stale window lifts the flag.
+    # The flag as read when the keys were resolved picks the candidates; clear_stale_keys re-reads it under lock.
     fresh_after = timezone.now() - datetime.timedelta(days=settings.KEY_STALE_AFTER_DAYS)
-    stale = list(ApiKey.objects.filter(pk__in=[k for k, at in latest.items() if at >= fresh_after], stale=True))
-    if stale:
-        actor = actor or system_user()
-        for key in stale:
-            lifecycle.clear_stale(key, actor=actor, reason=f"Used again on {latest[key.pk].date().isoformat()} "
-                                                           "(usage report)")
+    used_again = {key_id: f"Used again on {at.date().isoformat()} (usage report)"
+                  for key_id, at in latest.items() if at >= fresh_after and keys[key_id].stale}
+    if used_again:
+        lifecycle.clear_stale_keys(used_again, actor=actor or system_user())

@@ -235,6 +235,15 @@ def test_a_departed_owner_s_items_go_to_the_fallback_at_launch(compliance_user, 
     assert item.history.first().reviewer_role == "compliance"  # the launch's record shows the reviewer assigned
 
 
+def test_an_owner_whose_account_is_inactive_has_items_go_to_the_fallback_at_launch(compliance_user, owner, other_owner):
+    key, kept = factories.ApiKeyFactory(owner=owner), factories.ApiKeyFactory(owner=other_owner)
+    owner.is_active = False
+    owner.save()
+    campaign = launched(compliance_user, stages=[])
+    assert item_of(campaign, key).reviewer_role == "compliance"
+    assert item_of(campaign, kept).reviewer_id == other_owner.pk
+
+
 def test_the_person_escalated_to_may_decide(compliance_user, owner):
     boss = factories.OwnerFactory(username="mallory")
     factories.OwnerProfileFactory(user=owner, manager=boss)

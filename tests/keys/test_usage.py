@@ -174,3 +174,87 @@ def test_sources_keep_first_seen_order_across_batches_up_to_the_cap(key):
     assert row.count == 3 + 5 + 61
     usage.ingest_usage(batch(200, ["after-the-cap"]))
     assert "after-the-cap" not in UsageDaily.objects.get(key=key).sources
+
+
+def test_a_mixed_batch_resolves_each_reference_once_and_refuses_by_index(key, other_key):
+    twin_a, twin_b = factories.ApiKeyFactory(prefix="sk_twin_0001"), factories.ApiKeyFactory(prefix="sk_twin_0001")
+    outside = factories.ApiKeyFactory()
+    usage.ingest_usage([event(key, "sent-before")])
+    events = [
+        event(key, 1),                                        # 0 by id
+        event(key, 2, key=key.prefix),                        # 1 by prefix
+        event(other_key, 3, key=other_key.fingerprint.upper()),  # 2 by fingerprint, any case
+        event(other_key, 4, key=str(other_key.pk)),          # 3 a numeric string that is nobody's prefix: an id
+        event(key, 5, key="sk_nobody_has_this"),              # 4 unknown
+        event(twin_a, 6, key="sk_twin_0001"),                 # 5 ambiguous prefix
+        event(outside, 7),                                    # 6 outside the scope: refused as unknown
+        event(key, 1),                                        # 7 a duplicate within the batch
+        event(key, "sent-before"),                            # 8 re-sent from an earlier batch
+        event(key, 9, key=10**30),                            # 9 not a 64-bit id
+    ]
+    scope = ApiKey.objects.exclude(pk=outside.pk)
+    result = usage.ingest_usage(events, scope=scope)
+    assert (result.accepted, result.duplicates) == (4, 2)
+    assert [row["index"] for row in result.rejected] == [4, 5, 6, 9]
+    reasons = {row["index"]: row["reason"] for row in result.rejected}
+    assert reasons[4] == reasons[6] == "key: no such key."
+    assert "several keys" in reasons[5]
+    assert UsageDaily.objects.get(key=key).count == 1 + 2
+    assert UsageDaily.objects.get(key=other_key).count == 2
+    assert not UsageDaily.objects.filter(key__in=[twin_a, twin_b, outside]).exists()
+
+
+def test_stale_keys_used_again_are_lifted_together_each_with_its_record(owner):
+    from core.chain import verify_chain
+
+    fresh, old = timezone.now() - datetime.timedelta(hours=2), timezone.now() - datetime.timedelta(days=200)
+    stale = factories.ApiKeyFactory.create_batch(4, owner=owner)
+    ApiKey.objects.filter(pk__in=[k.pk for k in stale]).update(stale=True)
+    records = {k.pk: k.history.count() for k in stale}
+    events = [event(k, f"s{n}", at=(fresh if n < 3 else old).isoformat()) for n, k in enumerate(stale)]
+    usage.ingest_usage(events)
+    for n, k in enumerate(stale):
+        k.refresh_from_db()
+        if n < 3:
+            assert not k.stale
+            assert k.history.count() == records[k.pk] + 1
+            latest = k.history.latest()
+            assert latest.history_change_reason == f"Used again on {fresh.date().isoformat()} (usage report)"
+            assert latest.last_used_at == fresh and not latest.stale
+            cleared = LifecycleEvent.objects.get(key=k, action=LifecycleAction.CLEAR_STALE)
+            assert cleared.reason == latest.history_change_reason
+            assert cleared.details == {"last_used_at": fresh.isoformat()}
+        else:
+            assert k.stale, "a report of old calls does not make a key fresh"
+            assert not LifecycleEvent.objects.filter(key=k, action=LifecycleAction.CLEAR_STALE).exists()
+    verified = verify_chain(checkpoint=False)
+    assert verified.ok, verified.problems  # the lifted keys' records are sealed: none is reported unsealed
+    # Lifted once: the same keys used again record nothing more.
+    usage.ingest_usage([event(k, f"again-{n}") for n, k in enumerate(stale[:3])])
+    assert LifecycleEvent.objects.filter(key__in=stale, action=LifecycleAction.CLEAR_STALE).count() == 3
+
+
+def _batch_queries(keys: int, stale: int, per_key: int) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    made = factories.ApiKeyFactory.create_batch(keys)
+    ApiKey.objects.filter(pk__in=[k.pk for k in made[:stale]]).update(stale=True)
+    refs = ("pk", "prefix", "fingerprint")
+    events = [{"id": f"q-{k.pk}-{n}", "key": getattr(k, refs[n % 3]), "at": at(n % 40 / 2), "source": f"h{n % 9}"}
+              for k in made for n in range(per_key)]
+    with CaptureQueriesContext(connection) as queries:
+        result = usage.ingest_usage(events)
+    assert result.accepted == keys * per_key and not result.rejected
+    assert ApiKey.objects.filter(pk__in=[k.pk for k in made], stale=True).count() == 0
+    return len(queries)
+
+
+def test_a_batch_takes_as_many_queries_for_ten_events_as_for_three_thousand():
+    from tests.postgres import require_postgres
+
+    require_postgres()  # SQLite binds every value: its receipts and daily rows go in chunks of a few hundred
+    _batch_queries(keys=1, stale=1, per_key=1)  # the first batch also looks up what the process then keeps
+    small = _batch_queries(keys=2, stale=1, per_key=5)
+    large = _batch_queries(keys=60, stale=25, per_key=50)
+    assert small == large, (small, large)
