@@ -27,8 +27,10 @@ import decimal
 import functools
 import hashlib
 import json
+import multiprocessing
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -766,10 +768,14 @@ class _Verifier:
         return record_id <= top or record_id in ids
 
     def report(self, label: str, record_id: int, kind: str, message: str) -> None:
-        if (label, record_id, kind) in self.reported:
-            return
-        self.reported.add((label, record_id, kind))
-        self.problems.append(ChainProblem(label, record_id, kind, f"{label} #{record_id}: {message}"))
+        self.add(ChainProblem(label, record_id, kind, f"{label} #{record_id}: {message}"))
+
+    def add(self, problem: ChainProblem) -> None:
+        """Keep ``problem`` unless the same kind was reported of the same record already."""
+        key = (problem.model_label, problem.record_id, problem.kind)
+        if key not in self.reported:
+            self.reported.add(key)
+            self.problems.append(problem)
 
     def rows_for(self, links: list[tuple]) -> dict[tuple[str, int], tuple]:
         """The stored rows of ``links`` ((label, record id, layout id) ...), fetched per table and layout."""
@@ -801,7 +807,8 @@ class _Verifier:
                 continue
             ids = ChainLink.objects.using(self.using).filter(
                 chain=chain, seq__gte=first_seq, seq__lte=last_seq, model_label=label, layout_id=layout_id)
-            found = model._base_manager.using(self.using).filter(pk__in=ids.values("record_id"))
+            # No order: the rows are looked up by id (a model's default ordering would sort every chunk).
+            found = model._base_manager.using(self.using).filter(pk__in=ids.values("record_id")).order_by()
             try:
                 for row in found.values_list(*self.selected(model, layout)):
                     rows[(label, row[0])] = row
@@ -966,6 +973,75 @@ class _Verifier:
                 self.check_record(seq, chain, label, record_id, layout_id, digest, prev, rows.get((label, record_id)))
             last = chunk[-1][0]
 
+# Walking in parallel -------------------------------------------------------------------------------
+
+# A walk is split into segments of at least this many links; a shorter chain is walked in one process.
+MIN_SEGMENT_LINKS = 200_000
+SEGMENTS_PER_WORKER = 4  # more segments than processes, so that one slow segment does not hold the rest
+
+
+@dataclass
+class _Segment:
+    """What one process found walking links ``first_seq``..``last_seq`` of ``chain``."""
+
+    chain: int
+    reached: tuple[int, str]
+    problems: list[ChainProblem]
+    checked: int
+    erased: int
+    purged: int
+    found: dict[str, int]
+
+
+def _walk_segment(using: str, chunk_size: int, chain: int, first_seq: int, last_seq: int,
+                  tally: dict[str, int] | None) -> _Segment:
+    """Walk one segment in a process of its own. It starts from the stored digest of the link before it, which the
+    segment before checks against its record: together the segments check exactly what one walk checks."""
+    verifier = _Verifier(using, chunk_size)
+    verifier.tally = tally
+    before = (ChainLink.objects.using(using).filter(chain=chain, seq__lt=first_seq).order_by("-seq")
+              .values_list("seq", "digest").first()) or (0, GENESIS)
+    reached = verifier.walk(chain, before[0], before[1], up_to_seq=last_seq)
+    return _Segment(chain, reached, verifier.problems, verifier.checked, verifier.erased_seen,
+                    verifier.purged_seen, verifier.found)
+
+
+def _segments(up_to_seq: int, workers: int, min_links: int) -> list[tuple[int, int]]:
+    """Seq ranges covering 1..up_to_seq: about SEGMENTS_PER_WORKER per process, none under ``min_links``."""
+    count = max(1, min(workers * SEGMENTS_PER_WORKER, up_to_seq // max(min_links, 1)))
+    bounds = [round(up_to_seq * i / count) for i in range(count + 1)]
+    return [(bounds[i] + 1, bounds[i + 1]) for i in range(count) if bounds[i + 1] > bounds[i]]
+
+
+def _walk_chains(verifier: _Verifier, heads: dict, workers: int, min_links: int) -> dict[int, tuple[int, str]]:
+    """Walk every chain up to its head, in ``workers`` processes when the chains are long enough (PostgreSQL
+    only, outside a transaction: each process reads through a connection of its own)."""
+    using = verifier.using
+    jobs = [(chain, first, last) for chain in sorted(CHAINS)
+            for first, last in _segments(heads[chain][0], workers, min_links)]
+    parallel = (workers > 1 and len(jobs) > len(CHAINS) and connections[using].vendor == "postgresql"
+                and not connections[using].in_atomic_block)
+    if not parallel:
+        return {chain: verifier.walk(chain, 0, GENESIS, up_to_seq=heads[chain][0]) for chain in sorted(CHAINS)}
+    # The processes are forked: none may inherit an open connection (they would talk over the same socket).
+    connections.close_all()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_walk_segment, using, verifier.chunk_size, chain, first, last, verifier.tally)
+                   for chain, first, last in jobs]
+        segments = [future.result() for future in futures]
+    reached = {chain: (0, GENESIS) for chain in CHAINS}
+    for segment in segments:  # in chain and seq order, as one walk would have reported them
+        for problem in segment.problems:
+            verifier.add(problem)
+        verifier.checked += segment.checked
+        verifier.erased_seen += segment.erased
+        verifier.purged_seen += segment.purged
+        for label, count in segment.found.items():
+            verifier.found[label] = verifier.found.get(label, 0) + count
+        reached[segment.chain] = segment.reached
+    return reached
+
+
 def _heads(using: str) -> dict[int, tuple[int, str]]:
     heads = {chain: (0, GENESIS) for chain in CHAINS}
     for pk, seq, digest in ChainHead.objects.using(using).values_list("pk", "seq", "digest"):
@@ -1012,13 +1088,17 @@ def _save_checkpoint(result: ChainVerification, heads: dict, high_water: dict, t
         result.checkpoint = checkpoint.pk
 
 
-def verify_chain(*, chunk_size: int = 5000, using: str = DEFAULT_DB_ALIAS, checkpoint: bool = True) -> ChainVerification:
+def verify_chain(*, chunk_size: int = 5000, using: str = DEFAULT_DB_ALIAS, checkpoint: bool = True, workers: int = 1,
+                 min_segment_links: int = MIN_SEGMENT_LINKS) -> ChainVerification:
     """Walk every link of every chain and name every record altered, inserted or deleted in SQL.
 
     Each link is checked on its own (its stored digest against the recomputed one, its prev_digest
     against the previous link's digest), so one altered row is reported as exactly that row. Memory
     stays bounded: links are read ``chunk_size`` at a time by seq, their rows per table by id. When all
     is intact, a checkpoint records where the heads stood, for incremental checks to start from.
+
+    With ``workers`` above 1 (on PostgreSQL, outside a transaction), long chains are cut into segments of at
+    least ``min_segment_links`` links walked by that many processes; the result is the same.
     """
     verifier = _Verifier(using, chunk_size)
     touch_id = _last_touch(using)
@@ -1028,7 +1108,7 @@ def verify_chain(*, chunk_size: int = 5000, using: str = DEFAULT_DB_ALIAS, check
                for label, model in verifier.models.items()}
     verifier.tally = high_water
     # Up to the heads as they stood when the check began: links sealed meanwhile wait for the next check.
-    reached = {chain: verifier.walk(chain, 0, GENESIS, up_to_seq=heads[chain][0]) for chain in sorted(CHAINS)}
+    reached = _walk_chains(verifier, heads, workers, min_segment_links)
     verifier.unsealed(counted=counted)
     result = _result(verifier, heads, reached, ChainCheckpoint.Scope.FULL, None)
     if checkpoint:

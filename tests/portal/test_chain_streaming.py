@@ -247,3 +247,55 @@ def test_postgresql_writes_datetimes_in_the_form_they_were_sealed_in(owner, comp
                        "AND at < '1001-01-01'")
     altered = {record_id for _, record_id, kind in problems(chain.verify_chain(checkpoint=False)) if kind == "altered"}
     assert len(altered) == 2
+
+
+@requires_postgres
+def test_a_walk_in_several_processes_finds_exactly_what_one_walk_finds(everywhere, transactional_db, monkeypatch):  # noqa: F811
+    """The chain cut into segments walked by forked processes, each with its own connection: the same
+    problems in the same order, the same counts and heads, with changes at and around the segments' edges."""
+    from keys.services import lifecycle
+
+    for reason in ("one", "two", "three", "four"):
+        lifecycle.suspend_key(everywhere["key"], actor=everywhere["actor"], reason=reason)
+        lifecycle.reinstate_key(everywhere["key"], actor=everywhere["actor"], reason=reason)
+    rows = [row for row in oldest_rows() if row[0] not in ("portal.chainerasure", "portal.chainpurge")]
+    for _, model, record_id in rows[::3]:
+        tamper(model, record_id)
+    links = list(ChainLink.objects.filter(chain=chain.EVIDENCE).order_by("seq").values_list("pk", "seq"))
+    segments = chain._segments(len(links), 2, 3)
+    assert len(segments) == 8
+    with connection.cursor() as cursor:
+        # The first link of a segment removed, and the record of the last link of another altered.
+        cursor.execute(f"DELETE FROM {quote(ChainLink._meta.db_table)} WHERE seq = %s AND chain = %s",
+                       [segments[3][0], chain.EVIDENCE])
+    last_of_second = ChainLink.objects.get(chain=chain.EVIDENCE, seq=segments[1][1])
+    tamper(chain.chained_models()[last_of_second.model_label][0], last_of_second.record_id)
+
+    one = chain.verify_chain(checkpoint=False)
+    assert not one.ok and any(p.kind == "out_of_order" for p in one.problems)
+    submitted = []
+
+    class CountingPool(chain.ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):
+            submitted.append(args[4:6])
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.setattr(chain, "ProcessPoolExecutor", CountingPool)
+    several = chain.verify_chain(checkpoint=False, workers=2, min_segment_links=3)
+    assert [tuple(s) for s in submitted[:8]] == segments  # the evidence chain's segments went to the pool
+    assert several.problems == one.problems
+    assert (several.checked, several.erased, several.purged, several.heads) == (one.checked, one.erased, one.purged,
+                                                                                 one.heads)
+
+
+@requires_postgres
+def test_an_intact_chain_walked_in_several_processes_leaves_a_checkpoint(owner, compliance_user, transactional_db):
+    links = sealed_history(owner, compliance_user, 12)
+    result = chain.verify_chain(workers=3, min_segment_links=5)
+    assert result.ok and result.checked == links and result.checkpoint
+    assert chain.verify_since_checkpoint().ok  # the checkpoint is usable: nothing changed since
+    # Inside a transaction the processes could not see its writes: the walk stays in this process.
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert chain.verify_chain(workers=3, min_segment_links=5, checkpoint=False).checked == links
