@@ -55,7 +55,7 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=7, help="timed requests per page (after one warm-up)")
     parser.add_argument("--rebuild", action="store_true", help="build afresh even if the sizes match")
     parser.add_argument("--explain", type=int, default=4, help="EXPLAIN ANALYZE the slowest query of this many pages")
-    parser.add_argument("--only", default="", help="measure only pages whose path contains this")
+    parser.add_argument("--only", default="", help="measure only pages whose path contains this (=PATH: that path only)")
     return parser.parse_args()
 
 
@@ -498,7 +498,7 @@ def measure(args, want: dict) -> None:
             pages.append(route)
             pages.extend(query.at(route) if isinstance(query, Deep) else route + query for query in extra.get(route, []))
         for page in pages:
-            if args.only and args.only not in str(page):
+            if args.only and not (str(page) == args.only[1:] if args.only.startswith("=") else args.only in str(page)):
                 continue
             if isinstance(page, Deep):
                 url = page.url(client)

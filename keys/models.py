@@ -152,7 +152,7 @@ class ApiKey(models.Model):
     approved_at = models.DateTimeField(null=True, blank=True)
     approval_reference = models.CharField(max_length=200, blank=True)
     issued_on = models.DateField(default=timezone.localdate)
-    expires_on = models.DateField(null=True, blank=True, db_index=True)
+    expires_on = models.DateField(null=True, blank=True)
     next_review_on = models.DateField(null=True, blank=True, db_index=True)
     last_used_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_rotated_at = models.DateTimeField(null=True, blank=True)
@@ -183,6 +183,8 @@ class ApiKey(models.Model):
             # The dashboard's keys waiting for a rotation, longest waiting first: few among many.
             models.Index(fields=["status_changed_at"], condition=models.Q(rotation_required=True),
                          name="key_rotation_due"),
+            # Expiry look-ups, and the list sorted by expiry paged by keyset (equal dates in id order).
+            models.Index(fields=["expires_on", "id"], name="keys_apikey_expiry_order"),
         ]
 
     def __str__(self):
@@ -250,6 +252,8 @@ class RevocationRequest(models.Model):
 
     class Meta:
         ordering = ["-requested_at"]
+        # The revocation list's order (emergencies first, newest first), paged by keyset at any depth.
+        indexes = [models.Index(fields=["emergency", "requested_at", "id"], name="keys_revocation_list_order")]
         constraints = [models.UniqueConstraint(fields=["key"], name="one_revocation_request_per_key")]
 
     def __str__(self):
