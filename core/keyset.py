@@ -144,10 +144,20 @@ class Keyset:
             tail = self._equal(column, value) & condition if condition is not None else None
             parts = [part for part in (beyond, tail) if part is not None]
             condition = parts[0] if len(parts) == 1 else (parts[0] | parts[1]) if parts else Q(pk__in=[])
-        first, value = self.columns[0], position[0]
-        start = self._beyond(first, value, reverse)
-        start = self._equal(first, value) | start if start is not None else self._equal(first, value)
-        return start & condition
+        return self._at_or_beyond(self.columns[0], position[0], reverse) & condition
+
+    @staticmethod
+    def _at_or_beyond(column: Column, value, reverse: bool) -> Q:
+        """The leading column at or beyond ``value``, written as one comparison (``a <= x``, not ``a = x OR
+        a < x``) so that the database starts its index scan there rather than filtering every row before it."""
+        later_nulls = column.nulls_last != reverse
+        if value is None:
+            return Q(**{f"{column.alias}__isnull": True}) if later_nulls else Q()
+        lookup = "lte" if column.descending != reverse else "gte"
+        start = Q(**{f"{column.alias}__{lookup}": value})
+        if column.nullable and later_nulls:
+            start |= Q(**{f"{column.alias}__isnull": True})
+        return start
 
     # Pages -----------------------------------------------------------------------------------------
 

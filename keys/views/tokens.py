@@ -7,6 +7,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from core.token_pages import IssuedTokenListView, RevokeIssuedTokenView
+from core.widgets import LongSelect
 from keys.filters import IntegrationTokenFilterSet
 from keys.forms.keys import LifecycleForm
 from keys.models import Customer, IntegrationToken, IssuingSystem
@@ -23,13 +24,13 @@ class TokenForm(LifecycleForm):
         help_text="The token sees and changes only keys minted by this system…",
     )
     customer = forms.ModelChoiceField(
-        queryset=Customer.objects.all(), required=False, empty_label="Any customer",
-        help_text="…and/or only keys of this customer. Choose at least one.",
+        queryset=Customer.objects.only("pk", "name"), required=False, empty_label="Any customer",
+        help_text="…and/or only keys of this customer. Choose at least one.", widget=LongSelect,
     )
     acts_as = forms.ModelChoiceField(
         queryset=User.objects.filter(is_active=True).order_by("username"), to_field_name="username",
         label="Service account", help_text="The account the integration's changes are recorded under "
-                                           "(not an admin or compliance user).",
+                                           "(not an admin or compliance user).", widget=LongSelect,
     )
 
     def __init__(self, *args, **kwargs):

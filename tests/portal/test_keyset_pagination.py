@@ -5,6 +5,7 @@ inside a run of equal values: a walk over every page must then give each row onc
 """
 
 import datetime
+import re
 
 import pytest
 from django.urls import reverse
@@ -179,3 +180,19 @@ def test_a_deep_page_asks_no_offset(client, owner, tied_keys, monkeypatch, djang
     expected = list(keyset.Keyset(response.context["table"].data.data).annotated.values_list("pk", flat=True))[20:24]
     assert shown(response) == expected
     assert not any("OFFSET" in query["sql"] for query in queries.captured_queries)
+
+
+def test_a_page_starts_its_leading_column_at_one_comparison(owner, tied_keys):
+    """``expires_on <= x``, not ``expires_on = x OR expires_on < x``: the database starts an index scan at the
+    bound instead of filtering every row before it (a deep page sorted by expiry read half a million rows)."""
+    rows = ApiKey.objects.filter(expires_on__isnull=False).order_by("-expires_on")
+    paged = keyset.Keyset(rows)
+    dated = list(paged.annotated[:6])
+    for reverse_, lookup in ((False, "<="), (True, ">=")):
+        condition = paged.beyond(paged.position(dated[3]), reverse_)
+        sql = str(paged.annotated.filter(condition).query)
+        assert f'"expires_on" {lookup} ' in sql
+        assert not re.search(r'"expires_on" = \S+ OR "keys_apikey"\."expires_on" [<>]', sql), sql
+    # The rows after the fourth are exactly those the order puts after it, equal dates included.
+    after = list(paged.annotated.filter(paged.beyond(paged.position(dated[3]))).values_list("pk", flat=True))
+    assert after == list(paged.annotated.values_list("pk", flat=True))[4:]
