@@ -132,6 +132,17 @@ class ApiKeyQuerySet(models.QuerySet):
         stewarded = ApiKey.objects.filter(steward=user).order_by().values("pk")
         return owned.union(stewarded, granted, all=True)
 
+    def visible_id_list(self, user, *, limit: int = 10_000):
+        """``visible_ids`` read once into a list while they are at most ``limit`` (the subquery beyond): for lists
+        of rows about keys ordered by their own columns, where PostgreSQL would otherwise walk the list's order
+        index and test every row against the union (750 ms for an owner's exceptions at a million keys, 2 ms
+        with the list)."""
+        ids = self.visible_ids(user)
+        if ids is None:
+            return None
+        found = list(ids.values_list("pk", flat=True)[: limit + 1])
+        return sorted(set(found)) if len(found) <= limit else ids
+
     def live(self):
         return self.filter(status__in=[KeyStatus.PENDING, KeyStatus.ACTIVE, KeyStatus.SUSPENDED])
 
@@ -183,6 +194,8 @@ class ApiKey(models.Model):
             # The dashboard's keys waiting for a rotation, longest waiting first: few among many.
             models.Index(fields=["status_changed_at"], condition=models.Q(rotation_required=True),
                          name="key_rotation_due"),
+            # Departed owners' keys awaiting a successor: few among many.
+            models.Index(fields=["owner"], condition=models.Q(orphaned=True), name="keys_apikey_orphaned"),
             # Expiry look-ups, and the list sorted by expiry paged by keyset (equal dates in id order).
             models.Index(fields=["expires_on", "id"], name="keys_apikey_expiry_order"),
         ]

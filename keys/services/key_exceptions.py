@@ -60,7 +60,7 @@ def open_exceptions():
 
 def visible_exceptions(user):
     """Exceptions of the keys the user may see (ApiKey.objects.visible_to is the one rule)."""
-    ids = ApiKey.objects.visible_ids(user)
+    ids = ApiKey.objects.visible_id_list(user)
     return KeyException.objects.all() if ids is None else KeyException.objects.filter(key__in=ids)
 
 

@@ -550,3 +550,27 @@ def test_api_is_read_only_so_nobody_approves_through_it(owner, compliance_user, 
         assert client.post(detail + "approve/", {}, format="json").status_code == 404
     requested.refresh_from_db()
     assert requested.status == ExceptionStatus.REQUESTED
+
+
+@pytest.mark.parametrize("limit", [10_000, 1, 0])
+def test_an_owner_lists_the_exceptions_of_exactly_the_keys_they_see(client, owner, other_owner, requested, key,
+                                                                    other_key, limit, monkeypatch):
+    """Owned, stewarded and granted keys' exceptions, read through an id list while the owner's keys are few and
+    through the subquery beyond the limit: the same rows either way."""
+    from guardian.shortcuts import assign_perm
+
+    from keys.models import ApiKey
+
+    stewarded = factories.ApiKeyFactory(steward=other_owner)
+    granted = factories.ApiKeyFactory()
+    assign_perm("keys.view_apikey", other_owner, granted)
+    mine = {factories.KeyExceptionFactory(key=k).pk for k in (other_key, stewarded, granted)}
+    original = ApiKey.objects.visible_id_list
+    monkeypatch.setattr(type(ApiKey.objects), "visible_id_list",
+                        lambda self, user, limit=limit: original(user, limit=limit))
+    ids = ApiKey.objects.visible_id_list(other_owner)
+    assert isinstance(ids, list) == (limit >= 3)
+    client.force_login(other_owner)
+    table = client.get(list_url()).context["table"]
+    assert {row.record.pk for row in table.page.object_list} == mine
+    assert requested.pk not in mine
