@@ -1056,6 +1056,7 @@ def _walk_segment(using: str, chunk_size: int, chain: int, first_seq: int, last_
     before = (ChainLink.objects.using(using).filter(chain=chain, seq__lt=first_seq).order_by("-seq")
               .values_list("seq", "digest").first()) or (0, GENESIS)
     reached = verifier.walk(chain, before[0], before[1], up_to_seq=last_seq)
+    connections.close_all()  # the process may be ended before it walks another segment
     return _Segment(chain, reached, verifier.problems, verifier.checked, verifier.erased_seen,
                     verifier.purged_seen, verifier.found)
 
