@@ -28,8 +28,9 @@ import functools
 import hashlib
 import json
 import multiprocessing
+import operator
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -179,14 +180,17 @@ def record_payload(model_label: str, record_id: int, columns: Sequence[str], row
     keys = _sorted_keys(tuple(columns))
     if keys is None or type(form) is not int:
         return _generic_payload(model_label, record_id, columns, row, form)
+    return _sorted_payload(keys, model_label, record_id, row, form)
+
+
+def _sorted_payload(keys: _SortedKeys, model_label: str, record_id: int, row: tuple, form: int) -> bytes:
     # json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False), written out: the keys
     # are sorted and encoded once per layout, every value is a string or null. Twice as fast, the same bytes
     # (tests/portal/test_chain_streaming.py holds the two side by side).
     as_text, encode = _AS_TEXT.get, _encode_string
-    values = [row[index] for index in keys.indexes]
     fields = ",".join([key + "null" if value is None else
                        key + encode(value if type(value) is str else as_text(type(value), str)(value))
-                       for key, value in zip(keys.keys, values, strict=True)])
+                       for key, value in zip(keys.keys, keys.pick(row), strict=True)])
     if form == 1:
         text = f'{{"fields":{{{fields}}},"history_id":{encode(str(record_id))},"model":{encode(model_label)}}}'
     else:
@@ -201,6 +205,7 @@ _encode_string = json.encoder.encode_basestring
 class _SortedKeys(NamedTuple):
     keys: tuple[str, ...]  # each column's JSON key and colon, in sort_keys order
     indexes: tuple[int, ...]  # where each of them is in the row
+    pick: Callable[[tuple], tuple]  # the row's values in that order
 
 
 @functools.lru_cache(maxsize=512)
@@ -210,7 +215,8 @@ def _sorted_keys(columns: tuple[str, ...]) -> _SortedKeys | None:
     if len(set(columns)) != len(columns):
         return None
     indexes = tuple(sorted(range(len(columns)), key=columns.__getitem__))
-    return _SortedKeys(tuple(_encode_string(columns[index]) + ":" for index in indexes), indexes)
+    pick = operator.itemgetter(*indexes) if len(indexes) > 1 else (lambda row: tuple(row[i] for i in indexes))
+    return _SortedKeys(tuple(_encode_string(columns[index]) + ":" for index in indexes), indexes, pick)
 
 
 def _generic_payload(model_label: str, record_id: int, columns: Sequence[str], row: tuple, form) -> bytes:
@@ -255,7 +261,14 @@ class Layout:
         return tuple(values)
 
     def payload(self, row: tuple, erased: dict | None = None) -> bytes:
-        return record_payload(self.model_label, row[0], self.columns, self.values(row, erased), form=self.form)
+        keys = self.sorted_keys
+        if keys is None or type(self.form) is not int or len(row) != len(self.fetched):
+            return record_payload(self.model_label, row[0], self.columns, self.values(row, erased), form=self.form)
+        return _sorted_payload(keys, self.model_label, row[0], self.values(row, erased), self.form)
+
+    @functools.cached_property
+    def sorted_keys(self) -> _SortedKeys | None:
+        return _sorted_keys(tuple(self.columns))
 
 
 def _current_columns(model, salt_column: str) -> tuple[str, ...]:
