@@ -21,42 +21,10 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import FieldError, ValidationError
-from django.db.models import BooleanField, Expression, F, OrderBy, Q, Value
+from django.db.models import Expression, F, OrderBy, Q
 
 # The annotation holding each ordering column's value, read back from the page's first and last rows.
 ALIAS = "keyset_{}"
-
-
-class RowComparison(Expression):
-    """``(a, b, ...) < (x, y, ...)``: row values compared column by column, as PostgreSQL and SQLite (3.15 on)
-    do; PostgreSQL reads a multicolumn index from such a bound."""
-
-    output_field = BooleanField()
-    conditional = True
-
-    def __init__(self, columns: list, operator: str, values: list):
-        if operator not in ("<", ">") or len(columns) != len(values):
-            raise ValueError("A row comparison takes < or > between rows of the same length.")
-        super().__init__()
-        self.columns, self.operator, self.values = list(columns), operator, list(values)
-
-    def get_source_expressions(self):
-        return [*self.columns, *self.values]
-
-    def set_source_expressions(self, exprs):
-        self.columns, self.values = list(exprs[:len(self.columns)]), list(exprs[len(self.columns):])
-
-    def as_sql(self, compiler, connection):
-        sides = []
-        params = []
-        for side in (self.columns, self.values):
-            parts = []
-            for expression in side:
-                sql, more = compiler.compile(expression)
-                parts.append(sql)
-                params.extend(more)
-            sides.append(", ".join(parts))
-        return f"({sides[0]}) {self.operator} ({sides[1]})", params
 
 
 class InvalidCursor(Exception):
@@ -70,7 +38,6 @@ class Column:
     descending: bool
     nulls_last: bool  # where the list shows NULLs
     nullable: bool
-    output: object = None  # the column's field, to read a cursor's values as its type
 
 
 @dataclass
@@ -123,8 +90,7 @@ class Keyset:
             output = annotated.query.annotations[alias].output_field
             # PostgreSQL's own placement by default (NULLs last ascending, first descending), on every database.
             nulls_last = (not descending) if nulls_first is None else not nulls_first
-            self.columns.append(Column(alias, expression, descending, nulls_last, bool(getattr(output, "null", True)),
-                                       output))
+            self.columns.append(Column(alias, expression, descending, nulls_last, bool(getattr(output, "null", True))))
         self.annotated = annotated.order_by(*(
             OrderBy(F(c.alias), descending=c.descending,
                     nulls_last=(c.nullable and c.nulls_last) or None, nulls_first=(c.nullable and not c.nulls_last) or None)
@@ -170,16 +136,8 @@ class Keyset:
         return Q(**{f"{column.alias}__isnull": True}) if value is None else Q(**{column.alias: value})
 
     def beyond(self, position: list, reverse: bool = False) -> Q:
-        """Rows after ``position`` in the list's order (before it with ``reverse``): where every column runs the
-        same way and holds no NULL, one row comparison ``(a, b, id) > (x, y, z)`` that an index on those columns
-        answers from the cursor on; otherwise nested as ``a > x OR (a = x AND (b > y OR (b = y AND ...)))``
-        under a leading ``a >= x`` an index can start from."""
-        if (len({c.descending for c in self.columns}) == 1 and not any(c.nullable for c in self.columns)
-                and None not in position):
-            values = [Value(c.output.get_prep_value(v) if c.output is not None else v, output_field=c.output)
-                      for c, v in zip(self.columns, position, strict=True)]
-            later = "<" if self.columns[0].descending != reverse else ">"
-            return Q(RowComparison([F(c.alias) for c in self.columns], later, values))
+        """Rows after ``position`` in the list's order (before it with ``reverse``), nested as
+        ``a > x OR (a = x AND (b > y OR (b = y AND ...)))`` under a leading ``a >= x`` an index can start from."""
         condition = None
         for column, value in reversed(list(zip(self.columns, position, strict=True))):
             beyond = self._beyond(column, value, reverse)
