@@ -65,7 +65,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             .prefetch_related("customers", "workflows")
             .order_by("-created_at", "-pk")
         )
-        return with_item_counts(campaigns, total="item_count", pending="pending_count")
+        return with_item_counts(campaigns, total="item_count", pending="pending_count", stored=True)
 
     def get_serializer_class(self):
         return CampaignSerializer if self.action == "list" else CampaignDetailSerializer
