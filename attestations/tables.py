@@ -7,14 +7,15 @@ from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
 from attestations.models import AttestationItem, Campaign, EvidenceExport
-from attestations.services.progress import with_item_counts
+from attestations.services.progress import with_item_count_sort_keys, with_stored_counts
 from keys.tables import badge
 
 
 def with_progress(campaigns):
-    """Items and pending items counted by the database for the campaigns shown (a large campaign's as of its
-    stored figures); the percent decided only as a sort key (each reference to a count in SQL repeats it)."""
-    return with_item_counts(campaigns, stored=True).alias(
+    """Large campaigns' stored counts (``progress.attach_item_counts`` sets the rows' counts once they are
+    known); the counts and the percent decided as sort keys only, computed in SQL when the list is sorted by
+    them (each reference to a count there repeats its subquery)."""
+    return with_item_count_sort_keys(with_stored_counts(campaigns)).alias(
         progress_percent=Case(
             When(item_total=0, then=Value(0)),
             default=100 * (F("item_total") - F("item_pending")) / F("item_total"),

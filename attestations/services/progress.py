@@ -149,23 +149,61 @@ def _item_count(**conditions) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
+def with_item_counts(campaigns, *, total: str = "item_total", pending: str = "item_pending"):
+    """Each campaign's items and pending items, each counted in a subquery from the (campaign, status, stage)
+    index, for the campaigns shown only (a join would group every item of every campaign)."""
+    return campaigns.annotate(**{total: _item_count(), pending: _item_count(status=ItemStatus.PENDING)})
+
+
 def _figures_current() -> Q:
     """A campaign's stored figures are read: it is large, and they were counted since it ended, if it has."""
     return Q(figures__item_total__gte=settings.CAMPAIGN_FIGURES_MIN_ITEMS) & (
         Q(closed_at__isnull=True) | Q(figures__counted_at__gte=F("closed_at")))
 
 
-def with_item_counts(campaigns, *, total: str = "item_total", pending: str = "item_pending", stored: bool = False):
-    """Each campaign's items and pending items, each counted in a subquery from the (campaign, status, stage)
-    index, for the campaigns shown only (a join would group every item of every campaign). With ``stored``, a
-    large campaign's come from its stored figures instead (its subqueries are then never run), and
-    ``counted_at`` says when they were counted (None: counted now)."""
-    if not stored:
-        return campaigns.annotate(**{total: _item_count(), pending: _item_count(status=ItemStatus.PENDING)})
+def _stored_value(field: str, output_field):
+    return Case(When(_figures_current(), then=F(f"figures__{field}")), default=None, output_field=output_field)
+
+
+def with_stored_counts(campaigns):
+    """Each campaign with its stored items, pending items and when they were counted (``stored_total``,
+    ``stored_pending``, ``counted_at``) if it is large enough to read them, else None: for
+    ``attach_item_counts`` once the campaigns shown are known."""
+    return campaigns.annotate(stored_total=_stored_value("item_total", IntegerField()),
+                              stored_pending=_stored_value("item_pending", IntegerField()),
+                              counted_at=_stored_value("counted_at", DateTimeField()))
+
+
+def attach_item_counts(campaigns, *, total: str = "item_total", pending: str = "item_pending"):
+    """Set each of ``campaigns`` (from ``with_stored_counts``, the ones shown) its items and pending items: a
+    large campaign's as stored, the others' counted in one query from the (campaign, status, stage) index.
+    Correlated count subqueries per row instead made the planner expect to read every item once per campaign
+    (a cost that also had the query JIT-compiled, about 1 s on its own)."""
+    campaigns = list(campaigns)
+    # A draft has no items: the launch creates them in the transaction that makes it active.
+    to_count = [campaign.pk for campaign in campaigns
+                if campaign.stored_total is None and campaign.status != CampaignStatus.DRAFT]
+    counted = {}
+    if to_count:
+        counted = {row["campaign"]: (row["n"], row["pending"]) for row in
+                   AttestationItem.objects.filter(campaign__in=to_count).values("campaign")
+                   .annotate(n=Count("pk"), pending=Count("pk", filter=Q(status=ItemStatus.PENDING))).order_by()}
+    for campaign in campaigns:
+        if campaign.stored_total is None:
+            counts = counted.get(campaign.pk, (0, 0))
+        else:
+            counts = (campaign.stored_total, campaign.stored_pending)
+        setattr(campaign, total, counts[0])
+        setattr(campaign, pending, counts[1])
+    return campaigns
+
+
+def with_item_count_sort_keys(campaigns, *, total: str = "item_total", pending: str = "item_pending"):
+    """The items and pending items as sort keys (aliases, in SQL only when a list is sorted by them): a large
+    campaign's as stored, the others' counted in a subquery each."""
     current = _figures_current()
-    return campaigns.annotate(**{
+    return campaigns.alias(**{
         total: Case(When(current, then=F("figures__item_total")), default=_item_count(), output_field=IntegerField()),
         pending: Case(When(current, then=F("figures__item_pending")), default=_item_count(status=ItemStatus.PENDING),
                       output_field=IntegerField()),
-        "counted_at": Case(When(current, then=F("figures__counted_at")), default=None, output_field=DateTimeField()),
     })

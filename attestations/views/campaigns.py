@@ -60,6 +60,11 @@ class CampaignListView(ObjectListView):
         # Per request: which campaigns are large enough for their stored counts follows the setting.
         return with_progress(self.queryset.all())
 
+    def get_table(self, **kwargs):
+        table = super().get_table(**kwargs)
+        progress.attach_item_counts(row.record for row in table.page.object_list)
+        return table
+
 
 class UnsavedScope:
     """A form's scope in the shape campaigns.scope_queryset reads, so the preview counts by the service's rule."""

@@ -166,7 +166,7 @@ def test_a_small_campaigns_stored_figures_are_not_read(client, compliance_user, 
     response = page(client, campaign)
     assert page_totals(response) == direct_totals(campaign) == (6, 1, 5)
     assert response.context["counted_at"] is None and 'counted-at"' not in response.text
-    rows = {row.record.pk: row.record for row in client.get(reverse("attestations:campaigns")).context["table"].rows}
+    rows = {row.record.pk: row.record for row in client.get(reverse("attestations:campaigns")).context["table"].paginated_rows}
     assert (rows[campaign.pk].item_total, rows[campaign.pk].item_pending, rows[campaign.pk].counted_at) == (6, 5, None)
 
 
@@ -216,7 +216,7 @@ def test_the_campaign_list_counts_items_per_campaign(client, compliance_user, ca
     confirm(campaign.items.filter(reviewer=owner).first(), owner)
     empty = campaigns.create_campaign(actor=compliance_user, name="Draft")
     client.force_login(compliance_user)
-    rows = {row.record.pk: row.record for row in client.get(reverse("attestations:campaigns")).context["table"].rows}
+    rows = {row.record.pk: row.record for row in client.get(reverse("attestations:campaigns")).context["table"].paginated_rows}
     assert (rows[campaign.pk].item_total, rows[campaign.pk].item_pending, percent_decided(rows[campaign.pk])) == (6, 5, 16)
     assert (rows[empty.pk].item_total, rows[empty.pk].item_pending, percent_decided(rows[empty.pk])) == (0, 0, 0)
     by_progress = client.get(reverse("attestations:campaigns"), {"sort": "-progress"}).context["table"].rows
@@ -228,7 +228,7 @@ def test_the_campaign_list_counts_items_per_campaign(client, compliance_user, ca
 
 def list_rows(client) -> dict:
     response = client.get(reverse("attestations:campaigns"))
-    return response, {row.record.pk: row.record for row in response.context["table"].rows}
+    return response, {row.record.pk: row.record for row in response.context["table"].paginated_rows}
 
 
 def api_counts(client) -> dict:
@@ -276,3 +276,43 @@ def test_the_items_filter_by_reviewer_username(client, compliance_user, campaign
     response = client.get(reverse("attestations:campaign", args=[campaign.pk]), {"reviewer": "alice"})
     listed = {row.record.pk for row in response.context["table"].rows}
     assert listed == set(campaign.items.filter(reviewer=owner).values_list("pk", flat=True)) and len(listed) == 3
+
+
+def test_the_campaign_list_counts_in_as_many_queries_for_more_campaigns(client, compliance_user, campaign, owner,
+                                                                        django_assert_num_queries):
+    """The campaigns shown are counted together: as many queries for four launched campaigns as for one."""
+    client.force_login(compliance_user)
+    with CaptureQueriesContext(connection) as one:
+        list_rows(client)
+    with CaptureQueriesContext(connection) as one_api:
+        client.get(reverse("campaign-list"))
+    for n in range(3):
+        factories.ApiKeyFactory(owner=owner)
+        more = campaigns.create_campaign(actor=compliance_user, name=f"More {n}")
+        campaigns.launch_campaign(more, actor=compliance_user)
+        campaigns.create_campaign(actor=compliance_user, name=f"Draft {n}")
+    with django_assert_num_queries(len(one.captured_queries)):
+        _, rows = list_rows(client)
+    assert len(rows) == 7
+    assert {(row.name, row.item_total, row.item_pending) for row in rows.values() if row.name.startswith("More")} == {
+        ("More 0", 1, 1), ("More 1", 1, 1), ("More 2", 1, 1)}
+    with django_assert_num_queries(len(one_api.captured_queries)):
+        assert len(client.get(reverse("campaign-list")).json()["results"]) == 7
+
+
+def test_the_campaign_list_sorts_by_the_counts_it_shows(client, compliance_user, campaign, owner, settings):
+    settings.CAMPAIGN_FIGURES_MIN_ITEMS = 6
+    progress.refresh_campaign_figures(campaign)
+    confirm(campaign.items.filter(reviewer=owner).first(), owner)
+    factories.ApiKeyFactory(owner=owner)
+    small = campaigns.create_campaign(actor=compliance_user, name="Small")
+    campaigns.launch_campaign(small, actor=compliance_user)
+    for item in small.items.all():
+        confirm(item, owner)
+    client.force_login(compliance_user)
+    for sort, expected in (("item_pending", [small.pk, campaign.pk]), ("-item_total", [campaign.pk, small.pk]),
+                           ("-progress", [small.pk, campaign.pk])):
+        rows = client.get(reverse("attestations:campaigns"), {"sort": sort}).context["table"].paginated_rows
+        assert [row.record.pk for row in rows] == expected, sort
+    # As stored: the large campaign is still 0% decided.
+    assert [(row.record.item_pending, percent_decided(row.record)) for row in rows] == [(0, 100), (6, 0)]
