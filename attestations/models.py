@@ -280,12 +280,19 @@ class AttestationItem(models.Model):
 
 
 class CampaignFigures(models.Model):
-    """A large campaign's figures that would join every item with its key, or read every decision, per view:
-    items per customer and the reviewers' decision figures. Counted by the worker every few minutes while
-    the campaign runs, and once more after it ends (``services.progress.refresh_campaign_figures``)."""
+    """A large campaign's progress, which per view would count every item (and join each with its key, or read
+    every decision): its totals, by status, per stage, per reviewer, per customer and the reviewers' decision
+    figures. Counted by the worker every few minutes while the campaign runs, and once more after it ends
+    (``services.progress.refresh_campaign_figures``)."""
 
     campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, primary_key=True, related_name="figures")
     counted_at = models.DateTimeField()
+    item_total = models.PositiveIntegerField(default=0, help_text="Items in the campaign.")
+    item_pending = models.PositiveIntegerField(default=0, help_text="Items still undecided.")
+    escalated = models.PositiveIntegerField(default=0, help_text="Items escalated.")
+    by_status = models.JSONField(default=dict, help_text="Item status -> items.")
+    pending_per_stage = models.JSONField(default=dict, help_text="Stage number -> pending items.")
+    per_reviewer = models.JSONField(default=list, help_text="Per reviewer: username, items, pending items.")
     per_customer = models.JSONField(default=list, help_text="Per customer: id, name, items, pending items.")
     reviewer_quality = models.JSONField(default=list, help_text="review_quality.reviewer_quality's rows.")
 

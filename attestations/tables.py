@@ -1,18 +1,21 @@
 import django_tables2 as tables
 from django.db.models import Case, F, IntegerField, Value, When
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 
 from attestations.models import AttestationItem, Campaign, EvidenceExport
-from attestations.services.progress import with_item_counts
+from attestations.services.progress import with_item_count_sort_keys, with_stored_counts
 from keys.tables import badge
 
 
 def with_progress(campaigns):
-    """Items and pending items counted by the database for the campaigns shown; the percent decided only as a
-    sort key (each reference to a count in SQL repeats its subquery)."""
-    return with_item_counts(campaigns).alias(
+    """Large campaigns' stored counts (``progress.attach_item_counts`` sets the rows' counts once they are
+    known); the counts and the percent decided as sort keys only, computed in SQL when the list is sorted by
+    them (each reference to a count there repeats its subquery)."""
+    return with_item_count_sort_keys(with_stored_counts(campaigns)).alias(
         progress_percent=Case(
             When(item_total=0, then=Value(0)),
             default=100 * (F("item_total") - F("item_pending")) / F("item_total"),
@@ -47,6 +50,14 @@ class CampaignTable(tables.Table):
 
     def render_status(self, record):
         return badge("campaign", record.status, record.get_status_display())
+
+    def render_item_pending(self, record, value):
+        if record.counted_at is None:
+            return value
+        return format_html(
+            '{} <span class="muted small" data-testid="counted-at">as of <time datetime="{}">{}</time></span>',
+            value, record.counted_at.isoformat(), date_format(localtime(record.counted_at), "SHORT_DATETIME_FORMAT"),
+        )
 
     def render_progress(self, record):
         decided = record.item_total - record.item_pending

@@ -27,8 +27,12 @@ class CampaignSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     launched_by = serializers.CharField(source="launched_by.username", read_only=True, allow_null=True)
     closed_by = serializers.CharField(source="closed_by.username", read_only=True, allow_null=True)
-    item_count = serializers.IntegerField(read_only=True, help_text="Items in the campaign.")
-    pending_count = serializers.IntegerField(read_only=True, help_text="Items still undecided.")
+    item_count = serializers.IntegerField(
+        read_only=True, help_text="Items in the campaign (on a large campaign, as of `progress.counted_at`).")
+    pending_count = serializers.IntegerField(
+        read_only=True, help_text="Items still undecided. On a campaign of at least CAMPAIGN_FIGURES_MIN_ITEMS "
+                                  "items, as of its last count by a worker job every few minutes (the campaign's "
+                                  "`progress.counted_at`); otherwise counted for this answer.")
 
     class Meta:
         model = Campaign
@@ -64,7 +68,8 @@ class ProgressTotalsSerializer(CountsSerializer):
 
 
 class ProgressSerializer(serializers.Serializer):
-    """campaign_progress(): decided / pending / overdue totals, by item status, per customer and per reviewer."""
+    """A campaign's progress: decided / pending / overdue totals, by item status, per customer and per reviewer.
+    On a campaign of at least CAMPAIGN_FIGURES_MIN_ITEMS items every figure is as of `counted_at`."""
 
     totals = ProgressTotalsSerializer()
     by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Item status -> count.")
@@ -72,8 +77,10 @@ class ProgressSerializer(serializers.Serializer):
     per_reviewer = ReviewerProgressSerializer(many=True)
     counted_at = serializers.DateTimeField(
         allow_null=True,
-        help_text="When `per_customer` was counted: null when counted for this answer; on a large campaign "
-                  "(CAMPAIGN_FIGURES_MIN_ITEMS items), counted by a worker job every few minutes.")
+        help_text="When this progress was counted: null when counted for this answer. On a large campaign "
+                  "(at least CAMPAIGN_FIGURES_MIN_ITEMS items, 20,000 by default) every figure here (totals, "
+                  "by_status, per_customer, per_reviewer), and the campaign's item_count and pending_count, are "
+                  "as of this time, counted by a worker job every few minutes and once more after it ends.")
 
 
 class CampaignDetailSerializer(CampaignSerializer):

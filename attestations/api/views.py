@@ -30,7 +30,7 @@ from attestations.services.decisions import (
     can_decide,
     record_decision,
 )
-from attestations.services.progress import with_item_counts
+from attestations.services.progress import attach_item_counts, with_stored_counts
 from core.api import Conflict, DetailSerializer, SeesEverythingAuditorsRead
 
 NOT_YOURS = "Only the assigned reviewer or their delegate can decide this item."
@@ -40,6 +40,13 @@ REFUSED = {
     403: OpenApiResponse(DetailSerializer, description="Not signed in, or the role does not allow it."),
     404: OpenApiResponse(DetailSerializer, description="No such object among those the caller may see."),
 }
+
+
+def _with_counts(campaigns):
+    """The campaigns shown with their ``item_count`` and ``pending_count`` (a large campaign's as stored)."""
+    if campaigns is None:
+        return None
+    return attach_item_counts(campaigns, total="item_count", pending="pending_count")
 
 
 class CampaignFilterSet(filters.FilterSet):
@@ -65,13 +72,19 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             .prefetch_related("customers", "workflows")
             .order_by("-created_at", "-pk")
         )
-        return with_item_counts(campaigns, total="item_count", pending="pending_count")
+        return with_stored_counts(campaigns)
+
+    def paginate_queryset(self, queryset):
+        return _with_counts(super().paginate_queryset(queryset))
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self.get_serializer(_with_counts([self.get_object()])[0]).data)
 
     def get_serializer_class(self):
         return CampaignSerializer if self.action == "list" else CampaignDetailSerializer
 
     def _reloaded(self, campaign: Campaign) -> Campaign:
-        return self.get_queryset().get(pk=campaign.pk)
+        return _with_counts([self.get_queryset().get(pk=campaign.pk)])[0]
 
     def create(self, request, *args, **kwargs):
         serializer = CampaignCreateSerializer(data=request.data)

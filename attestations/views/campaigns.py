@@ -46,7 +46,7 @@ def compliance_required(view):
 
 
 class CampaignListView(ObjectListView):
-    queryset = with_progress(Campaign.objects.select_related("schedule"))
+    queryset = Campaign.objects.select_related("schedule")
     table_class = CampaignTable
     filterset_class = CampaignFilterSet
     template_name = "attestations/campaign_list.html"
@@ -55,6 +55,15 @@ class CampaignListView(ObjectListView):
     refresh_in_place = True
     allowed_roles = READERS
     permission_denied_message = "Only compliance and admins manage campaigns (auditors read them)."
+
+    def visible_to(self, user):
+        # Per request: which campaigns are large enough for their stored counts follows the setting.
+        return with_progress(self.queryset.all())
+
+    def get_table(self, **kwargs):
+        table = super().get_table(**kwargs)
+        progress.attach_item_counts(row.record for row in table.page.object_list)
+        return table
 
 
 class UnsavedScope:
