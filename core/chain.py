@@ -1075,8 +1075,11 @@ def _walk_segment(using: str, chunk_size: int, chain: int, first_seq: int, last_
 
 
 def _segments(up_to_seq: int, workers: int, min_links: int) -> list[tuple[int, int]]:
-    """Seq ranges covering 1..up_to_seq: about SEGMENTS_PER_WORKER per process, none under ``min_links``."""
+    """Seq ranges covering 1..up_to_seq: up to SEGMENTS_PER_WORKER per process and as many for each, none under
+    ``min_links``."""
     count = max(1, min(workers * SEGMENTS_PER_WORKER, up_to_seq // max(min_links, 1)))
+    if count > workers:
+        count -= count % workers  # every process walks as many segments: none is left alone at the end
     bounds = [round(up_to_seq * i / count) for i in range(count + 1)]
     return [(bounds[i] + 1, bounds[i + 1]) for i in range(count) if bounds[i + 1] > bounds[i]]
 

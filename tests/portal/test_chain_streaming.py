@@ -299,3 +299,15 @@ def test_an_intact_chain_walked_in_several_processes_leaves_a_checkpoint(owner, 
 
     with transaction.atomic():
         assert chain.verify_chain(workers=3, min_segment_links=5, checkpoint=False).checked == links
+
+
+@pytest.mark.parametrize("links, workers, min_links", [(1_000_021, 2, 200_000), (10_000_021, 2, 200_000),
+                                                       (10_000_021, 3, 200_000), (100, 4, 3), (5, 2, 3), (0, 2, 3)])
+def test_segments_cover_the_chain_once_and_share_it_evenly(links, workers, min_links):
+    segments = chain._segments(links, workers, min_links)
+    covered = [seq for first, last in segments for seq in (first, last)]
+    assert covered == sorted(covered)
+    assert sum(last - first + 1 for first, last in segments) == links
+    assert all(first == previous_last + 1 for (_, previous_last), (first, _) in zip(segments, segments[1:], strict=False))
+    assert len(segments) <= 1 or len(segments) % workers == 0 or len(segments) < workers
+    assert all(last - first + 1 >= min_links for first, last in segments) or len(segments) <= 1
