@@ -53,6 +53,7 @@ CHAINS = {EVIDENCE: "evidence", ACCESS: "access"}
 HEAD_PK = EVIDENCE
 FORM = 2  # the canonical form new links are sealed in; form 1 is the form before layouts had personal fields
 LINK_BATCH = 5000
+FEW_IDS = 100  # a chunk's records of one table read by naming their ids, up to this many
 # Batches up to this size are serialised before the head lock is taken (bounded memory above it).
 PREPARED_LIMIT = 200
 
@@ -832,23 +833,32 @@ class _Verifier:
                 continue
         return rows
 
-    def rows_of_links(self, chain: int, first_seq: int, last_seq: int, keys) -> dict[tuple[str, int], tuple]:
-        """The stored rows of the links ``first_seq``..``last_seq`` of ``chain``, which name ``keys`` ((label,
-        layout id) ...): per table and layout, one query that joins the links in the database (no id list
-        travels, whatever the ids' spread)."""
+    def rows_of_links(self, chain: int, first_seq: int, last_seq: int, groups: dict) -> dict[tuple[str, int], tuple]:
+        """The stored rows of the links ``first_seq``..``last_seq`` of ``chain``, whose record ids ``groups`` holds
+        per (label, layout id): per table and layout one query, chosen by the ids' shape. A few ids are named
+        (a join would cost a parallel plan for a handful of rows); ids close together are read as their range
+        (one pass over the table's pages rather than a probe per id); others by joining the chunk's links in
+        the database (no long id list travels, whatever the ids' spread)."""
         rows = {}
-        for label, layout_id in keys:
+        for (label, layout_id), ids in sorted(groups.items()):
             layout = self.layouts.get(layout_id)
             model = self.models.get(label)
             if model is None or layout is None:
                 continue
-            ids = ChainLink.objects.using(self.using).filter(
-                chain=chain, seq__gte=first_seq, seq__lte=last_seq, model_label=label, layout_id=layout_id)
-            # No order: the rows are looked up by id (a model's default ordering would sort every chunk).
-            found = model._base_manager.using(self.using).filter(pk__in=ids.values("record_id")).order_by()
+            found = model._base_manager.using(self.using).order_by()  # by id: no model's default order
+            low, high, wanted = min(ids), max(ids), None
+            if len(ids) <= FEW_IDS:
+                found = found.filter(pk__in=ids)
+            elif high - low < 2 * len(ids):
+                found, wanted = found.filter(pk__gte=low, pk__lte=high), set(ids)
+            else:
+                links = ChainLink.objects.using(self.using).filter(
+                    chain=chain, seq__gte=first_seq, seq__lte=last_seq, model_label=label, layout_id=layout_id)
+                found = found.filter(pk__in=links.values("record_id"))
             try:
                 for row in self.stored_rows(model, layout, found.values_list(*self.selected(model, layout))):
-                    rows[(label, row[0])] = row
+                    if wanted is None or row[0] in wanted:
+                        rows[(label, row[0])] = row
             except DatabaseError:
                 # A column the layout covers is gone from the table: every record of it fails below.
                 continue
@@ -949,8 +959,10 @@ class _Verifier:
                 "seq", "model_label", "record_id", "layout_id", "digest", "prev_digest")[:self.chunk_size])
             if not chunk:
                 break
-            keys = {(label, layout_id) for _, label, _, layout_id, _, _ in chunk}
-            rows = self.rows_of_links(chain, chunk[0][0], chunk[-1][0], sorted(keys))
+            groups: dict[tuple[str, int], list[int]] = {}
+            for _, label, record_id, layout_id, _, _ in chunk:
+                groups.setdefault((label, layout_id), []).append(record_id)
+            rows = self.rows_of_links(chain, chunk[0][0], chunk[-1][0], groups)
             if self.tally is not None:
                 for label, record_id in rows:
                     if record_id <= self.tally.get(label, 0):
