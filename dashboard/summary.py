@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum, Window
 from django.utils import timezone
 
 from dashboard.models import CustomerKeyCounts, KeySummaryRefresh
@@ -25,13 +25,25 @@ FLAG_FIELDS = ("due_for_review", "expiring", "rotation_required", "orphaned", "u
 COUNT_FIELDS = ("total", *STATUS_FIELDS, *FLAG_FIELDS)
 
 
+# The customers whose keys need attention first: the most flagged keys, then the most reviews due.
+ATTENTION_ORDER = ("-flagged", "-due_for_review", "customer__name", "customer_id")
+
+
+def attention_rank(row: dict) -> tuple:
+    """A per-customer row's place in ATTENTION_ORDER, for rows counted in Python."""
+    return -row["flagged"], -row["due_for_review"], row["customer_name"], row["customer_id"]
+
+
 @dataclass
 class KeyFigures:
-    """Per-customer rows (customer_id, customer_name, contract_status and the COUNT_FIELDS), their totals, and
-    when they were counted if they come from the summary (None: counted for this request)."""
+    """The customers needing attention most (rows of customer_id, customer_name, contract_status and the
+    COUNT_FIELDS, in ATTENTION_ORDER, at most the number asked for), the totals over every customer, how many
+    customers have keys, and when the figures were counted if they come from the summary (None: counted for this
+    request)."""
 
     rows: list[dict]
     totals: dict[str, int]
+    customers: int
     counted_at: datetime.datetime | None = None
 
 
@@ -74,24 +86,50 @@ def _totals(rows: list[dict]) -> dict[str, int]:
     return {name: sum(row[name] for row in rows) for name in COUNT_FIELDS}
 
 
-def live_figures(keys, today: datetime.date, now: datetime.datetime) -> KeyFigures:
+def live_figures(keys, today: datetime.date, now: datetime.datetime, rows_shown: int) -> KeyFigures:
     rows = count_per_customer(keys, today, now)
-    return KeyFigures(rows=rows, totals=_totals(rows))
+    return KeyFigures(rows=sorted(rows, key=attention_rank)[:rows_shown], totals=_totals(rows), customers=len(rows))
 
 
-def summary_figures() -> KeyFigures | None:
-    """Every key's figures from the last refresh of the summary, if it ran when there were at least
-    DASHBOARD_SUMMARY_MIN_KEYS keys; None otherwise (the page counts live)."""
-    refresh = KeySummaryRefresh.objects.order_by("-refreshed_at").first()
-    if refresh is None or refresh.keys < settings.DASHBOARD_SUMMARY_MIN_KEYS:
+def last_refresh() -> KeySummaryRefresh | None:
+    return KeySummaryRefresh.objects.order_by("-refreshed_at").first()
+
+
+def summary_is_read(refresh: KeySummaryRefresh | None) -> bool:
+    """Whether the dashboard reads its figures over every key from the summary: once its last refresh counted
+    at least DASHBOARD_SUMMARY_MIN_KEYS keys (below that, counting per view is cheap)."""
+    return refresh is not None and refresh.keys >= settings.DASHBOARD_SUMMARY_MIN_KEYS
+
+
+def summary_figures(rows_shown: int) -> KeyFigures | None:
+    """Every key's figures from the last refresh of the summary, if the dashboard reads it (``summary_is_read``);
+    None otherwise (the page counts live). The ``rows_shown`` customers needing attention most, each row carrying
+    the totals over every customer (window sums, taken before the limit): one query whatever the number of
+    customers."""
+    refresh = last_refresh()
+    if not summary_is_read(refresh):
         return None
+    totals = {f"all_{name}": Window(Sum(name)) for name in COUNT_FIELDS}
+    found = list(
+        CustomerKeyCounts.objects.values("customer_id", "customer__name", "customer__contract_status", *COUNT_FIELDS)
+        .annotate(all_customers=Window(Count("pk")), **totals).order_by(*ATTENTION_ORDER)[:rows_shown]
+    )
     rows = [
         {"customer_id": row["customer_id"], "customer_name": row["customer__name"],
          "contract_status": row["customer__contract_status"], **{name: row[name] for name in COUNT_FIELDS}}
-        for row in CustomerKeyCounts.objects.values("customer_id", "customer__name", "customer__contract_status",
-                                                    *COUNT_FIELDS).order_by("customer__name")
+        for row in found
     ]
-    return KeyFigures(rows=rows, totals=_totals(rows), counted_at=refresh.refreshed_at)
+    first = found[0] if found else {}
+    return KeyFigures(rows=rows, totals={name: first.get(f"all_{name}", 0) for name in COUNT_FIELDS},
+                      customers=first.get("all_customers", 0), counted_at=refresh.refreshed_at)
+
+
+def summary_for_list() -> KeySummaryRefresh:
+    """The summary as the per-customer list reads it. While the dashboard counts live (no summary yet, or one of
+    fewer keys than DASHBOARD_SUMMARY_MIN_KEYS) it is counted again first, which is then cheap, so that the
+    list agrees with the dashboard; otherwise the worker job's last refresh."""
+    refresh = last_refresh()
+    return refresh if summary_is_read(refresh) else refresh_key_summary()
 
 
 def refresh_key_summary() -> KeySummaryRefresh:
