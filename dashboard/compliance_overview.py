@@ -4,10 +4,11 @@ are read whole: a handful at any time)."""
 
 import datetime
 
-from django.db.models import Count, Q
+from django.db.models import Count
 
-from attestations.choices import CampaignStatus, ItemStatus
-from attestations.models import AttestationItem, Campaign, EvidenceExport
+from attestations.choices import CampaignStatus
+from attestations.models import Campaign, EvidenceExport
+from attestations.services.progress import item_counts
 from keys.choices import OPEN_REVOCATION_STATUSES, ExceptionStatus, RevocationRequestStatus
 from keys.models import KeyException, RevocationRequest
 
@@ -23,15 +24,10 @@ def _bars(rows: list[dict], count_key: str = "count") -> list[dict]:
 
 
 def compliance_overview(today: datetime.date) -> dict:
-    # Running campaigns are few; their items are counted once, grouped by campaign from the (campaign, status)
-    # index, for the campaigns shown and for the totals alike.
+    # Running campaigns are few: read whole, their items counted once for the campaigns shown and the totals
+    # alike (a large campaign's from its stored figures).
     running = list(Campaign.objects.filter(status=CampaignStatus.ACTIVE).order_by("due_on", "pk"))
-    items = {
-        campaign_id: (total, pending)
-        for campaign_id, total, pending in AttestationItem.objects.filter(campaign__in=[c.pk for c in running])
-        .order_by().values_list("campaign_id").annotate(total=Count("pk"),
-                                                        pending=Count("pk", filter=Q(status=ItemStatus.PENDING)))
-    }
+    items, counted_at = item_counts(running)
     for campaign in running:
         campaign.total, campaign.pending = items.get(campaign.pk, (0, 0))
         decided = campaign.total - campaign.pending
@@ -57,6 +53,7 @@ def compliance_overview(today: datetime.date) -> dict:
     return {
         "campaigns": active,
         "campaign_counts": counts,
+        "campaigns_counted_at": counted_at,
         "revocations": revocations,
         "revocations_open": sum(r["count"] for r in revocations),
         "oldest_revocations": oldest_revocations,
