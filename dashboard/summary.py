@@ -19,6 +19,8 @@ from keys.choices import LIVE_KEY_STATUSES, KeyStatus
 from keys.models import ApiKey
 
 ATTENTION_HORIZON_DAYS = 30
+# How often the worker job refreshes the summary (dashboard/migrations/0002_key_summary_job.py).
+SUMMARY_INTERVAL = datetime.timedelta(minutes=5)
 STATUS_FIELDS = tuple(status.value for status in KeyStatus)
 # Counted over live keys only.
 FLAG_FIELDS = ("due_for_review", "expiring", "rotation_required", "orphaned", "unattested", "unused", "flagged")
@@ -125,11 +127,14 @@ def summary_figures(rows_shown: int) -> KeyFigures | None:
 
 
 def summary_for_list() -> KeySummaryRefresh:
-    """The summary as the per-customer list reads it. While the dashboard counts live (no summary yet, or one of
-    fewer keys than DASHBOARD_SUMMARY_MIN_KEYS) it is counted again first, which is then cheap, so that the
-    list agrees with the dashboard; otherwise the worker job's last refresh."""
+    """The summary as the per-customer list reads it: the last refresh, counted again first when there is none
+    or, while the dashboard still counts live (fewer keys than DASHBOARD_SUMMARY_MIN_KEYS, so counting is cheap),
+    when it is older than the worker job's interval (no worker running, as in a demo). Never counted per view
+    once the keys are many: the job's refresh, however old, is then what the list shows, with its time."""
     refresh = last_refresh()
-    return refresh if summary_is_read(refresh) else refresh_key_summary()
+    if refresh is None or (not summary_is_read(refresh) and refresh.refreshed_at < timezone.now() - SUMMARY_INTERVAL):
+        return refresh_key_summary()
+    return refresh
 
 
 def refresh_key_summary() -> KeySummaryRefresh:

@@ -154,4 +154,4 @@ class CustomerKeyCountsListView(ObjectListView):
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "counted_at": self.summary.refreshed_at,
-                "stale_days": settings.KEY_STALE_AFTER_DAYS, "horizon_days": ATTENTION_HORIZON_DAYS}
+                "horizon_days": ATTENTION_HORIZON_DAYS}

@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import tasks
+from dashboard import summary, tasks
+from dashboard.models import KeySummaryRefresh
 from dashboard.views import CUSTOMER_ROWS_SHOWN
 from keys.choices import ContractStatus
 from keys.services import lifecycle
@@ -108,16 +109,24 @@ def test_the_list_sorts_and_filters(client, compliance_user, customers):
     assert listed(client.get(LIST + "?contract=ending")) == ["Customer 12"]
 
 
-def test_while_the_dashboard_counts_live_the_list_is_counted_afresh(client, compliance_user, customers):
+def test_while_the_dashboard_counts_live_the_list_is_counted_when_the_summary_is_older_than_the_job(
+        client, compliance_user, customers):
     client.force_login(compliance_user)
-    assert listed(client.get(LIST))[0] == "Customer 05"
+    assert KeySummaryRefresh.objects.count() == 0
+    assert listed(client.get(LIST))[0] == "Customer 05"  # no summary yet: counted now
     for key in customers["Customer 10"][:1]:
         lifecycle.suspend_key(key, actor=compliance_user, reason="test")
     for name in ("Customer 10", "Customer 12"):
         for _ in range(4):
             factories.ApiKeyFactory(owner=customers[name][0].owner, workflow=customers[name][0].workflow,
                                     unattested=True, next_review_on=timezone.localdate() + datetime.timedelta(days=90))
-    assert listed(client.get(LIST))[:3] == ["Customer 10", "Customer 12", "Customer 05"]
+    # As of the last count while it is younger than the job's interval ...
+    assert listed(client.get(LIST))[0] == "Customer 05"
+    # ... counted again once older (no worker has counted since).
+    KeySummaryRefresh.objects.update(refreshed_at=timezone.now() - summary.SUMMARY_INTERVAL - datetime.timedelta(seconds=1))
+    response = client.get(LIST)
+    assert listed(response)[:3] == ["Customer 10", "Customer 12", "Customer 05"]
+    assert response.context["counted_at"] == KeySummaryRefresh.objects.get().refreshed_at
 
 
 def test_once_the_summary_is_read_the_list_shows_it_as_of_its_refresh(client, compliance_user, customers, settings):
@@ -127,6 +136,8 @@ def test_once_the_summary_is_read_the_list_shows_it_as_of_its_refresh(client, co
     for _ in range(4):
         factories.ApiKeyFactory(owner=customers["Customer 10"][0].owner, workflow=customers["Customer 10"][0].workflow,
                                 unattested=True)
+    # Never counted per view once the keys are many, however old the job's last count.
+    KeySummaryRefresh.objects.update(refreshed_at=timezone.now() - datetime.timedelta(hours=2))
     response = client.get(LIST)
     assert listed(response)[0] == "Customer 05"
     assert response.context["counted_at"] is not None and 'data-testid="counted-at"' in response.text
