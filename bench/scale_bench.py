@@ -55,7 +55,8 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=7, help="timed requests per page (after one warm-up)")
     parser.add_argument("--rebuild", action="store_true", help="build afresh even if the sizes match")
     parser.add_argument("--explain", type=int, default=4, help="EXPLAIN ANALYZE the slowest query of this many pages")
-    parser.add_argument("--only", default="", help="measure only pages whose path contains this (=PATH: that path only)")
+    parser.add_argument("--only", default="",
+                        help="measure only pages whose path contains this (=PATH: whose path is PATH, e.g. =/)")
     return parser.parse_args()
 
 
@@ -422,6 +423,13 @@ class Row:
         return "pass" if self.p95 < self.target else "FAIL"
 
 
+def selected(only: str, page: str) -> bool:
+    """Whether ``--only`` picks the page: its path contains the text, or is it exactly after a leading "="."""
+    if only.startswith("="):
+        return page == only[1:]
+    return only in page
+
+
 def timed(call, runs: int):
     """Run ``call`` once to warm up, then ``runs`` times (3 if the warm-up took over 1 s): times, query
     counts and the slowest query (sql, seconds) of the runs."""
@@ -498,7 +506,7 @@ def measure(args, want: dict) -> None:
             pages.append(route)
             pages.extend(query.at(route) if isinstance(query, Deep) else route + query for query in extra.get(route, []))
         for page in pages:
-            if args.only and not (str(page) == args.only[1:] if args.only.startswith("=") else args.only in str(page)):
+            if not selected(args.only, str(page)):
                 continue
             if isinstance(page, Deep):
                 url = page.url(client)

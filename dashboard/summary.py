@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum, Window
 from django.utils import timezone
 
 from dashboard.models import CustomerKeyCounts, KeySummaryRefresh
@@ -19,19 +19,33 @@ from keys.choices import LIVE_KEY_STATUSES, KeyStatus
 from keys.models import ApiKey
 
 ATTENTION_HORIZON_DAYS = 30
+# How often the worker job refreshes the summary (dashboard/migrations/0002_key_summary_job.py).
+SUMMARY_INTERVAL = datetime.timedelta(minutes=5)
 STATUS_FIELDS = tuple(status.value for status in KeyStatus)
 # Counted over live keys only.
 FLAG_FIELDS = ("due_for_review", "expiring", "rotation_required", "orphaned", "unattested", "unused", "flagged")
 COUNT_FIELDS = ("total", *STATUS_FIELDS, *FLAG_FIELDS)
 
 
+# The customers whose keys need attention first: the most flagged keys, then the most reviews due.
+ATTENTION_ORDER = ("-flagged", "-due_for_review", "customer__name", "customer_id")
+
+
+def attention_rank(row: dict) -> tuple:
+    """A per-customer row's place in ATTENTION_ORDER, for rows counted in Python."""
+    return -row["flagged"], -row["due_for_review"], row["customer_name"], row["customer_id"]
+
+
 @dataclass
 class KeyFigures:
-    """Per-customer rows (customer_id, customer_name, contract_status and the COUNT_FIELDS), their totals, and
-    when they were counted if they come from the summary (None: counted for this request)."""
+    """The customers needing attention most (rows of customer_id, customer_name, contract_status and the
+    COUNT_FIELDS, in ATTENTION_ORDER, at most the number asked for), the totals over every customer, how many
+    customers have keys, and when the figures were counted if they come from the summary (None: counted for this
+    request)."""
 
     rows: list[dict]
     totals: dict[str, int]
+    customers: int
     counted_at: datetime.datetime | None = None
 
 
@@ -74,24 +88,53 @@ def _totals(rows: list[dict]) -> dict[str, int]:
     return {name: sum(row[name] for row in rows) for name in COUNT_FIELDS}
 
 
-def live_figures(keys, today: datetime.date, now: datetime.datetime) -> KeyFigures:
+def live_figures(keys, today: datetime.date, now: datetime.datetime, rows_shown: int) -> KeyFigures:
     rows = count_per_customer(keys, today, now)
-    return KeyFigures(rows=rows, totals=_totals(rows))
+    return KeyFigures(rows=sorted(rows, key=attention_rank)[:rows_shown], totals=_totals(rows), customers=len(rows))
 
 
-def summary_figures() -> KeyFigures | None:
-    """Every key's figures from the last refresh of the summary, if it ran when there were at least
-    DASHBOARD_SUMMARY_MIN_KEYS keys; None otherwise (the page counts live)."""
-    refresh = KeySummaryRefresh.objects.order_by("-refreshed_at").first()
-    if refresh is None or refresh.keys < settings.DASHBOARD_SUMMARY_MIN_KEYS:
+def last_refresh() -> KeySummaryRefresh | None:
+    return KeySummaryRefresh.objects.order_by("-refreshed_at").first()
+
+
+def summary_is_read(refresh: KeySummaryRefresh | None) -> bool:
+    """Whether the dashboard reads its figures over every key from the summary: once its last refresh counted
+    at least DASHBOARD_SUMMARY_MIN_KEYS keys (below that, counting per view is cheap)."""
+    return refresh is not None and refresh.keys >= settings.DASHBOARD_SUMMARY_MIN_KEYS
+
+
+def summary_figures(rows_shown: int) -> KeyFigures | None:
+    """Every key's figures from the last refresh of the summary, if the dashboard reads it (``summary_is_read``);
+    None otherwise (the page counts live). The ``rows_shown`` customers needing attention most, each row carrying
+    the totals over every customer (window sums, taken before the limit): one query whatever the number of
+    customers."""
+    refresh = last_refresh()
+    if not summary_is_read(refresh):
         return None
+    totals = {f"all_{name}": Window(Sum(name)) for name in COUNT_FIELDS}
+    found = list(
+        CustomerKeyCounts.objects.values("customer_id", "customer__name", "customer__contract_status", *COUNT_FIELDS)
+        .annotate(all_customers=Window(Count("pk")), **totals).order_by(*ATTENTION_ORDER)[:rows_shown]
+    )
     rows = [
         {"customer_id": row["customer_id"], "customer_name": row["customer__name"],
          "contract_status": row["customer__contract_status"], **{name: row[name] for name in COUNT_FIELDS}}
-        for row in CustomerKeyCounts.objects.values("customer_id", "customer__name", "customer__contract_status",
-                                                    *COUNT_FIELDS).order_by("customer__name")
+        for row in found
     ]
-    return KeyFigures(rows=rows, totals=_totals(rows), counted_at=refresh.refreshed_at)
+    first = found[0] if found else {}
+    return KeyFigures(rows=rows, totals={name: first.get(f"all_{name}", 0) for name in COUNT_FIELDS},
+                      customers=first.get("all_customers", 0), counted_at=refresh.refreshed_at)
+
+
+def summary_for_list() -> KeySummaryRefresh:
+    """The summary as the per-customer list reads it: the last refresh, counted again first when there is none
+    or, while the dashboard still counts live (fewer keys than DASHBOARD_SUMMARY_MIN_KEYS, so counting is cheap),
+    when it is older than the worker job's interval (no worker running, as in a demo). Never counted per view
+    once the keys are many: the job's refresh, however old, is then what the list shows, with its time."""
+    refresh = last_refresh()
+    if refresh is None or (not summary_is_read(refresh) and refresh.refreshed_at < timezone.now() - SUMMARY_INTERVAL):
+        return refresh_key_summary()
+    return refresh
 
 
 def refresh_key_summary() -> KeySummaryRefresh:

@@ -2,19 +2,25 @@ import datetime
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.shortcuts import render
 from django.utils import timezone
 
 from core import roles
+from core.lists import READERS, ObjectListView
 from dashboard.charts import trend_charts
 from dashboard.compliance_overview import compliance_overview
-from dashboard.summary import ATTENTION_HORIZON_DAYS, live_figures, summary_figures
+from dashboard.filters import CustomerKeyCountsFilterSet
+from dashboard.models import CustomerKeyCounts
+from dashboard.summary import ATTENTION_HORIZON_DAYS, ATTENTION_ORDER, live_figures, summary_figures, summary_for_list
+from dashboard.tables import CustomerKeyCountsTable
 from dashboard.trends import LIMIT_CYCLES, schedule_trends
 from keys.choices import LIVE_KEY_STATUSES, ExceptionKind, ExceptionStatus, KeyStatus
 from keys.models import ApiKey, KeyException
 
 ATTENTION_LIST_SIZE = 10
+# Customers on the dashboard's table, those needing attention most; the others on the per-customer list.
+CUSTOMER_ROWS_SHOWN = 10
 
 
 def _attention(keys, condition: Q, order: str, date_field: str, total: int) -> dict:
@@ -35,8 +41,9 @@ EXCEPTION_AGE_BUCKETS = ((30, "Under 30 days"), (90, "30 to 90 days"), (180, "90
 
 def exception_register(today: datetime.date) -> dict:
     """Compliance's register of exceptions in force (requested or approved, lapsed ones included):
-    counts by kind, by customer and by age since the request, and the transitional exceptions past
-    their end date whose key is still live (overdue migrations). Three queries whatever the data."""
+    counts by kind, by age since the request and for the customers with the most of them, and the transitional
+    exceptions past their end date whose key is still live (overdue migrations). Three queries whatever the
+    data."""
     now, lower, ages = timezone.now(), 0, []
     for upper, label in EXCEPTION_AGE_BUCKETS:
         bucket = Q(requested_at__lte=now - datetime.timedelta(days=lower))
@@ -45,13 +52,16 @@ def exception_register(today: datetime.date) -> dict:
         ages.append((label, bucket))
         lower = upper
     in_force = Q(status__in=[ExceptionStatus.REQUESTED, ExceptionStatus.APPROVED])
-    overdue = Q(kind=ExceptionKind.TRANSITIONAL, end_date__lt=today, key__status__in=LIVE_KEY_STATUSES,
-                status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED])
+    past_end = Q(kind=ExceptionKind.TRANSITIONAL, end_date__lt=today,
+                 status__in=[ExceptionStatus.APPROVED, ExceptionStatus.EXPIRED])
+    # The key's status asked of the few exceptions past their end only: a join here would read every key.
+    key_live = Exists(ApiKey.objects.filter(pk=OuterRef("key_id"), status__in=LIVE_KEY_STATUSES))
+    overdue = past_end & Q(key__status__in=LIVE_KEY_STATUSES)
     counts = KeyException.objects.aggregate(
         total=Count("pk", filter=in_force),
         requested=Count("pk", filter=Q(status=ExceptionStatus.REQUESTED)),
         lapsed=Count("pk", filter=in_force & Q(lapsed_on__isnull=False)),
-        overdue=Count("pk", filter=overdue),
+        overdue=Count("pk", filter=past_end & Q(key_live)),
         **{f"kind_{kind.value}": Count("pk", filter=in_force & Q(kind=kind)) for kind in ExceptionKind},
         **{f"age_{i}": Count("pk", filter=in_force & bucket) for i, (_, bucket) in enumerate(ages)},
     )
@@ -60,8 +70,10 @@ def exception_register(today: datetime.date) -> dict:
         .values("key__workflow__customer__id", "key__workflow__customer__name")
         .annotate(transitional=Count("pk", filter=Q(kind=ExceptionKind.TRANSITIONAL)),
                   permanent=Count("pk", filter=Q(kind=ExceptionKind.PERMANENT)), total=Count("pk"))
-        .order_by("key__workflow__customer__name")
+        .order_by("-total", "key__workflow__customer__name", "key__workflow__customer__id")
     )
+    # One more than shown, to tell whether there are more.
+    by_customer = list(by_customer[:ATTENTION_LIST_SIZE + 1])
     overdue_rows = (
         KeyException.objects.filter(overdue).select_related("key__workflow__customer").order_by("end_date", "pk")
     )
@@ -70,7 +82,8 @@ def exception_register(today: datetime.date) -> dict:
         "requested": counts["requested"],
         "lapsed": counts["lapsed"],
         "by_kind": [{"kind": k.value, "label": k.label, "count": counts[f"kind_{k.value}"]} for k in ExceptionKind],
-        "by_customer": list(by_customer),
+        "by_customer": by_customer[:ATTENTION_LIST_SIZE],
+        "more_customers": len(by_customer) > ATTENTION_LIST_SIZE,
         "by_age": [{"label": label, "count": counts[f"age_{i}"]} for i, (label, _) in enumerate(ages)],
         "overdue_count": counts["overdue"],
         "overdue": list(overdue_rows[:ATTENTION_LIST_SIZE]),
@@ -86,13 +99,15 @@ def review_trends() -> list[dict]:
 def dashboard(request):
     keys = ApiKey.objects.visible_to(request.user)
     reads_everything = roles.reads_everything(request.user)
-    live_keys = keys.filter(status__in=LIVE_KEY_STATUSES)
+    # In the order of the live-key indexes' condition (LIVE_KEY_STATUSES is a set).
+    live_keys = keys.live()
     now = timezone.now()
     today = timezone.localdate(now)
     horizon = today + datetime.timedelta(days=ATTENTION_HORIZON_DAYS)
 
     # Over every key, the summary's counts once the keys are many; an owner's own keys are counted live.
-    figures = (summary_figures() if reads_everything else None) or live_figures(keys, today, now)
+    figures = ((summary_figures(CUSTOMER_ROWS_SHOWN) if reads_everything else None)
+               or live_figures(keys, today, now, CUSTOMER_ROWS_SHOWN))
     counts = figures.totals
     status_counts = [{"status": status.value, "label": status.label, "count": counts[status.value]}
                      for status in KeyStatus]
@@ -110,9 +125,33 @@ def dashboard(request):
                                         counts["rotation_required"]),
         "flag_counts": {name: counts[name] for name in ("orphaned", "unattested", "unused")},
         "customer_rows": figures.rows if reads_everything else [],
+        "customer_count": figures.customers if reads_everything else 0,
         "exception_register": exception_register(today) if reads_everything else None,
         "compliance_overview": compliance_overview(today) if reads_everything else None,
         "review_trends": review_trends() if reads_everything else None,
         "trend_cycles": LIMIT_CYCLES,
     }
     return render(request, "portal/dashboard.html", context)
+
+
+class CustomerKeyCountsListView(ObjectListView):
+    """Every customer's keys by status and flag, from the dashboard's summary (as of its refresh), those needing
+    attention first, a page at a time; the dashboard shows the first few."""
+
+    queryset = CustomerKeyCounts.objects.select_related("customer")
+    table_class = CustomerKeyCountsTable
+    filterset_class = CustomerKeyCountsFilterSet
+    template_name = "dashboard/customer_list.html"
+    ordering = ATTENTION_ORDER
+    per_page = 50
+    table_id = "customer-table"
+    allowed_roles = READERS
+    permission_denied_message = "Only compliance, admins and auditors see every customer's keys."
+
+    def get(self, request, *args, **kwargs):
+        self.summary = summary_for_list()
+        return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "counted_at": self.summary.refreshed_at,
+                "horizon_days": ATTENTION_HORIZON_DAYS}

@@ -18,6 +18,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/two-factor/", two_factor.two_factor_setup, name="two-factor-setup"),
     path("account/two-factor/verify/", two_factor.two_factor_verify, name="two-factor-verify"),
+    path("dashboard/", include("dashboard.urls")),
     path("keys/", include("keys.urls")),
     path("", include("attestations.urls")),
     path("", include("contacts.urls")),

@@ -132,6 +132,7 @@ def staff_pages(user) -> list[Page]:
     the user may see. Pages the user may not reach are tried too and left out when refused."""
     pages = [
         Page("dashboard", "/"),
+        Page("customer-key-counts", reverse("dashboard:customers")),
         Page("key-list", reverse("keys:list")),
         Page("key-list-filtered", reverse("keys:list") + "?status=active"),
         Page("key-register", reverse("keys:register")),

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from attestations.choices import CampaignStatus, Decision, ItemStatus
 from attestations.models import AttestationItem, Campaign
-from attestations.services import campaigns, decisions
+from attestations.services import campaigns, decisions, progress
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -44,3 +44,41 @@ def test_campaign_counts_match_the_items(client, compliance_user, owner, other_o
     figures = overview(client)
     assert figures["campaign_counts"] == {"active": 1, "pending_items": 2, "overdue_items": 0}
     assert [c.name for c in figures["campaigns"]] == ["Fresh"]
+
+
+def test_a_large_campaign_is_counted_from_its_stored_figures(client, compliance_user, owner, settings):
+    settings.CAMPAIGN_FIGURES_MIN_ITEMS = 3
+    for _ in range(3):
+        factories.ApiKeyFactory(owner=owner)
+    large = campaigns.create_campaign(actor=compliance_user, name="Large")
+    campaigns.launch_campaign(large, actor=compliance_user)
+    progress.refresh_campaign_figures(large)
+    factories.ApiKeyFactory(owner=owner)
+    small = campaigns.create_campaign(actor=compliance_user, name="Small")
+    campaigns.launch_campaign(small, actor=compliance_user)
+    client.force_login(compliance_user)
+    decisions.record_decision(large.items.first(), actor=owner, decision=Decision.CONFIRM, justification="in use",
+                              affirm=True)
+    decisions.record_decision(small.items.first(), actor=owner, decision=Decision.CONFIRM, justification="in use",
+                              affirm=True)
+
+    # The large campaign as of its figures (3 pending), the small one counted now (0 pending).
+    figures = overview(client)
+    assert {c.name: (c.total, c.pending) for c in figures["campaigns"]} == {"Large": (3, 3), "Small": (1, 0)}
+    assert figures["campaign_counts"]["pending_items"] == 3
+    counted_at = large.figures.counted_at
+    assert figures["campaigns_counted_at"] == counted_at
+    assert 'data-testid="campaigns-counted-at"' in client.get(reverse("dashboard")).text
+
+    progress.refresh_campaign_figures(large)
+    figures = overview(client)
+    assert {c.name: (c.total, c.pending) for c in figures["campaigns"]} == {"Large": (3, 2), "Small": (1, 0)}
+    assert figures["campaigns_counted_at"] > counted_at
+
+
+def test_without_stored_figures_nothing_says_as_of(client, compliance_user, owner):
+    factories.ApiKeyFactory(owner=owner)
+    campaigns.launch_campaign(campaigns.create_campaign(actor=compliance_user, name="Small"), actor=compliance_user)
+    client.force_login(compliance_user)
+    assert overview(client)["campaigns_counted_at"] is None
+    assert 'data-testid="campaigns-counted-at"' not in client.get(reverse("dashboard")).text

@@ -165,7 +165,7 @@ def test_verification_reads_the_chain_in_bounded_chunks(owner, compliance_user):
         for query in captured:
             # No statement carries a long list of ids: a chunk's rows of a table are named only when they are few
             # (else read as their range, or joined to their chunk's links in the database).
-            assert not re.search(r"IN \(\d+(, \d+){%d,}\)" % chain.FEW_IDS, query["sql"]), query["sql"][:300]
+            assert not re.search(rf"IN \(\d+(, \d+){{{chain.FEW_IDS},}}\)", query["sql"]), query["sql"][:300]
         counts[size] = len(captured)
     # Beyond a constant part (layouts, heads, the unsealed rows of each table), queries grow with records per
     # chunk: a link query and a row query per table in the chunk.

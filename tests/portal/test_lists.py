@@ -141,6 +141,11 @@ def build_contacts(users, n):
     ]
 
 
+def build_customer_key_counts(users, n):
+    """Customers with one key of alice's each: their rows on the per-customer list, counted when it is opened."""
+    return [factories.ApiKeyFactory(owner=users["owner"]).workflow.customer for _ in range(n)]
+
+
 def build_auditor_grants(users, n):
     return [factories.grant_access(factories.AuditorFactory(), by=users["compliance"]) for _ in range(n)]
 
@@ -180,6 +185,9 @@ LISTS = [
     ListPage("contacts:list", build_contacts, lambda contact: f'href="/contacts/{contact.pk}/"',
              seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"active": "yes"}, miss={"active": "no"},
              per_page=50),
+    ListPage("dashboard:customers", build_customer_key_counts, lambda customer: f'href="/keys/?customer={customer.pk}"',
+             seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"contract": "active"},
+             miss={"contract": "ended"}, per_page=50),
     ListPage("auditors:list", build_auditor_grants, lambda grant: f'id="grant-{grant.pk}"',
              seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"state": "current"}, miss={"state": "ended"},
              per_page=50),

@@ -66,6 +66,7 @@ SCIM_REFUSED = row(401, 401, 401, 401, 401)
 # "other" is bob, an owner of other keys.
 PAGES = {
     "dashboard": {"get": EVERYONE},
+    "dashboard:customers": {"get": READERS},
     "login": {"get": row(200, 302, 302, 302, 302, auditor=302)},
     "logout": {"post": row(302, 302, 302, 302, 302, auditor=302)},
     "two-factor-setup": {"get": row(LOGIN, 403, 403, 200, 200, auditor=200)},
