@@ -54,7 +54,7 @@ def visible_customers(request):
         return Customer.objects.all()
     # A semi-join on the few visible keys' customers, not a join over every key made distinct.
     return Customer.objects.filter(
-        pk__in=Workflow.objects.filter(keys__in=ApiKey.objects.visible_id_list(request.user)).values("customer_id"))
+        pk__in=Workflow.objects.filter(keys__in=ApiKey.objects.visible_ids(request.user)).values("customer_id"))
 
 
 def customer_choices(request):
@@ -72,7 +72,7 @@ def visible_workflows(request):
     if roles.reads_everything(request.user):
         return workflows
     return workflows.filter(
-        pk__in=ApiKey.objects.filter(pk__in=ApiKey.objects.visible_id_list(request.user)).values("workflow_id"))
+        pk__in=ApiKey.objects.filter(pk__in=ApiKey.objects.visible_ids(request.user)).values("workflow_id"))
 
 
 class ApiKeyFilterSet(django_filters.FilterSet):

@@ -172,7 +172,7 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_rotated_at = models.DateTimeField(null=True, blank=True)
     last_attested_at = models.DateTimeField(null=True, blank=True)
-    risk_tier = models.CharField(max_length=20, choices=RiskTier.choices, default=RiskTier.MEDIUM, db_index=True)
+    risk_tier = models.CharField(max_length=20, choices=RiskTier.choices, default=RiskTier.MEDIUM)
     status = models.CharField(max_length=20, choices=KeyStatus.choices, default=KeyStatus.PENDING, db_index=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     revocation_reason = models.CharField(max_length=40, choices=RevocationReason.choices, blank=True)
@@ -202,6 +202,9 @@ class ApiKey(models.Model):
             models.Index(fields=["owner"], condition=models.Q(orphaned=True), name="keys_apikey_orphaned"),
             # Expiry look-ups, and the list sorted by expiry paged by keyset (equal dates in id order).
             models.Index(fields=["expires_on", "id"], name="keys_apikey_expiry_order"),
+            # A risk tier, and its keys in expiry order: riskier keys live shorter, so the whole expiry order would be
+            # read past the others before meeting them.
+            models.Index(fields=["risk_tier", "expires_on", "id"], name="keys_apikey_risk_expiry_order"),
             # The dashboard's live keys soonest due for review and soonest expiring, in its order (the id breaks
             # ties): its first ten read from the index, not every key of the earliest date sorted.
             models.Index(fields=["next_review_on", "id"], condition=models.Q(status__in=LIVE_STATUS_VALUES),

@@ -28,7 +28,7 @@ from core.lists import READERS, ObjectListView
 from keys.choices import Environment, RiskTier
 from keys.models import Customer, Workflow
 
-ITEMS_PER_PAGE = 50
+ITEMS_PER_PAGE = 25  # the portal's page size; ?per_page= asks for more
 NOTIFICATIONS_SHOWN = 50
 REVIEWERS_SHOWN = 50
 
