@@ -175,7 +175,7 @@ LISTS = [
              seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"status": "draft"}, miss={"status": "active"}),
     ListPage("attestations:campaign", build_campaign_items, lambda item: f'href="/items/{item.pk}/"',
              seen_by=STAFF, denied=frozenset({"owner", "other"}), match={"status": ItemStatus.PENDING},
-             miss={"status": ItemStatus.CONFIRMED}, per_page=50,
+             miss={"status": ItemStatus.CONFIRMED}, per_page=25,
              url=lambda items: reverse("attestations:campaign", args=[items[0].campaign_id])),
     ListPage("attestations:exports", build_exports, lambda export: f'href="/exports/{export.pk}/"',
              seen_by=EVERYONE_SEES, match={"kind": "key"}, miss={"kind": "campaign"}, per_page=50),
