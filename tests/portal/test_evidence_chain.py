@@ -240,6 +240,22 @@ def test_bad_against_head_arguments_are_refused():
         call_command("verify_history", "--against-head", "x", "abc")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_a_walk_in_no_processes_is_refused_and_leaves_no_checkpoint(workers):
+    from core.models import ChainCheckpoint
+
+    with pytest.raises(CommandError, match="--workers takes a number of processes, 1 or more"):
+        call_command("verify_history", "--workers", workers)
+    assert not ChainCheckpoint.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_command_walks_with_the_workers_asked_for(capsys):
+    call_command("verify_history", "--workers", "2")  # SQLite, or a short chain: one process, the same report
+    assert "History chain OK" in capsys.readouterr().out
+
+
 def test_a_contacts_erasure_leaves_the_chain_verifiable(everywhere, admin_user, compliance_user,
                                                         django_capture_on_commit_callbacks):
     key = everywhere["key"]
